@@ -1,0 +1,26 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// porter: an on-demand activation broker. The toolchain only: no package dependencies.
+let package = Package(
+    name: "porter",
+    products: [
+        .executable(name: "porter", targets: ["porter"]),
+    ],
+    targets: [
+        // The child side of spawning and the syscalls Swift cannot call (variadic, raw).
+        .target(name: "CPorter"),
+        // Thin typed wrappers around the kernel objects porter uses.
+        .target(name: "PorterSys", dependencies: ["CPorter", "PorterCore"]),
+        // Pure logic: unit-file parser, config model, state machines.
+        .target(name: "PorterCore"),
+        // The one event loop and the supervisor that performs the machines' actions.
+        .target(name: "PorterDaemon", dependencies: ["PorterCore", "PorterSys"]),
+        .executableTarget(name: "porter", dependencies: ["PorterDaemon"]),
+        // A tiny handler the end-to-end tests spawn; it reports what it received.
+        .executableTarget(name: "porter-test-handler", dependencies: ["CPorter"]),
+        .testTarget(name: "PorterCoreTests", dependencies: ["PorterCore"]),
+        .testTarget(name: "PorterSysTests", dependencies: ["PorterSys"]),
+        .testTarget(name: "PorterEndToEndTests", dependencies: ["PorterSys"]),
+    ]
+)

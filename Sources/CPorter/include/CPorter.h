@@ -1,0 +1,121 @@
+/* CPorter: what Swift cannot call on its own.
+ *
+ * - porter_spawn(): the child side of spawning. Between clone and execve no
+ *   Swift runs and nothing allocates; see spawn.c for the order of operations.
+ * - Small shims for variadic or macro-only C interfaces (fcntl, ioctl, open,
+ *   errno, WIFEXITED & co.), so the Swift side never guesses at ABI details.
+ */
+#ifndef CPORTER_H
+#define CPORTER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Re-exported so the Swift wrappers see every kernel interface they wrap. */
+#include <arpa/inet.h>
+#include <grp.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+/* Where a failed child stopped; sent back with errno over the error pipe. */
+enum porter_spawn_stage {
+    PORTER_STAGE_NONE = 0,
+    PORTER_STAGE_SIGNALS = 1,
+    PORTER_STAGE_SETSID = 2,
+    PORTER_STAGE_SETGROUPS = 3,
+    PORTER_STAGE_SETGID = 4,
+    PORTER_STAGE_SETUID = 5,
+    PORTER_STAGE_FDS = 6,
+    PORTER_STAGE_CHDIR = 7,
+    PORTER_STAGE_NO_NEW_PRIVS = 8,
+    PORTER_STAGE_EXEC = 9,
+    PORTER_STAGE_CLONE = 10,
+};
+
+/* The message a failed child writes to the error pipe: one write, atomic. */
+struct porter_spawn_failure {
+    int32_t pid;
+    int32_t stage;
+    int32_t error;
+};
+
+/* Everything the child needs, prepared by the parent. The child only reads
+ * it, except for the two digit slots below, which live in the parent's
+ * per-spawn buffers. */
+struct porter_spawn_request {
+    const char *path;            /* absolute path of the program */
+    char *const *argv;
+    char *const *envp;
+    /* Slots inside envp strings ("LISTEN_PID=" followed by room for digits):
+     * the child writes its own pid / pidfd inode id there before execve.
+     * NULL when unused. Each has room for 20 digits and a NUL. */
+    char *listen_pid_digits;
+    char *listen_pidfdid_digits;
+    const int *fds;              /* fds[i] is the source for fd i; -1 = leave i closed */
+    int nfds;                    /* at least 3: stdin, stdout, stderr, then 3... */
+    int error_fd;                /* write end of the CLOEXEC, O_NONBLOCK error pipe */
+    int new_session;             /* setsid() */
+    int change_ids;              /* setgroups + setresgid + setresuid */
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int ngroups;
+    const char *cwd;             /* NULL: stay in porter's cwd */
+    int cwd_optional;            /* WorkingDirectory=-PATH: ignore a failing chdir */
+    int umask;                   /* -1: inherit */
+    int no_new_privs;
+    const int *reset_signals;    /* signals porter ignores that the child must not */
+    int nreset_signals;
+};
+
+/* Starts the child and returns its pid, or -errno when clone itself failed.
+ * Returns only after the child has called execve or exited (vfork
+ * semantics), so a failure message, if any, is already in the error pipe. */
+pid_t porter_spawn(const struct porter_spawn_request *request);
+
+/* Shims for variadic or macro interfaces. */
+int porter_errno(void);
+void porter_set_errno(int value);
+int porter_fcntl_int(int fd, int cmd, int arg);
+int porter_open(const char *path, int flags, unsigned mode);
+int porter_openat(int dirfd, const char *path, int flags, unsigned mode);
+int porter_pipe2(int fds[2], int flags);
+int porter_accept4(int fd, void *addr, unsigned *addrlen, int flags);
+struct porter_peer_credentials {
+    int32_t pid;
+    uint32_t uid;
+    uint32_t gid;
+};
+int porter_peer_credentials(int fd, struct porter_peer_credentials *out);
+int porter_ioctl_int(int fd, unsigned long request, int *value);
+
+int porter_wifexited(int status);
+int porter_wexitstatus(int status);
+int porter_wifsignaled(int status);
+int porter_wtermsig(int status);
+int porter_wcoredump(int status);
+
+/* pidfd_open(2), where the kernel has it; -errno otherwise. */
+int porter_pidfd_open(pid_t pid);
+/* Whether pidfds live on pidfs (Linux 6.9+), where a pidfd's inode number is
+ * a unique 64-bit process id: what LISTEN_PIDFDID carries. */
+int porter_pidfs_supported(void);
+/* close_range(2); -errno on failure. */
+int porter_close_range(unsigned first, unsigned last, unsigned flags);
+
+#endif

@@ -1,0 +1,66 @@
+/// The state machine of one Accept=yes socket: it accepts while fewer than
+/// MaxConnections= instances run, and stops watching its listeners at the
+/// limit, so further clients wait in the kernel's backlog instead of being
+/// accepted and refused (s6-ipcserverd's way; systemd closes them instead).
+///
+///   state \ event | instanceStarted          | instanceExited              | stop
+///   --------------+--------------------------+-----------------------------+-----------------
+///   listening     | paused [unwatch] at limit| -                           | closed [unwatch]
+///   paused        | -                        | listening [watch] below limit | closed
+///   closed        | -                        | -                           | -
+public struct AcceptMachine: Sendable {
+    public enum State: Equatable, Sendable { case listening, paused, closed }
+
+    public enum Event: Equatable, Sendable { case instanceStarted, instanceExited, stop }
+
+    public enum Action: Equatable, Sendable {
+        case watch, unwatch
+        case log(LogLevel, String)
+    }
+
+    public let name: String
+    public let maxConnections: Int
+    public private(set) var state = State.listening
+    public private(set) var running = 0
+
+    public init(name: String, maxConnections: Int) {
+        self.name = name
+        self.maxConnections = maxConnections
+    }
+
+    /// Whether another connection may be accepted now.
+    public var canAccept: Bool { state == .listening && running < maxConnections }
+
+    public mutating func handle(_ event: Event) -> [Action] {
+        switch (state, event) {
+        case (.closed, .instanceExited):
+            running = max(0, running - 1)
+            return []
+        case (.closed, _):
+            return []
+        case (_, .stop):
+            state = .closed
+            return [.unwatch]
+        case (.listening, .instanceStarted):
+            running += 1
+            if running >= maxConnections {
+                state = .paused
+                return [.unwatch, .log(.info, "\(name): \(running) instances running (MaxConnections=\(maxConnections)); new clients wait in the backlog")]
+            }
+            return []
+        case (.paused, .instanceExited):
+            running = max(0, running - 1)
+            if running < maxConnections {
+                state = .listening
+                return [.watch]
+            }
+            return []
+        case (_, .instanceExited):
+            running = max(0, running - 1)
+            return []
+        case (.paused, .instanceStarted):
+            running += 1
+            return [.log(.debug, "\(name): instance started while paused")]
+        }
+    }
+}

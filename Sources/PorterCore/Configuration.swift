@@ -1,0 +1,129 @@
+/// A configuration directory read as a whole: every unit parsed and
+/// validated, sockets paired with the services they activate. A unit with
+/// errors is refused (with its diagnostics) and the rest stands, as inetd
+/// skips a bad entry and goes on.
+public struct Configuration: Sendable {
+    /// Sockets that will be opened, in name order.
+    public var sockets: [SocketConfig] = []
+    /// Services by name; Accept=yes sockets map to their `NAME@.service` template.
+    public var services: [UnitName: ServiceConfig] = [:]
+    /// For each Accept=no service: the sockets whose fds it receives, in order
+    /// (the ones that activate it, then Sockets=).
+    public var passedSockets: [UnitName: [UnitName]] = [:]
+    public var diagnostics: [Diagnostic] = []
+    /// Units that were refused, with every unit that depended on them.
+    public var refused: Set<UnitName> = []
+
+    public var hasErrors: Bool { diagnostics.contains { $0.severity == .error } }
+
+    public func socket(_ name: UnitName) -> SocketConfig? { sockets.first { $0.name == name } }
+
+    /// Reads `files` (file name and contents).
+    public static func load(files: [(name: String, text: String)], host: HostFacts) -> Configuration {
+        var c = Configuration()
+        var socketConfigs: [UnitName: SocketConfig] = [:]
+        var serviceConfigs: [UnitName: ServiceConfig] = [:]
+        var present: Set<UnitName> = []
+
+        for (fileName, text) in files.sorted(by: { $0.name < $1.name }) {
+            guard let name = UnitName.parse(fileName) else {
+                if let dot = fileName.lastIndex(of: "."),
+                   ["socket", "service", "path"].contains(String(fileName[fileName.index(after: dot)...])) {
+                    c.diagnostics.append(Diagnostic(.error, file: fileName, "invalid unit name, expected NAME.socket, NAME.service or NAME@.service with letters, digits and :-_.\\ only"))
+                }
+                continue  // not a unit file: README, editor backups, ...
+            }
+            present.insert(name)
+            var d = Diagnostics(file: fileName)
+            let file = UnitFile.parse(fileName: fileName, text: text, diagnostics: &d)
+            let specifiers = Specifiers(unit: name, host: host)
+            switch name.type {
+            case .socket:
+                if let s = SocketConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
+                    socketConfigs[name] = s
+                } else {
+                    c.refused.insert(name)
+                }
+            case .service:
+                if let s = ServiceConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
+                    serviceConfigs[name] = s
+                } else {
+                    c.refused.insert(name)
+                }
+            case .path:
+                d.error(nil, nil, "path units are not supported yet; nothing would watch this path")
+                c.refused.insert(name)
+            }
+            c.diagnostics += d.all
+        }
+
+        // Pair every socket with the service it activates.
+        var triggers: [UnitName: [UnitName]] = [:]
+        for (name, socket) in socketConfigs.sorted(by: { $0.key < $1.key }) {
+            let target = socket.activates
+            guard serviceConfigs[target] != nil else {
+                let why: String
+                if c.refused.contains(target) {
+                    why = "refused because \(target) has errors"
+                } else if socket.accept {
+                    why = "Accept=yes starts instances of \(target), which does not exist"
+                        + (present.contains(name.withType(.service)) ? " (\(name.withType(.service)) is for Accept=no)" : "")
+                } else {
+                    why = "activates \(target), which does not exist"
+                        + (present.contains(target.withInstance("")) ? " (\(target.withInstance(""))) is a template, for Accept=yes)" : "")
+                }
+                c.diagnostics.append(Diagnostic(.error, file: name.description, why))
+                c.refused.insert(name)
+                continue
+            }
+            triggers[target, default: []].append(name)
+        }
+
+        // Cross-checks that need both sides, then the final sets.
+        for (serviceName, service) in serviceConfigs.sorted(by: { $0.key < $1.key }) {
+            guard let activating = triggers[serviceName] else {
+                c.diagnostics.append(Diagnostic(.warning, file: serviceName.description,
+                    "not activated by any socket unit, so porter will not start it"))
+                continue
+            }
+            var passed = activating
+            var ok = true
+            for extra in service.sockets where !passed.contains(extra) {
+                guard let s = socketConfigs[extra], !s.accept else {
+                    c.diagnostics.append(Diagnostic(.error, file: serviceName.description, key: "Sockets",
+                        "\(extra) does not exist or has errors, or is Accept=yes"))
+                    ok = false
+                    continue
+                }
+                passed.append(extra)
+            }
+            let isAccept = serviceName.isTemplate
+            let listenCount = passed.compactMap { socketConfigs[$0]?.listens.count }.reduce(0, +)
+            let usesSocketIO = service.standardInput == .socket || service.standardOutput == .socket || service.standardError == .socket
+            if usesSocketIO && !isAccept && listenCount != 1 {
+                c.diagnostics.append(Diagnostic(.error, file: serviceName.description, key: "StandardInput",
+                    "socket needs exactly one listening socket with Accept=no, but \(serviceName) receives \(listenCount)"))
+                ok = false
+            }
+            if !ok {
+                c.refused.insert(serviceName)
+                for s in activating { c.refused.insert(s) }
+                continue
+            }
+            c.services[serviceName] = service
+            if !isAccept { c.passedSockets[serviceName] = passed }
+        }
+        c.sockets = socketConfigs.values.filter { !c.refused.contains($0.name) }.sorted { $0.name < $1.name }
+        return c
+    }
+
+    /// One line per socket: what it listens on and what it starts, for
+    /// `porter check`.
+    public var pairings: [String] {
+        sockets.map { s in
+            let listens = s.listens.map(\.description).joined(separator: " ")
+            let mode = s.accept ? "Accept=yes, one instance per connection, at most \(s.maxConnections)" : "Accept=no"
+            return "\(s.name) -> \(s.activates) (\(mode)): \(listens)"
+        }
+    }
+}

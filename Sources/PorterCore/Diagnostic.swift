@@ -1,0 +1,46 @@
+/// One problem found in the configuration. Its description names the file,
+/// the line, the key and what was expected:
+/// `echo.socket:3: ListenStream: port 70000 out of range 1-65535`.
+public struct Diagnostic: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Severity: String, Sendable { case error, warning }
+
+    public var severity: Severity
+    public var file: String
+    public var line: Int?
+    public var key: String?
+    public var message: String
+
+    public init(_ severity: Severity, file: String, line: Int? = nil, key: String? = nil, _ message: String) {
+        self.severity = severity
+        self.file = file
+        self.line = line
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String {
+        var s = file
+        if let line { s += ":\(line)" }
+        s += ": "
+        if let key { s += "\(key): " }
+        return s + message
+    }
+}
+
+/// Collects diagnostics while one file is read.
+public struct Diagnostics: Sendable {
+    public private(set) var all: [Diagnostic] = []
+    public let file: String
+
+    public init(file: String) { self.file = file }
+
+    public mutating func error(_ line: Int?, _ key: String?, _ message: String) {
+        all.append(Diagnostic(.error, file: file, line: line, key: key, message))
+    }
+
+    public mutating func warning(_ line: Int?, _ key: String?, _ message: String) {
+        all.append(Diagnostic(.warning, file: file, line: line, key: key, message))
+    }
+
+    public var hasErrors: Bool { all.contains { $0.severity == .error } }
+}

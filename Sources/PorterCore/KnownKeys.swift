@@ -1,0 +1,158 @@
+/// systemd keys porter does not implement, and what to do about each.
+///
+/// The rule (issue #2): a key whose absence would change security or
+/// semantics refuses the unit — a unit that asks for a sandbox, a resource
+/// limit or a second command must never run without it. Keys that only
+/// order, document or install units are accepted silently; other harmless
+/// keys get a warning. Anything not listed anywhere is "unknown" and gets a
+/// warning with the nearest known key, to catch misspellings.
+public enum KnownKeys {
+    public enum Verdict: Equatable {
+        case silent
+        case ignored(String)
+        case refused(String)
+        case unknown(suggestion: String?)
+    }
+
+    static let unitSilent: Set<String> = [
+        "Description", "Documentation", "After", "Before", "Wants", "WantedBy", "PartOf", "Conflicts",
+        "DefaultDependencies", "StopWhenUnneeded", "RefuseManualStart", "RefuseManualStop", "AllowIsolate",
+        "IgnoreOnIsolate", "CollectMode", "SourcePath", "Upholds", "PropagatesReloadTo", "ReloadPropagatedFrom",
+        "PropagatesStopTo", "StopPropagatedFrom", "JobTimeoutSec", "JobRunningTimeoutSec", "JobTimeoutAction",
+        "SurviveFinalKillSignal", "RequiresMountsFor", "WantsMountsFor",
+    ]
+    static let unitIgnored: Set<String> = [
+        "Requires", "Requisite", "BindsTo", "OnFailure", "OnSuccess", "OnFailureJobMode", "JoinsNamespaceOf",
+        "FailureAction", "SuccessAction", "FailureActionExitStatus", "SuccessActionExitStatus",
+        "StartLimitAction", "RebootArgument",
+    ]
+    static let installKeys: Set<String> = ["WantedBy", "RequiredBy", "UpheldBy", "Alias", "Also", "DefaultInstance"]
+
+    /// Keys of systemd.exec(5), systemd.kill(5) and systemd.resource-control(5)
+    /// that porter cannot honour without namespaces, cgroups, capabilities or
+    /// seccomp. A unit using one is refused rather than run unprotected.
+    static let execRefused: Set<String> = [
+        "RootDirectory", "RootImage", "RootImageOptions", "RootHash", "RootVerity", "MountAPIVFS",
+        "ProtectProc", "ProcSubset", "BindPaths", "BindReadOnlyPaths", "MountImages", "ExtensionImages",
+        "ExtensionDirectories", "DynamicUser", "CapabilityBoundingSet", "AmbientCapabilities", "SecureBits",
+        "SELinuxContext", "AppArmorProfile", "SmackProcessLabel", "ProtectSystem", "ProtectHome",
+        "RuntimeDirectory", "StateDirectory", "CacheDirectory", "LogsDirectory", "ConfigurationDirectory",
+        "ReadWritePaths", "ReadOnlyPaths", "InaccessiblePaths", "ExecPaths", "NoExecPaths", "TemporaryFileSystem",
+        "PrivateTmp", "PrivateDevices", "PrivateNetwork", "NetworkNamespacePath", "PrivateIPC", "IPCNamespacePath",
+        "PrivateUsers", "ProtectHostname", "ProtectClock", "ProtectKernelTunables", "ProtectKernelModules",
+        "ProtectKernelLogs", "ProtectControlGroups", "RestrictAddressFamilies", "RestrictFileSystems",
+        "RestrictNetworkInterfaces", "RestrictNamespaces", "LockPersonality", "MemoryDenyWriteExecute",
+        "RestrictRealtime", "RestrictSUIDSGID", "RemoveIPC", "PrivateMounts", "MountFlags", "SystemCallFilter",
+        "SystemCallErrorNumber", "SystemCallArchitectures", "SystemCallLog", "PAMName", "KeyringMode",
+        "LoadCredential", "LoadCredentialEncrypted", "SetCredential", "SetCredentialEncrypted", "ImportCredential",
+        "IPAddressAllow", "IPAddressDeny", "IPIngressFilterPath", "IPEgressFilterPath", "SocketBindAllow",
+        "SocketBindDeny", "DeviceAllow", "DevicePolicy", "MemoryMax", "MemoryHigh", "MemoryLow", "MemoryMin",
+        "MemorySwapMax", "MemoryLimit", "CPUQuota", "CPUQuotaPeriodSec", "CPUWeight", "StartupCPUWeight",
+        "CPUShares", "AllowedCPUs", "AllowedMemoryNodes", "TasksMax", "IOWeight", "IODeviceWeight",
+        "IOReadBandwidthMax", "IOWriteBandwidthMax", "IOReadIOPSMax", "IOWriteIOPSMax", "Slice", "Delegate",
+        "LimitCPU", "LimitFSIZE", "LimitDATA", "LimitSTACK", "LimitCORE", "LimitRSS", "LimitNOFILE", "LimitAS",
+        "LimitNPROC", "LimitMEMLOCK", "LimitLOCKS", "LimitSIGPENDING", "LimitMSGQUEUE", "LimitNICE",
+        "LimitRTPRIO", "LimitRTTIME", "TTYPath", "StandardInputText", "StandardInputData", "ProtectSystemd",
+        "BPFProgram", "ManagedOOMSwap", "ManagedOOMMemoryPressure", "NUMAPolicy", "NUMAMask", "CPUAffinity",
+        "Personality", "IgnoreSIGPIPE",
+    ]
+    /// Harmless: scheduling hints and logging niceties.
+    static let execIgnored: Set<String> = [
+        "Nice", "OOMScoreAdjust", "IOSchedulingClass", "IOSchedulingPriority", "CPUSchedulingPolicy",
+        "CPUSchedulingPriority", "CPUSchedulingResetOnFork", "TimerSlackNSec", "SyslogIdentifier",
+        "SyslogFacility", "SyslogLevel", "SyslogLevelPrefix", "LogLevelMax", "LogExtraFields", "LogRateLimitIntervalSec",
+        "LogRateLimitBurst", "LogNamespace", "LogFilterPatterns", "TTYReset", "TTYVHangup", "TTYVTDisallocate",
+        "TTYRows", "TTYColumns", "UtmpIdentifier", "UtmpMode", "CoredumpFilter", "CoredumpReceive",
+        "MemoryAccounting", "CPUAccounting", "IOAccounting", "TasksAccounting", "IPAccounting",
+        "RuntimeDirectoryMode", "RuntimeDirectoryPreserve", "StateDirectoryMode", "CacheDirectoryMode",
+        "LogsDirectoryMode", "ConfigurationDirectoryMode", "SetLoginEnvironment",
+    ]
+    static let serviceRefused: [String: String] = [
+        "ExecStartPre": "porter runs one command per start", "ExecStartPost": "porter runs one command per start",
+        "ExecCondition": "porter runs one command per start", "ExecReload": "porter has no reload jobs",
+        "ExecStop": "porter stops a service with KillSignal=", "ExecStopPost": "porter runs one command per start",
+        "PIDFile": "forking services are not supported", "BusName": "D-Bus activation is not supported",
+        "USBFunctionDescriptors": "not supported", "USBFunctionStrings": "not supported",
+        "OpenFile": "not supported", "FileDescriptorStoreMax": "not supported yet",
+        "FileDescriptorStorePreserve": "not supported yet", "NotifyAccess": "Type=notify is not supported yet",
+        "WatchdogSec": "the watchdog is not supported yet", "RuntimeMaxSec": "not supported yet",
+        "RuntimeRandomizedExtraSec": "not supported yet", "OOMPolicy": "not supported",
+        "ExitType": "not supported", "RestartPreventExitStatus": "Restart= is not supported yet",
+        "RestartForceExitStatus": "Restart= is not supported yet", "SuccessExitStatus": "not supported yet",
+        "RestartMode": "Restart= is not supported yet", "RestartSteps": "Restart= is not supported yet",
+        "RestartMaxDelaySec": "Restart= is not supported yet", "ReloadSignal": "porter has no reload jobs",
+    ]
+    static let serviceIgnored: Set<String> = [
+        "RemainAfterExit", "GuessMainPID", "TimeoutStartSec", "TimeoutAbortSec", "TimeoutStartFailureMode",
+        "TimeoutStopFailureMode", "RestartSec",
+    ]
+    static let socketRefused: [String: String] = [
+        "ListenFIFO": "FIFOs are not supported", "ListenSpecial": "special files are not supported",
+        "ListenNetlink": "netlink sockets are not supported", "ListenMessageQueue": "message queues are not supported",
+        "ListenUSBFunction": "USB functions are not supported", "SocketProtocol": "only the default protocol is supported",
+        "ExecStartPre": "socket commands are not supported", "ExecStartPost": "socket commands are not supported",
+        "ExecStopPre": "socket commands are not supported", "ExecStopPost": "socket commands are not supported",
+        "MaxConnectionsPerSource": "not supported yet", "Writable": "not supported", "Symlinks": "not supported yet",
+        "BindToDevice": "not supported yet", "Transparent": "not supported yet", "SmackLabel": "not supported",
+        "SmackLabelIPIn": "not supported", "SmackLabelIPOut": "not supported", "SELinuxContextFromNet": "not supported",
+        "FlushPending": "not supported yet", "PollLimitIntervalSec": "not supported yet", "PollLimitBurst": "not supported yet",
+        "DeferTrigger": "not supported", "DeferTriggerMaxSec": "not supported", "PassFileDescriptorsToExec": "not supported",
+        "TriggerLimitIntervalSec": "not supported yet", "TriggerLimitBurst": "not supported yet",
+    ]
+    static let socketIgnored: Set<String> = [
+        "PipeSize", "MessageQueueMaxMessages", "MessageQueueMessageSize", "TCPCongestion",
+        "AcceptFileDescriptors", "Timestamping", "TimeoutSec",
+    ]
+
+    public static func classify(section: String, key: String, implemented: [String]) -> Verdict {
+        switch section {
+        case "Unit":
+            if unitSilent.contains(key) { return .silent }
+            if unitIgnored.contains(key) { return .ignored("porter starts each unit on its own activity") }
+            if key.hasPrefix("Condition") || key.hasPrefix("Assert") {
+                return .refused("unit conditions are not supported, and running the unit unconditionally could be wrong")
+            }
+        case "Install":
+            return .silent
+        case "Service", "Socket":
+            let table = section == "Service" ? serviceRefused : socketRefused
+            if let why = table[key] { return .refused(why) }
+            if execRefused.contains(key) {
+                return .refused("porter cannot provide it (no namespaces, cgroups or seccomp), and running the unit without it would be less safe than asked")
+            }
+            if (section == "Service" ? serviceIgnored : socketIgnored).contains(key) || execIgnored.contains(key) {
+                return .ignored("not supported by porter")
+            }
+        default:
+            break
+        }
+        return .unknown(suggestion: nearest(key, in: implemented))
+    }
+
+    /// The implemented key closest to `key` by edit distance, if close enough
+    /// to be a likely misspelling.
+    static func nearest(_ key: String, in candidates: [String]) -> String? {
+        var best: (String, Int)? = nil
+        for c in candidates {
+            let d = distance(key.lowercased(), c.lowercased())
+            if d <= max(2, c.count / 4), d < (best?.1 ?? .max) { best = (c, d) }
+        }
+        return best?.0
+    }
+
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var prev = Array(0...b.count)
+        var cur = [Int](repeating: 0, count: b.count + 1)
+        for i in 1...a.count {
+            cur[0] = i
+            for j in 1...b.count {
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            swap(&prev, &cur)
+        }
+        return prev[b.count]
+    }
+}

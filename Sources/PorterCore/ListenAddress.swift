@@ -1,0 +1,140 @@
+import Glibc
+
+/// Which `Listen*=` key a socket came from, and so its socket type.
+public enum SocketKind: String, Sendable, Hashable {
+    case stream = "ListenStream"
+    case datagram = "ListenDatagram"
+    case sequentialPacket = "ListenSequentialPacket"
+}
+
+/// A listening address in every form systemd.socket(5) accepts for
+/// `ListenStream=`, `ListenDatagram=` and `ListenSequentialPacket=`.
+public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
+    /// A bare port: `[::]:port`, reachable over IPv4 too unless
+    /// BindIPv6Only=ipv6-only; IPv4 `0.0.0.0:port` where IPv6 is missing.
+    case anyPort(UInt16)
+    case ipv4(address: [UInt8], port: UInt16)
+    case ipv6(address: [UInt8], port: UInt16, scope: String?)
+    case unixPath(String)
+    /// Linux abstract namespace, written `@name`.
+    case abstract(String)
+
+    /// sun_path is 108 bytes; one is kept for the terminating NUL.
+    public static let maxUnixPathBytes = 107
+
+    public static func parse(_ s: String, kind: SocketKind) throws(ValueError) -> ListenAddress {
+        let expected = "invalid address '\(s)', expected a port, IPv4:port, [IPv6]:port, /path or @abstract"
+        guard let first = s.first else { throw ValueError(expected) }
+        var address: ListenAddress
+        switch first {
+        case "/":
+            guard s.utf8.count <= maxUnixPathBytes else {
+                throw ValueError("path '\(s)' too long (\(s.utf8.count) bytes), at most \(maxUnixPathBytes) for a Unix socket")
+            }
+            address = .unixPath(s)
+        case "@":
+            let name = String(s.dropFirst())
+            guard !name.isEmpty, name.utf8.count + 1 <= maxUnixPathBytes + 1 else {
+                throw ValueError("abstract name '\(s)' must be 1-\(maxUnixPathBytes - 1) bytes")
+            }
+            address = .abstract(name)
+        case "[":
+            guard let close = s.firstIndex(of: "]") else { throw ValueError(expected) }
+            var host = String(s[s.index(after: s.startIndex)..<close])
+            let rest = s[s.index(after: close)...]
+            guard rest.first == ":" else {
+                throw ValueError("'\(s)' has no port, expected [IPv6]:port")
+            }
+            let port = try parsePort(String(rest.dropFirst()))
+            var scope: String? = nil
+            if let pct = host.firstIndex(of: "%") {
+                scope = String(host[host.index(after: pct)...])
+                host = String(host[..<pct])
+                guard !scope!.isEmpty else { throw ValueError(expected) }
+            }
+            guard let bytes = parseIP(host, family: AF_INET6, size: 16) else {
+                throw ValueError("invalid IPv6 address '\(host)' in '\(s)'")
+            }
+            address = .ipv6(address: bytes, port: port, scope: scope)
+        default:
+            if let colon = s.lastIndex(of: ":") {
+                let host = String(s[..<colon])
+                if host.contains(":") {
+                    throw ValueError("'\(s)': an IPv6 address needs brackets, expected [IPv6]:port")
+                }
+                if host.hasPrefix("vsock") {
+                    throw ValueError("'\(s)': vsock addresses are not supported by porter")
+                }
+                let port = try parsePort(String(s[s.index(after: colon)...]))
+                guard let bytes = parseIP(host, family: AF_INET, size: 4) else {
+                    throw ValueError("invalid IPv4 address '\(host)' in '\(s)', expected a.b.c.d:port")
+                }
+                address = .ipv4(address: bytes, port: port)
+            } else if s.allSatisfy({ $0.isASCII && $0.isNumber }) {
+                address = .anyPort(try parsePort(s))
+            } else {
+                throw ValueError(expected)
+            }
+        }
+        if kind == .sequentialPacket, address.isInet {
+            throw ValueError("'\(s)': sequential packet sockets are Unix only, expected /path or @abstract")
+        }
+        return address
+    }
+
+    static func parsePort(_ s: String) throws(ValueError) -> UInt16 {
+        guard !s.isEmpty, s.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(s.prefix(9)) else {
+            throw ValueError("invalid port '\(s)', expected a number 1-65535")
+        }
+        guard (1...65535).contains(n), s.count < 9 else {
+            throw ValueError("port \(s) out of range 1-65535")
+        }
+        return UInt16(n)
+    }
+
+    static func parseIP(_ s: String, family: Int32, size: Int) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 16)
+        let ok = buffer.withUnsafeMutableBytes { inet_pton(family, s, $0.baseAddress) }
+        return ok == 1 ? Array(buffer.prefix(size)) : nil
+    }
+
+    public var isInet: Bool {
+        switch self {
+        case .anyPort, .ipv4, .ipv6: return true
+        case .unixPath, .abstract: return false
+        }
+    }
+
+    public var port: UInt16? {
+        switch self {
+        case .anyPort(let p), .ipv4(_, let p), .ipv6(_, let p, _): return p
+        default: return nil
+        }
+    }
+
+    public var unixPath: String? {
+        if case .unixPath(let p) = self { return p }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .anyPort(let p): return String(p)
+        case .ipv4(let a, let p): return "\(Self.format(a, family: AF_INET)):\(p)"
+        case .ipv6(let a, let p, let scope):
+            return "[\(Self.format(a, family: AF_INET6))\(scope.map { "%" + $0 } ?? "")]:\(p)"
+        case .unixPath(let path): return path
+        case .abstract(let name): return "@" + name
+        }
+    }
+
+    /// inet_ntop of raw address bytes.
+    public static func format(_ bytes: [UInt8], family: Int32) -> String {
+        var out = [CChar](repeating: 0, count: 64)
+        let ok = bytes.withUnsafeBytes { src in
+            out.withUnsafeMutableBufferPointer { inet_ntop(family, src.baseAddress, $0.baseAddress, 64) }
+        }
+        guard ok != nil else { return "?" }
+        return String(cString: out)
+    }
+}

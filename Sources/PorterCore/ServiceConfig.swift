@@ -1,0 +1,341 @@
+public enum StandardInput: Equatable, Sendable {
+    case null, socket
+    case file(String)
+}
+
+public enum StandardOutput: Equatable, Sendable {
+    /// stdout: a copy of stdin; stderr: a copy of stdout.
+    case inherit
+    case null, socket
+    /// Into porter's log, one line per line, prefixed with the unit's name.
+    case journal
+    case file(String), append(String), truncate(String)
+}
+
+/// systemd.kill(5): which processes a stop signals. Porter has no cgroups;
+/// the service's process group (porter makes each service a session leader)
+/// stands in for the control group.
+public enum KillMode: String, Sendable {
+    case controlGroup = "control-group", mixed, process, none
+}
+
+/// What `WorkingDirectory=` asks for.
+public struct WorkingDirectory: Equatable, Sendable {
+    /// nil: the home directory of User= (`~`).
+    public var path: String?
+    /// `-` prefix: a missing directory is not an error.
+    public var optional: Bool
+}
+
+/// A `.service` unit (or `@.service` template), as systemd.service(5) and
+/// systemd.exec(5) describe it. Strings that may hold instance specifiers
+/// are kept unexpanded; `instantiate` resolves them for one instance.
+public struct ServiceConfig: Sendable {
+    public var name: UnitName
+    public var exec: ExecCommand?
+    var execLine = 0
+    /// Environment= words, split but with specifiers unresolved.
+    var environment: [(line: Int, name: String, value: String)] = []
+    var environmentFiles: [(line: Int, path: String, optional: Bool)] = []
+    public var passEnvironment: [String] = []
+    public var unsetEnvironment: [String] = []
+    var workingDirectory: (line: Int, raw: String)? = nil
+    public var user: String?
+    public var group: String?
+    public var supplementaryGroups: [String] = []
+    public var standardInput = StandardInput.null
+    var explicitOutput: StandardOutput? = nil
+    var explicitError: StandardOutput? = nil
+    public var killSignal: Int32 = 15
+    public var finalKillSignal: Int32 = 9
+    public var killMode = KillMode.controlGroup
+    public var sendSIGKILL = true
+    public var sendSIGHUP = false
+    /// systemd's DefaultTimeoutStopSec.
+    public var timeoutStop = Timeout.after(.seconds(90))
+    public var nonBlocking = false
+    /// systemd.exec(5): UMask= defaults to 0022.
+    public var umask: UInt32 = 0o022
+    public var noNewPrivileges = false
+    /// Sockets= : further socket units whose fds this service receives.
+    public var sockets: [UnitName] = []
+    /// systemd.unit(5) defaults: 5 starts in 10 s.
+    public var startLimitInterval = Duration.seconds(10)
+    public var startLimitBurst = 5
+
+    public init(name: UnitName) { self.name = name }
+
+    /// systemd's service_fix_stdio(): with a bidirectional stdin (a socket)
+    /// stdout defaults to inherit, i.e. the socket; otherwise to the journal.
+    public var standardOutput: StandardOutput {
+        if let o = explicitOutput, o != .inherit { return o }
+        return standardInput == .socket ? .inherit : .journal
+    }
+
+    /// stderr defaults to inherit, i.e. wherever stdout goes.
+    public var standardError: StandardOutput { explicitError ?? .inherit }
+
+    static let keys = [
+        "Type", "ExecStart", "Environment", "EnvironmentFile", "PassEnvironment", "UnsetEnvironment",
+        "WorkingDirectory", "User", "Group", "SupplementaryGroups", "StandardInput", "StandardOutput",
+        "StandardError", "KillSignal", "FinalKillSignal", "KillMode", "SendSIGKILL", "SendSIGHUP",
+        "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart",
+        "StartLimitInterval", "StartLimitBurst",
+    ]
+    static let unitKeys = ["StartLimitIntervalSec", "StartLimitBurst"]
+
+    public static func read(_ file: UnitFile, name: UnitName, specifiers: Specifiers, diagnostics: inout Diagnostics) -> ServiceConfig? {
+        var config = ServiceConfig(name: name)
+        var reader = UnitReader(file: file, diagnostics: diagnostics)
+        reader.read(section: "Service", implemented: keys, unitKeys: unitKeys) { r, a in
+            config.apply(a, &r, specifiers)
+        }
+        config.validate(&reader, specifiers)
+        diagnostics = reader.diagnostics
+        return diagnostics.hasErrors ? nil : config
+    }
+
+    static func isValidUserName(_ s: String) -> Bool {
+        if let n = UInt32(s) { return n != UInt32.max }
+        guard let f = s.first, f == "_" || (f.isASCII && f.isLetter), s.count <= 256 else { return false }
+        return s.dropFirst().allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) }
+            || (s.last == "$" && s.dropFirst().dropLast().allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "_-.".contains($0)) })
+    }
+
+    mutating func apply(_ a: UnitFile.Assignment, _ r: inout UnitReader, _ specifiers: Specifiers) {
+        func output(_ s: String, isError: Bool) throws(ValueError) -> StandardOutput {
+            switch s {
+            case "inherit": return .inherit
+            case "null": return .null
+            case "socket": return .socket
+            case "journal", "syslog", "kmsg", "journal+console", "syslog+console", "kmsg+console": return .journal
+            default:
+                for (prefix, make) in [("file:", StandardOutput.file), ("append:", StandardOutput.append), ("truncate:", StandardOutput.truncate)]
+                    where s.hasPrefix(prefix) {
+                    let path = String(s.dropFirst(prefix.count))
+                    guard path.hasPrefix("/") else { throw ValueError("'\(path)' is not an absolute path, expected \(prefix)/path") }
+                    return make(path)
+                }
+                if s == "tty" || s.hasPrefix("fd:") {
+                    throw ValueError("'\(s)' is not supported by porter, expected inherit, null, socket, journal, file:PATH, append:PATH or truncate:PATH")
+                }
+                throw ValueError("invalid value '\(s)', expected inherit, null, socket, journal, file:PATH, append:PATH or truncate:PATH")
+            }
+        }
+        func expanded(_ s: String) -> String? {
+            // Instance specifiers are resolved per instance; check the syntax now.
+            r.value(a, specifiers.expand) != nil ? s : nil
+        }
+
+        switch a.key {
+        case "Type":
+            switch a.value {
+            case "simple", "exec", "idle", "": break
+            case "notify", "notify-reload", "forking", "oneshot", "dbus":
+                r.error(a, "Type=\(a.value) is not supported yet, expected simple or exec")
+            default:
+                r.error(a, "invalid value '\(a.value)', expected simple or exec")
+            }
+        case "ExecStart":
+            if a.value.isEmpty {
+                exec = nil
+                return
+            }
+            guard let commands = r.value(a, ExecCommand.parse) else { return }
+            if exec != nil || commands.count > 1 {
+                r.error(a, "more than one command; porter runs one ExecStart= per service (Type=oneshot is not supported)")
+                return
+            }
+            exec = commands[0]
+            execLine = a.line
+        case "Environment":
+            if a.value.isEmpty {
+                environment.removeAll()
+                return
+            }
+            var warnings: [String] = []
+            guard let pairs = r.value(a, { (s) throws(ValueError) in try EnvironmentParsing.assignments(s) { warnings.append($0) } }) else { return }
+            for w in warnings { r.warning(a, w) }
+            for (k, v) in pairs where r.value(a, { (_) throws(ValueError) in try specifiers.expand(v) }) != nil {
+                environment.append((a.line, k, v))
+            }
+        case "EnvironmentFile":
+            if a.value.isEmpty {
+                environmentFiles.removeAll()
+                return
+            }
+            var path = a.value
+            let optional = path.hasPrefix("-")
+            if optional { path.removeFirst() }
+            guard let p = expanded(path) else { return }
+            guard p.hasPrefix("/") || p.hasPrefix("%") else {
+                r.error(a, "'\(path)' is not an absolute path, expected /path or -/path")
+                return
+            }
+            environmentFiles.append((a.line, p, optional))
+        case "PassEnvironment", "UnsetEnvironment":
+            let names = Values.words(a.value)
+            if a.key == "PassEnvironment" {
+                if names.isEmpty { passEnvironment.removeAll() }
+                for n in names where EnvironmentExpansion.isValidName(Substring(n)) { passEnvironment.append(n) }
+            } else {
+                if names.isEmpty { unsetEnvironment.removeAll() }
+                unsetEnvironment += names
+            }
+            for n in names where a.key == "PassEnvironment" && !EnvironmentExpansion.isValidName(Substring(n)) {
+                r.warning(a, "invalid variable name '\(n)' ignored")
+            }
+        case "WorkingDirectory":
+            workingDirectory = a.value.isEmpty ? nil : (expanded(a.value).map { (a.line, $0) })
+        case "User", "Group":
+            guard let v = r.value(a, specifiers.expand) else { return }
+            if v.isEmpty {
+                if a.key == "User" { user = nil } else { group = nil }
+            } else if !Self.isValidUserName(v) {
+                r.error(a, "invalid \(a.key == "User" ? "user" : "group") name '\(v)', expected a name or a numeric id")
+            } else if a.key == "User" {
+                user = v
+            } else {
+                group = v
+            }
+        case "SupplementaryGroups":
+            guard let v = r.value(a, specifiers.expand) else { return }
+            let names = Values.words(v)
+            if names.isEmpty { supplementaryGroups.removeAll() }
+            for n in names {
+                if Self.isValidUserName(n) { supplementaryGroups.append(n) } else { r.error(a, "invalid group name '\(n)'") }
+            }
+        case "StandardInput":
+            switch a.value {
+            case "null": standardInput = .null
+            case "socket": standardInput = .socket
+            default:
+                if a.value.hasPrefix("file:"), a.value.dropFirst(5).hasPrefix("/") {
+                    standardInput = .file(String(a.value.dropFirst(5)))
+                } else if ["tty", "tty-force", "tty-fail", "data"].contains(a.value) || a.value.hasPrefix("fd:") {
+                    r.error(a, "'\(a.value)' is not supported by porter, expected null, socket or file:PATH")
+                } else {
+                    r.error(a, "invalid value '\(a.value)', expected null, socket or file:PATH")
+                }
+            }
+        case "StandardOutput": explicitOutput = r.value(a) { (s) throws(ValueError) in try output(s, isError: false) }
+        case "StandardError": explicitError = r.value(a) { (s) throws(ValueError) in try output(s, isError: true) }
+        case "KillSignal": if let v = r.value(a, Values.signal) { killSignal = v }
+        case "FinalKillSignal": if let v = r.value(a, Values.signal) { finalKillSignal = v }
+        case "KillMode":
+            guard let m = KillMode(rawValue: a.value) else {
+                r.error(a, "invalid value '\(a.value)', expected control-group, mixed, process or none")
+                return
+            }
+            killMode = m
+        case "SendSIGKILL": if let v = r.value(a, Values.boolean) { sendSIGKILL = v }
+        case "SendSIGHUP": if let v = r.value(a, Values.boolean) { sendSIGHUP = v }
+        case "TimeoutStopSec", "TimeoutSec":
+            // systemd.service(5): 0 disables the timeout, like "infinity".
+            if let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) {
+                timeoutStop = v.duration == .zero ? .never : v
+            }
+        case "NonBlocking": if let v = r.value(a, Values.boolean) { nonBlocking = v }
+        case "UMask": if let v = r.value(a, Values.mode) { umask = v & 0o777 }
+        case "NoNewPrivileges": if let v = r.value(a, Values.boolean) { noNewPrivileges = v }
+        case "Sockets":
+            let names = Values.words(a.value)
+            if names.isEmpty { sockets.removeAll() }
+            for n in names {
+                guard let u = UnitName.parse(n), u.type == .socket, u.instance == nil else {
+                    r.error(a, "invalid unit name '\(n)', expected NAME.socket")
+                    continue
+                }
+                sockets.append(u)
+            }
+        case "Restart":
+            if a.value != "no" && !a.value.isEmpty {
+                r.error(a, "Restart=\(a.value) is not supported yet, expected no")
+            }
+        case "StartLimitIntervalSec", "StartLimitInterval":
+            if let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) {
+                startLimitInterval = v.duration ?? .zero
+            }
+        case "StartLimitBurst":
+            if let v = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 0...1_000_000) }) { startLimitBurst = v }
+        default:
+            break
+        }
+    }
+
+    mutating func validate(_ r: inout UnitReader, _ specifiers: Specifiers) {
+        guard let exec else {
+            r.diagnostics.error(nil, nil, "no ExecStart= line; nothing to run")
+            return
+        }
+        if name.instance != nil && !name.isTemplate {
+            r.diagnostics.error(nil, nil, "service instances are made from templates, expected NAME.service or NAME@.service")
+        }
+        var checked = Set<String>()
+        for word in [exec.path] + exec.arguments where checked.insert(word).inserted {
+            do { _ = try specifiers.expand(word) } catch {
+                r.diagnostics.error(execLine, "ExecStart", error.message)
+            }
+        }
+        // The executable: absolute, or a plain name for the search path.
+        if let path = try? specifiers.expand(exec.path), path.contains("/"), !path.hasPrefix("/") {
+            r.diagnostics.error(execLine, "ExecStart", "executable path '\(path)' is not absolute, expected /path/to/program or a plain name found in PATH")
+        }
+        if let wd = workingDirectory, let p = try? specifiers.expand(wd.raw) {
+            let path = p.hasPrefix("-") ? String(p.dropFirst()) : p
+            if path != "~" && !path.hasPrefix("/") {
+                r.diagnostics.error(wd.line, "WorkingDirectory", "'\(path)' is not an absolute path, expected /path, -/path or ~")
+            }
+        }
+    }
+}
+
+/// A service's settings with specifiers resolved for one instance (or for
+/// the plain unit): what the daemon needs to start it.
+public struct ServiceInstance: Sendable {
+    public var unit: UnitName
+    /// The executable as resolved by specifiers: absolute or a plain name.
+    public var executable: String
+    /// argv with specifiers resolved; `$VAR` substitution happens at start.
+    public var arguments: [String]
+    public var expandEnvironment: Bool
+    public var environment: EnvironmentBlock
+    public var environmentFiles: [(path: String, optional: Bool)]
+    public var workingDirectory: WorkingDirectory?
+}
+
+extension ServiceConfig {
+    /// Whether any setting depends on the instance, so a template's
+    /// instances cannot share one resolved `ServiceInstance`.
+    public var dependsOnInstance: Bool {
+        guard let exec else { return false }
+        return ([exec.path] + exec.arguments + environment.map(\.value) + environmentFiles.map(\.path)
+            + [workingDirectory?.raw ?? ""]).contains(where: Specifiers.dependsOnInstance)
+    }
+
+    /// Resolves specifiers for `instance` (nil for a plain unit).
+    public func instantiate(_ instance: String?, host: HostFacts) throws(ValueError) -> ServiceInstance {
+        let unit = name.withInstance(instance)
+        let s = Specifiers(unit: unit, host: host, user: user)
+        guard let exec else { throw ValueError("no ExecStart=") }
+        var env = EnvironmentBlock()
+        for e in environment { env[e.name] = try s.expand(e.value) }
+        var files: [(path: String, optional: Bool)] = []
+        for f in environmentFiles { files.append((try s.expand(f.path), f.optional)) }
+        var wd: WorkingDirectory? = nil
+        if let w = workingDirectory {
+            var p = try s.expand(w.raw)
+            let optional = p.hasPrefix("-")
+            if optional { p.removeFirst() }
+            wd = WorkingDirectory(path: p == "~" ? nil : p, optional: optional)
+        }
+        return ServiceInstance(
+            unit: unit,
+            executable: try s.expand(exec.path),
+            arguments: try exec.arguments.map { (a) throws(ValueError) in try s.expand(a) },
+            expandEnvironment: exec.expandEnvironment,
+            environment: env,
+            environmentFiles: files,
+            workingDirectory: wd)
+    }
+}

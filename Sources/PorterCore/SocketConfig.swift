@@ -1,0 +1,208 @@
+import Glibc
+
+/// One `Listen*=` line of a socket unit.
+public struct Listen: Hashable, Sendable, CustomStringConvertible {
+    public var kind: SocketKind
+    public var address: ListenAddress
+    public var line: Int
+
+    public var description: String { "\(kind.rawValue)=\(address)" }
+}
+
+/// An integer socket option set on every listening socket of the unit
+/// (systemd.socket(5) keys that map one-to-one onto setsockopt).
+public struct SocketOption: Hashable, Sendable {
+    public enum Scope: Sendable { case any, inet, tcp }
+    public var key: String
+    public var level: Int32
+    public var name: Int32
+    /// For IPTTL and PassPacketInfo the IPv6 option differs.
+    public var ipv6Level: Int32?
+    public var ipv6Name: Int32?
+    public var value: Int32
+    public var scope: Scope
+}
+
+public enum BindIPv6Only: String, Sendable {
+    case `default`, both, ipv6Only = "ipv6-only"
+}
+
+/// A `.socket` unit, as systemd.socket(5) describes it.
+public struct SocketConfig: Sendable {
+    public var name: UnitName
+    public var listens: [Listen] = []
+    public var accept = false
+    /// systemd's default is SOMAXCONN; the kernel caps it at net.core.somaxconn.
+    public var backlog: Int32 = 4096
+    public var bindIPv6Only = BindIPv6Only.default
+    public var reusePort = false
+    public var freeBind = false
+    public var keepAlive = false
+    public var noDelay = false
+    public var receiveBuffer: Int?
+    public var sendBuffer: Int?
+    public var socketMode: UInt32 = 0o666
+    public var directoryMode: UInt32 = 0o755
+    public var socketUser: String?
+    public var socketGroup: String?
+    public var removeOnStop = false
+    public var fileDescriptorName: String
+    public var maxConnections = 64
+    /// `Service=`: only with Accept=no.
+    public var service: UnitName?
+    public var options: [SocketOption] = []
+
+    public init(name: UnitName) {
+        self.name = name
+        // systemd.socket(5): the name defaults to the socket unit's name, suffix included.
+        fileDescriptorName = name.description
+    }
+
+    static let keys = [
+        "ListenStream", "ListenDatagram", "ListenSequentialPacket", "Accept", "Backlog", "BindIPv6Only",
+        "ReusePort", "FreeBind", "KeepAlive", "NoDelay", "ReceiveBuffer", "SendBuffer", "SocketMode",
+        "SocketUser", "SocketGroup", "DirectoryMode", "RemoveOnStop", "FileDescriptorName", "MaxConnections",
+        "Service", "PassCredentials", "PassSecurity", "PassPIDFD", "PassPacketInfo", "Broadcast",
+        "DeferAcceptSec", "KeepAliveTimeSec", "KeepAliveIntervalSec", "KeepAliveProbes", "Priority", "Mark",
+        "IPTOS", "IPTTL",
+    ]
+
+    /// Reads a socket unit. Returns nil when it has errors (in `diagnostics`).
+    public static func read(_ file: UnitFile, name: UnitName, specifiers: Specifiers, diagnostics: inout Diagnostics) -> SocketConfig? {
+        var config = SocketConfig(name: name)
+        var reader = UnitReader(file: file, diagnostics: diagnostics)
+        reader.read(section: "Socket", implemented: keys) { r, a in
+            config.apply(a, &r, specifiers)
+        }
+        config.validate(&reader)
+        diagnostics = reader.diagnostics
+        return diagnostics.hasErrors ? nil : config
+    }
+
+    mutating func apply(_ a: UnitFile.Assignment, _ r: inout UnitReader, _ specifiers: Specifiers) {
+        func flag(_ set: (inout SocketConfig, Bool) -> Void) {
+            if let v = r.value(a, Values.boolean) { set(&self, v) }
+        }
+        func option(_ level: Int32, _ optname: Int32, scope: SocketOption.Scope = .any, _ parse: (String) throws(ValueError) -> Int32) {
+            options.removeAll { $0.key == a.key }
+            if a.value.isEmpty { return }
+            if let v = r.value(a, parse) {
+                options.append(SocketOption(key: a.key, level: level, name: optname, value: v, scope: scope))
+            }
+        }
+        func boolOption(_ level: Int32, _ optname: Int32, scope: SocketOption.Scope = .any) {
+            option(level, optname, scope: scope) { (s) throws(ValueError) -> Int32 in try Values.boolean(s) ? 1 : 0 }
+        }
+        func seconds(_ s: String) throws(ValueError) -> Int32 {
+            guard let d = try Values.timeSpan(s).duration else { throw ValueError("expected a finite time span") }
+            return Int32(clamping: d.nanoseconds / 1_000_000_000)
+        }
+        func int(_ range: ClosedRange<Int>) -> (String) throws(ValueError) -> Int32 {
+            { (s) throws(ValueError) -> Int32 in Int32(try Values.integer(s, in: range)) }
+        }
+
+        switch a.key {
+        case "ListenStream", "ListenDatagram", "ListenSequentialPacket":
+            let kind = SocketKind(rawValue: a.key)!
+            if a.value.isEmpty {
+                listens.removeAll()  // an empty assignment resets the list
+                return
+            }
+            guard let expanded = r.value(a, specifiers.expand),
+                  let address = r.value(a, { (_) throws(ValueError) in try ListenAddress.parse(expanded, kind: kind) })
+            else { return }
+            listens.append(Listen(kind: kind, address: address, line: a.line))
+        case "Accept": flag { $0.accept = $1 }
+        case "Backlog":
+            if let v = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 0...Int(Int32.max)) }) { backlog = Int32(v) }
+        case "BindIPv6Only":
+            guard let v = BindIPv6Only(rawValue: a.value) else {
+                r.error(a, "invalid value '\(a.value)', expected default, both or ipv6-only")
+                return
+            }
+            bindIPv6Only = v
+        case "ReusePort": flag { $0.reusePort = $1 }
+        case "FreeBind": flag { $0.freeBind = $1 }
+        case "KeepAlive": flag { $0.keepAlive = $1 }
+        case "NoDelay": flag { $0.noDelay = $1 }
+        case "ReceiveBuffer": receiveBuffer = r.value(a, Values.size)
+        case "SendBuffer": sendBuffer = r.value(a, Values.size)
+        case "SocketMode": if let v = r.value(a, Values.mode) { socketMode = v }
+        case "DirectoryMode": if let v = r.value(a, Values.mode) { directoryMode = v }
+        case "SocketUser": socketUser = a.value.isEmpty ? nil : r.value(a, specifiers.expand)
+        case "SocketGroup": socketGroup = a.value.isEmpty ? nil : r.value(a, specifiers.expand)
+        case "RemoveOnStop": flag { $0.removeOnStop = $1 }
+        case "FileDescriptorName":
+            guard let v = r.value(a, specifiers.expand) else { return }
+            if v.isEmpty {
+                fileDescriptorName = name.description
+            } else if v.count > 255 || v.contains(":") || v.unicodeScalars.contains(where: { $0.value < 32 || $0.value >= 127 }) {
+                r.error(a, "invalid name '\(v)', expected at most 255 printable ASCII characters without ':'")
+            } else {
+                fileDescriptorName = v
+            }
+        case "MaxConnections":
+            if let v = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 1...1_000_000) }) { maxConnections = v }
+        case "Service":
+            guard let v = r.value(a, specifiers.expand) else { return }
+            guard let n = UnitName.parse(v), n.type == .service, n.instance == nil else {
+                r.error(a, "invalid unit name '\(v)', expected NAME.service")
+                return
+            }
+            service = n
+        case "PassCredentials": boolOption(SOL_SOCKET, SO_PASSCRED)
+        case "PassSecurity": boolOption(SOL_SOCKET, SO_PASSSEC)
+        case "PassPIDFD": boolOption(SOL_SOCKET, 76 /* SO_PASSPIDFD */)
+        case "Broadcast": boolOption(SOL_SOCKET, SO_BROADCAST)
+        case "PassPacketInfo":
+            options.removeAll { $0.key == a.key }
+            if let v = r.value(a, Values.boolean), v {
+                options.append(SocketOption(key: a.key, level: Int32(IPPROTO_IP), name: IP_PKTINFO,
+                                            ipv6Level: Int32(IPPROTO_IPV6), ipv6Name: IPV6_RECVPKTINFO, value: 1, scope: .inet))
+            }
+        case "DeferAcceptSec": option(Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT, scope: .tcp, seconds)
+        case "KeepAliveTimeSec": option(Int32(IPPROTO_TCP), TCP_KEEPIDLE, scope: .tcp, seconds)
+        case "KeepAliveIntervalSec": option(Int32(IPPROTO_TCP), TCP_KEEPINTVL, scope: .tcp, seconds)
+        case "KeepAliveProbes": option(Int32(IPPROTO_TCP), TCP_KEEPCNT, scope: .tcp, int(1...127))
+        case "Priority": option(SOL_SOCKET, SO_PRIORITY, int(0...6))
+        case "Mark": option(SOL_SOCKET, SO_MARK, int(0...Int(Int32.max)))
+        case "IPTOS": option(Int32(IPPROTO_IP), IP_TOS, scope: .inet, int(0...255))
+        case "IPTTL":
+            options.removeAll { $0.key == a.key }
+            if let v = r.value(a, int(1...255)) {
+                options.append(SocketOption(key: a.key, level: Int32(IPPROTO_IP), name: IP_TTL,
+                                            ipv6Level: Int32(IPPROTO_IPV6), ipv6Name: IPV6_UNICAST_HOPS, value: v, scope: .inet))
+            }
+        default:
+            break
+        }
+    }
+
+    mutating func validate(_ r: inout UnitReader) {
+        if name.instance != nil {
+            r.diagnostics.error(nil, nil, "socket units cannot be templates or instances, expected NAME.socket")
+        }
+        if listens.isEmpty {
+            r.diagnostics.error(nil, nil, "no ListenStream=, ListenDatagram= or ListenSequentialPacket= line; nothing to listen on")
+        }
+        var seen = Set<String>()
+        for l in listens where !seen.insert("\(l.kind == .datagram ? "d" : "s")\(l.address)").inserted {
+            r.diagnostics.error(l.line, l.kind.rawValue, "\(l.address) is listed twice")
+        }
+        if accept {
+            for l in listens where l.kind == .datagram {
+                r.diagnostics.error(l.line, l.kind.rawValue, "Accept=yes needs connection sockets; datagram sockets cannot be accepted, expected Accept=no")
+            }
+            if service != nil {
+                r.diagnostics.error(nil, "Service", "not allowed with Accept=yes: each connection starts an instance of \(name.prefix)@.service")
+            }
+        }
+    }
+
+    /// The service this socket activates: `NAME@.service` instances with
+    /// Accept=yes, otherwise Service= or `NAME.service`.
+    public var activates: UnitName {
+        if accept { return UnitName(prefix: name.prefix, instance: "", type: .service) }
+        return service ?? name.withType(.service)
+    }
+}

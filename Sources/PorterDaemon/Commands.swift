@@ -1,0 +1,75 @@
+import Glibc
+import PorterCore
+import PorterSys
+
+/// The subcommands, minus argument parsing (main.swift does that).
+public enum Commands {
+    public static let version = "0.1.0"
+
+    /// porter's own environment, read once.
+    public static func environment() -> [String: String] {
+        var env: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            p += 1
+        }
+        return env
+    }
+
+    static func load(_ directory: String, _ host: HostFacts) -> Configuration? {
+        guard let st = try? Files.status(directory), st.isDirectory else {
+            Log.error("\(directory): not a directory; expected --config-dir DIR with .socket and .service files")
+            return nil
+        }
+        do {
+            return try ConfigLoader.load(directory: directory, host: host)
+        } catch {
+            Log.error("\(directory): cannot read: \(error.reason)")
+            return nil
+        }
+    }
+
+    /// `porter run`: the daemon in the foreground, logging to stderr.
+    public static func run(configDirectory: String) -> Int32 {
+        let env = environment()
+        let host = ConfigLoader.hostFacts(environment: env)
+        guard let config = load(configDirectory, host) else { return 1 }
+        for d in config.diagnostics { Log.write(d.severity == .error ? .error : .warning, d.description) }
+        let supervisor: Supervisor
+        do {
+            supervisor = try Supervisor(host: host, environment: env)
+        } catch {
+            Log.error("cannot set up the event loop: \(error)")
+            return 1
+        }
+        let problems = supervisor.activate(config)
+        for d in problems { Log.write(d.severity == .error ? .error : .warning, d.description) }
+        Log.info("ready: \(supervisor.sockets.count) socket\(supervisor.sockets.count == 1 ? "" : "s") listening for \(supervisor.services.count + supervisor.sockets.filter { $0.template != nil }.count) service\(supervisor.services.count == 1 ? "" : "s") from \(configDirectory)")
+        return supervisor.run()
+    }
+
+    /// `porter check`: parse and validate everything, print each pairing and
+    /// every problem; non-zero when there is any error.
+    public static func check(configDirectory: String) -> Int32 {
+        let env = environment()
+        let host = ConfigLoader.hostFacts(environment: env)
+        guard let config = load(configDirectory, host) else { return 1 }
+        let prep = Preparation(config, host: host, environment: env)
+        let problems = config.diagnostics + prep.diagnostics
+        var out = ""
+        for d in problems { out += "\(d.severity.rawValue): \(d.description)\n" }
+        let usable = config.sockets.filter { !prep.refusedSockets.contains($0.name) }
+        for s in usable {
+            let listens = s.listens.map(\.description).joined(separator: " ")
+            let mode = s.accept ? "Accept=yes: one instance per connection, at most \(s.maxConnections)" : "Accept=no"
+            out += "\(s.name) -> \(s.activates) (\(mode)): \(listens)\n"
+        }
+        let errors = problems.filter { $0.severity == .error }.count
+        let warnings = problems.count - errors
+        out += "\(usable.count) socket\(usable.count == 1 ? "" : "s") ready, \(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s")\n"
+        _ = try? FileDescriptor.standardOutput.write(out)
+        return errors > 0 ? 1 : 0
+    }
+}

@@ -1,0 +1,101 @@
+import Glibc
+import PorterCore
+import PorterSys
+
+/// Turns a prepared service and one activation into a SpawnPlan: the
+/// standard streams (systemd.exec(5) "Logging and Standard Input/Output"),
+/// the fds from 3 on with LISTEN_FDS/LISTEN_FDNAMES (sd_listen_fds(3)), the
+/// environment, argv, credentials and working directory.
+struct Launch {
+    var plan: SpawnPlan
+    /// Files opened for this start only (file:, append:), closed after spawning.
+    var opened: [FileDescriptor] = []
+
+    struct Failure: Error {
+        var message: String
+    }
+
+    /// - socket: the connection (Accept=yes) or the single listening socket
+    ///   (Accept=no) for StandardInput/Output/Error=socket.
+    /// - listen: fds for 3... with their names; ignored when the socket is on stdio.
+    /// - activation: per-start variables (REMOTE_ADDR, TCP*, ...).
+    static func make(_ p: PreparedService, instance: ServiceInstance, socket: FileDescriptor?,
+                     listen: [(fd: FileDescriptor, name: String)], activation: [(String, String)],
+                     devNull: FileDescriptor, journal: () throws(SysError) -> FileDescriptor) throws(Failure) -> Launch {
+        let c = p.config
+        var launch = Launch(plan: SpawnPlan(path: "", arguments: [], environment: [], fds: []))
+        do throws(SysError) {
+            let input: Int32
+            switch c.standardInput {
+            case .null: input = devNull.rawValue
+            case .socket: input = socket!.rawValue
+            case .file(let path):
+                let fd = try Files.open(path, flags: O_RDONLY)
+                launch.opened.append(fd)
+                input = fd.rawValue
+            }
+            let output = try stream(c.standardOutput, inherit: input, &launch, devNull, socket, journal)
+            let error = try stream(c.standardError, inherit: output, &launch, devNull, socket, journal)
+            launch.plan.fds = [input, output, error]
+        } catch {
+            launch.close()
+            throw Failure(message: "standard streams: \(error)")
+        }
+
+        var activationEnv = activation
+        let socketIO = c.standardInput == .socket || c.standardOutput == .socket || c.standardError == .socket
+        if !socketIO && !listen.isEmpty {
+            launch.plan.fds += listen.map(\.fd.rawValue)
+            activationEnv.append(("LISTEN_FDS", String(listen.count)))
+            activationEnv.append(("LISTEN_FDNAMES", listen.map(\.name).joined(separator: ":")))
+            launch.plan.setListenPID = true
+        }
+
+        var env: [String]
+        do { env = try p.environment(for: instance) } catch {
+            launch.close()
+            throw Failure(message: "\(error.call): \(error.reason)")
+        }
+        if !activationEnv.isEmpty {
+            let names = Set(activationEnv.map(\.0) + ["LISTEN_PID", "LISTEN_PIDFDID"])
+            env.removeAll { e in e.firstIndex(of: "=").map { names.contains(String(e[..<$0])) } ?? false }
+            env += activationEnv.map { "\($0.0)=\($0.1)" }
+        }
+        launch.plan.environment = env
+        launch.plan.arguments = p.arguments(instance, environment: env)
+        guard let path = p.executable(instance.executable) else {
+            launch.close()
+            throw Failure(message: "exec \(instance.executable): not found in \(Files.searchPath.joined(separator: ":"))")
+        }
+        launch.plan.path = path
+        if let ids = p.ids { launch.plan.ids = ids }
+        if let wd = instance.workingDirectory {
+            launch.plan.workingDirectory = wd.path ?? p.home
+            launch.plan.workingDirectoryOptional = wd.optional
+        }
+        launch.plan.umask = Int32(c.umask)
+        launch.plan.noNewPrivileges = c.noNewPrivileges
+        return launch
+    }
+
+    private static func stream(_ kind: StandardOutput, inherit: Int32, _ launch: inout Launch, _ devNull: FileDescriptor,
+                               _ socket: FileDescriptor?, _ journal: () throws(SysError) -> FileDescriptor) throws(SysError) -> Int32 {
+        switch kind {
+        case .inherit: return inherit
+        case .null: return devNull.rawValue
+        case .socket: return socket!.rawValue
+        case .journal: return try journal().rawValue
+        case .file(let path), .append(let path), .truncate(let path):
+            var flags = O_WRONLY | O_CREAT
+            if case .append = kind { flags |= O_APPEND }
+            if case .truncate = kind { flags |= O_TRUNC }
+            let fd = try Files.open(path, flags: flags)
+            launch.opened.append(fd)
+            return fd.rawValue
+        }
+    }
+
+    func close() {
+        for fd in opened { fd.close() }
+    }
+}

@@ -1,0 +1,63 @@
+import PorterCore
+import PorterSys
+
+/// A socket unit while porter runs: its open listeners and, with
+/// Accept=yes, the machine that decides whether to accept.
+final class SocketRuntime {
+    let config: SocketConfig
+    /// One per Listen*= line, in order; closed at shutdown.
+    var fds: [FileDescriptor]
+    /// epoll tokens of the fds while they are watched.
+    var tokens: [UInt64] = []
+    /// Accept=yes: the template and the machine.
+    var template: PreparedService?
+    var acceptMachine: AcceptMachine?
+    /// Accept=no: the index of the service this socket activates.
+    var service: Int?
+    /// Connections accepted so far: the NR of systemd's instance names.
+    var accepted: UInt32 = 0
+    /// After an accept error (EMFILE...): when to try again.
+    var retryAt: Instant?
+
+    init(config: SocketConfig, fds: [FileDescriptor]) {
+        self.config = config
+        self.fds = fds
+    }
+
+    var name: String { config.name.description }
+    var watched: Bool { !tokens.isEmpty }
+}
+
+/// An Accept=no service while porter runs.
+final class ServiceRuntime {
+    let prepared: PreparedService
+    var machine: ServiceMachine
+    /// Sockets whose readability starts the service.
+    let triggers: [Int]
+    /// What the service receives from fd 3 on, with LISTEN_FDNAMES names.
+    let passed: [(fd: FileDescriptor, name: String)]
+    /// Work queued on the triggering listeners when the service started.
+    var queuedAtStart: Int?
+
+    init(prepared: PreparedService, triggers: [Int], passed: [(fd: FileDescriptor, name: String)]) {
+        self.prepared = prepared
+        self.triggers = triggers
+        self.passed = passed
+        let c = prepared.config
+        machine = ServiceMachine(name: c.name.description, kill: prepared.kill,
+                                 startLimitInterval: c.startLimitInterval, startLimitBurst: c.startLimitBurst)
+    }
+
+    var name: String { prepared.config.name.description }
+}
+
+/// A running Accept=yes instance.
+struct Instance {
+    var socket: Int
+    var unit: String
+    var kill: KillPolicy
+    var ignoreFailure: Bool
+    /// Set once a stop has begun: when to escalate (nil: never).
+    var stopping = false
+    var killAt: Instant?
+}

@@ -1,0 +1,111 @@
+import Glibc
+import PorterCore
+import PorterSys
+
+/// Accept=yes sockets: one instance per connection.
+extension Supervisor {
+    /// Connections taken per readable event, so one busy socket cannot
+    /// starve the others (and SIGCHLD) for long.
+    static let acceptBatch = 64
+
+    func acceptConnections(_ i: Int, _ index: Int) {
+        let s = sockets[i]
+        let listener = s.fds[index]
+        for _ in 0..<Self.acceptBatch {
+            guard s.acceptMachine?.canAccept ?? false else { return }
+            var peer = SocketAddress()
+            let connection: FileDescriptor
+            do {
+                guard let c = try Socket.accept(listener, peer: &peer) else { return }
+                connection = c
+            } catch {
+                acceptFailed(i, error)
+                return
+            }
+            startInstance(i, connection: connection, peer: peer)
+            // The child has its own copy by now; porter's is not needed.
+            connection.close()
+        }
+    }
+
+    /// EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays queued and the
+    /// listener stays readable, so retrying at once would spin. Pause the
+    /// socket for a second instead; clients wait in the backlog.
+    private func acceptFailed(_ i: Int, _ error: SysError) {
+        let s = sockets[i]
+        Log.error("\(s.name): accept: \(error.reason); pausing this socket for 1s")
+        unwatch(socket: i)
+        s.retryAt = MonotonicClock.now() + .seconds(1)
+    }
+
+    private func connectionInfo(_ s: SocketRuntime, _ fd: FileDescriptor, _ peer: SocketAddress) -> Connection {
+        let number = s.accepted
+        s.accepted &+= 1
+        let cookie = Socket.cookie(fd)
+        if let remote = peer.ipString, let remotePort = peer.port,
+           let local = try? Socket.localAddress(fd), let localIP = local.ipString, let localPort = local.port {
+            return Connection(number: number, cookie: cookie,
+                              peer: .ip(local: localIP, localPort: localPort, remote: remote, remotePort: remotePort, ipv6: peer.isIPv6))
+        }
+        if peer.family == AF_UNIX, let cred = Socket.peerCredentials(fd), cred.pid > 0 {
+            return Connection(number: number, cookie: cookie,
+                              peer: .unix(pid: cred.pid, uid: cred.uid, gid: cred.gid, pidfdID: Socket.peerPidfdID(fd)))
+        }
+        return Connection(number: number, cookie: cookie, peer: .unknown)
+    }
+
+    private func startInstance(_ i: Int, connection fd: FileDescriptor, peer: SocketAddress) {
+        let s = sockets[i]
+        guard let p = s.template else { return }
+        let info = connectionInfo(s, fd, peer)
+        let unitName = p.config.name.withInstance(info.instanceName).description
+        let launch: Launch
+        do {
+            if p.config.nonBlocking { try fd.setNonBlocking(true) }
+            let instance = try p.instance(info.instanceName)
+            launch = try Launch.make(p, instance: instance, socket: fd, listen: [(fd, "connection")],
+                                     activation: info.environment, devNull: devNull,
+                                     journal: { () throws(SysError) in try journal(for: p) })
+        } catch let error as ValueError {
+            Log.error("\(unitName): \(error.message)")
+            return
+        } catch let error as Launch.Failure {
+            Log.error("\(unitName): \(error.message)")
+            return
+        } catch {
+            Log.error("\(unitName): \(error)")
+            return
+        }
+        defer { launch.close() }
+        switch spawner.spawn(launch.plan) {
+        case .success(let pid):
+            instances[pid] = Instance(socket: i, unit: unitName, kill: p.kill,
+                                      ignoreFailure: p.config.exec?.ignoreFailure ?? false)
+            Log.debug("\(unitName): started pid \(pid)")
+            if let actions = s.acceptMachine?.handle(.instanceStarted) { perform(actions, socket: i) }
+        case .failure(let error):
+            if let pid = error.pid { failedSpawns.insert(pid) }
+            if error.isExecFailure { p.forgetExecutable(launch.plan.path) }
+            Log.error("\(unitName): \(error)")
+        }
+    }
+
+    func instanceExited(_ pid: Int32, _ inst: Instance, _ status: ExitStatus) {
+        let ok = status.isSuccess || inst.ignoreFailure || (inst.stopping && Self.isStopSignal(status, inst.kill))
+        Log.write(ok ? .info : .warning, "\(inst.unit): pid \(pid) exited, \(status)")
+        for sig in inst.kill.leftovers(pid) { Signals.send(sig.signal, to: sig.pid, group: sig.group) }
+        if let actions = sockets[inst.socket].acceptMachine?.handle(.instanceExited) {
+            perform(actions, socket: inst.socket)
+        }
+    }
+
+    func perform(_ actions: [AcceptMachine.Action], socket i: Int) {
+        for action in actions {
+            switch action {
+            case .watch: if sockets[i].retryAt == nil { watch(socket: i) }
+            case .unwatch: unwatch(socket: i)
+            case .log(let level, let message): Log.write(level, message)
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import Glibc
+import PorterCore
+import PorterSys
+
+/// Accept=no services: performing what their machines decide.
+extension Supervisor {
+    func perform(_ actions: [ServiceMachine.Action], service i: Int, now: Instant) {
+        let s = services[i]
+        for action in actions {
+            switch action {
+            case .watch:
+                for t in s.triggers { watch(socket: t) }
+            case .unwatch:
+                for t in s.triggers { unwatch(socket: t) }
+            case .start:
+                let event = start(service: i)
+                perform(s.machine.handle(event, now: now), service: i, now: now)
+            case .signal(let sig):
+                Signals.send(sig.signal, to: sig.pid, group: sig.group)
+            case .log(let level, let message):
+                Log.write(level, message)
+            }
+        }
+    }
+
+    /// Spawns the service with its listening sockets; the machine learns
+    /// the outcome from the returned event.
+    private func start(service i: Int) -> ServiceMachine.Event {
+        let s = services[i]
+        let p = s.prepared
+        let launch: Launch
+        do {
+            let instance = try p.instance(nil)
+            launch = try Launch.make(p, instance: instance, socket: s.passed.first?.fd, listen: s.passed,
+                                     activation: [], devNull: devNull,
+                                     journal: { () throws(SysError) in try journal(for: p) })
+        } catch let error as ValueError {
+            Log.error("\(s.name): \(error.message)")
+            return .startFailed
+        } catch let error as Launch.Failure {
+            Log.error("\(s.name): \(error.message)")
+            return .startFailed
+        } catch {
+            Log.error("\(s.name): \(error)")
+            return .startFailed
+        }
+        defer { launch.close() }
+        s.queuedAtStart = queued(s)
+        switch spawner.spawn(launch.plan) {
+        case .success(let pid):
+            servicePIDs[pid] = i
+            let names = launch.plan.environment.first { $0.hasPrefix("LISTEN_FDNAMES=") }.map { " (\($0))" } ?? ""
+            let count = launch.plan.fds.count - 3
+            Log.info("\(s.name): started pid \(pid)" + (count > 0 ? " with \(count) fd\(count == 1 ? "" : "s")\(names)" : " with the socket on stdin/stdout"))
+            return .started(pid: pid)
+        case .failure(let error):
+            if let pid = error.pid { failedSpawns.insert(pid) }
+            if error.isExecFailure { p.forgetExecutable(launch.plan.path) }
+            Log.error("\(s.name): \(error)")
+            return .startFailed
+        }
+    }
+
+    /// Reaps every child that has exited and tells its owner.
+    func reapChildren() {
+        while let (pid, status) = Processes.reap() {
+            if failedSpawns.remove(pid) != nil { continue }
+            if let inst = instances.removeValue(forKey: pid) {
+                instanceExited(pid, inst, status)
+            } else if let i = servicePIDs.removeValue(forKey: pid) {
+                let s = services[i]
+                let ignore = s.prepared.config.exec?.ignoreFailure ?? false
+                let ok = status.isSuccess || ignore || (s.machine.state.isStopping && Self.isStopSignal(status, s.prepared.kill))
+                // Still queued and no less than at the start: the run took nothing.
+                let left = stopping ? nil : queued(s)
+                let progress = left == nil || s.queuedAtStart == nil || left! == 0 || left! < s.queuedAtStart!
+                let note = progress ? "" : ", leaving the work that started it queued (queue: \(left!))"
+                Log.write(ok && progress ? .info : .warning, "\(s.name): pid \(pid) exited, \(status)\(note)")
+                let now = MonotonicClock.now()
+                perform(s.machine.handle(.exited(pid: pid, success: ok, progress: progress), now: now), service: i, now: now)
+            } else {
+                // Not started by porter: an orphan adopted by porter as PID 1.
+                Log.debug("reaped pid \(pid) (\(status)), not a service of porter's")
+            }
+        }
+    }
+
+    /// The work waiting on the listeners that start the service; nil when
+    /// any of them cannot be measured.
+    func queued(_ s: ServiceRuntime) -> Int? {
+        var total = 0
+        for t in s.triggers {
+            for fd in sockets[t].fds {
+                guard let n = queuedWork.measure(fd) else { return nil }
+                total += n
+            }
+        }
+        return total
+    }
+
+    /// Dying of the signal porter sent to stop it is a clean stop.
+    static func isStopSignal(_ status: ExitStatus, _ kill: KillPolicy) -> Bool {
+        if case .signaled(let sig, _) = status {
+            return sig == kill.killSignal || sig == kill.finalKillSignal || sig == SIGHUP
+        }
+        return false
+    }
+}
+
+extension ServiceMachine.State {
+    var isStopping: Bool {
+        if case .stopping = self { return true }
+        return false
+    }
+}

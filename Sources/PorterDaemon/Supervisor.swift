@@ -1,0 +1,194 @@
+import Glibc
+import PorterCore
+import PorterSys
+
+/// The one event loop: epoll over the listeners, a signalfd (SIGCHLD,
+/// SIGTERM, SIGINT, SIGHUP), one timerfd for the earliest deadline, and the
+/// journal pipes. The loop dispatches; the machines decide; the supervisor
+/// performs what they decide. Nothing here blocks, and nothing wakes porter
+/// up while no deadline is due and nothing arrives.
+public final class Supervisor {
+    enum Source {
+        case signals
+        case timer
+        case listener(socket: Int, index: Int)
+        case journal(JournalPipe)
+    }
+
+    let epoll: Epoll
+    let signalFD: SignalFD
+    let timer: TimerFD
+    let spawner: Spawner
+    let queuedWork = QueuedWork()
+    /// Every child's stdin when it has no other.
+    let devNull: FileDescriptor
+    let host: HostFacts
+    let porterEnvironment: [String: String]
+
+    var sources: [UInt64: Source] = [:]
+    private var nextToken: UInt64 = 1
+    var sockets: [SocketRuntime] = []
+    var services: [ServiceRuntime] = []
+    var servicePIDs: [Int32: Int] = [:]
+    var instances: [Int32: Instance] = [:]
+    /// Children that failed before exec: already logged, reaped silently.
+    var failedSpawns: Set<Int32> = []
+    var journals: [JournalPipe] = []
+    private var armedDeadline: Instant?
+    var stopping = false
+
+    static let handledSignals: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGHUP]
+
+    /// Sets up the process for the loop: signals blocked and read through a
+    /// signalfd, SIGPIPE ignored (a client that went away must not kill
+    /// porter), every inherited fd above 2 marked close-on-exec.
+    public init(host: HostFacts, environment: [String: String]) throws(SysError) {
+        Signals.resetAllDispositions()
+        Signals.setIgnored(SIGPIPE, true)
+        try Signals.block(SignalSet(Self.handledSignals))
+        Processes.markInheritedCloseOnExec()
+        self.host = host
+        self.porterEnvironment = environment
+        devNull = try Files.open("/dev/null", flags: O_RDWR)
+        epoll = try Epoll()
+        signalFD = try SignalFD(SignalSet(Self.handledSignals))
+        timer = try TimerFD()
+        spawner = try Spawner(resetSignals: [SIGPIPE])
+        _ = try register(signalFD.fd, .signals)
+        _ = try register(timer.fd, .timer)
+    }
+
+    func register(_ fd: FileDescriptor, _ source: Source) throws(SysError) -> UInt64 {
+        let token = nextToken
+        nextToken += 1
+        try epoll.add(fd, events: .readable, token: token)
+        sources[token] = source
+        return token
+    }
+
+    func unregister(_ fd: FileDescriptor, token: UInt64) {
+        sources[token] = nil
+        try? epoll.remove(fd)
+    }
+
+    /// Runs until a stop signal has been handled and every child is gone.
+    /// Returns the exit status.
+    public func run() -> Int32 {
+        var events = Epoll.EventBuffer()
+        while !(stopping && finished) {
+            armTimer()
+            let n: Int
+            do { n = try epoll.wait(into: &events) } catch {
+                Log.error("epoll_wait: \(error.reason)")
+                return 1
+            }
+            for i in 0..<n {
+                let token = events.token(i)
+                // A registration dropped earlier in this batch: stale, skip.
+                guard let source = sources[token] else { continue }
+                dispatch(source)
+            }
+        }
+        for j in journals { j.flush() }
+        Log.info("stopped")
+        return 0
+    }
+
+    private func dispatch(_ source: Source) {
+        switch source {
+        case .signals:
+            while let signal = try? signalFD.next() {
+                switch signal {
+                case SIGCHLD: reapChildren()
+                case SIGTERM, SIGINT: beginStop(Values.signalName(signal))
+                case SIGHUP: Log.warning("SIGHUP: reloading the configuration is not supported yet; restart porter to apply changes")
+                default: break
+                }
+            }
+        case .timer:
+            timer.drain()
+            armedDeadline = nil
+            deadlinePassed(now: MonotonicClock.now())
+        case .listener(let socket, let index):
+            listenerReadable(socket, index)
+        case .journal(let pipe):
+            pipe.drain()
+        }
+    }
+
+    /// Arms the timerfd for the earliest deadline of any machine, or disarms it.
+    private func armTimer() {
+        var earliest: Instant? = nil
+        func consider(_ d: Instant?) {
+            if let d, earliest == nil || d < earliest! { earliest = d }
+        }
+        for s in services { consider(s.machine.deadline) }
+        for s in sockets { consider(s.retryAt) }
+        for (_, i) in instances where i.stopping { consider(i.killAt) }
+        guard earliest != armedDeadline else { return }
+        do {
+            try timer.arm(at: earliest)
+            armedDeadline = earliest
+        } catch {
+            Log.error("timerfd_settime: \(error.reason)")
+        }
+    }
+
+    private func deadlinePassed(now: Instant) {
+        for (i, s) in services.enumerated() where (s.machine.deadline.map { $0 <= now } ?? false) {
+            perform(s.machine.handle(.timer, now: now), service: i, now: now)
+        }
+        for (i, s) in sockets.enumerated() where (s.retryAt.map { $0 <= now } ?? false) {
+            s.retryAt = nil
+            if !stopping, s.acceptMachine?.canAccept ?? false { watch(socket: i) }
+        }
+        for (pid, inst) in instances where inst.stopping && (inst.killAt.map { $0 <= now } ?? false) {
+            instances[pid]?.killAt = nil
+            Log.warning("\(inst.unit): pid \(pid) still running after the stop timeout, sending \(Values.signalName(inst.kill.finalKillSignal))")
+            for s in inst.kill.escalate(pid) { Signals.send(s.signal, to: s.pid, group: s.group) }
+        }
+    }
+
+    private func listenerReadable(_ socket: Int, _ index: Int) {
+        let s = sockets[socket]
+        if s.acceptMachine != nil {
+            acceptConnections(socket, index)
+        } else if let service = s.service {
+            let now = MonotonicClock.now()
+            perform(services[service].machine.handle(.readable, now: now), service: service, now: now)
+        }
+    }
+
+    /// Starts or stops watching all listeners of a socket.
+    func watch(socket i: Int) {
+        let s = sockets[i]
+        guard !s.watched, !stopping else { return }
+        for (index, fd) in s.fds.enumerated() {
+            do {
+                s.tokens.append(try register(fd, .listener(socket: i, index: index)))
+            } catch {
+                Log.error("\(s.name): cannot watch \(s.config.listens[index].address): \(error.reason)")
+            }
+        }
+    }
+
+    func unwatch(socket i: Int) {
+        let s = sockets[i]
+        for (fd, token) in zip(s.fds, s.tokens) { unregister(fd, token: token) }
+        s.tokens.removeAll()
+    }
+
+    /// The journal pipe of a service, created at its first use.
+    func journal(for p: PreparedService) throws(SysError) -> FileDescriptor {
+        if let j = p.journal { return j.write }
+        let j = try JournalPipe(name: p.config.name.description)
+        j.token = try register(j.read, .journal(j))
+        p.journal = j
+        journals.append(j)
+        return j.write
+    }
+
+    var finished: Bool {
+        instances.isEmpty && servicePIDs.isEmpty
+    }
+}

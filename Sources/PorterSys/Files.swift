@@ -1,0 +1,108 @@
+import CPorter
+import Glibc
+
+/// File-system calls porter needs: reading configs, preparing Unix socket
+/// paths, finding executables.
+public enum Files {
+    /// Reads a whole file as UTF-8 (invalid sequences repaired), at most `limit` bytes.
+    public static func read(_ path: String, limit: Int = 1 << 20) throws(SysError) -> String {
+        let fd = FileDescriptor(try retrying("open(\(path))") { porter_open(path, O_RDONLY | O_CLOEXEC, 0) })
+        defer { fd.close() }
+        var bytes: [UInt8] = []
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 1)
+        defer { chunk.deallocate() }
+        while bytes.count < limit {
+            let n = try fd.read(into: chunk) ?? 0
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes.prefix(limit), as: UTF8.self)
+    }
+
+    /// Names in a directory, without "." and "..". The corresponding C function is readdir(3).
+    public static func list(_ path: String) throws(SysError) -> [String] {
+        guard let dir = opendir(path) else { throw SysError(call: "opendir(\(path))", errno: SysError.current) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    public struct Status {
+        public var mode: UInt32
+        public var size: Int64
+        public var modified: Int64  // ns since the epoch
+        public var isDirectory: Bool { mode & S_IFMT == S_IFDIR }
+        public var isRegular: Bool { mode & S_IFMT == S_IFREG }
+        public var isSocket: Bool { mode & S_IFMT == S_IFSOCK }
+    }
+
+    /// stat(2) without following a final symlink when `follow` is false; nil if missing.
+    public static func status(_ path: String, follow: Bool = true) throws(SysError) -> Status? {
+        var st = stat()
+        let r = follow ? stat(path, &st) : lstat(path, &st)
+        if r != 0 {
+            let e = SysError.current
+            if e == ENOENT || e == ENOTDIR { return nil }
+            throw SysError(call: "stat(\(path))", errno: e)
+        }
+        return Status(mode: st.st_mode, size: Int64(st.st_size),
+                      modified: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+    }
+
+    /// Creates the missing parents of `path` with `mode`, as systemd's
+    /// mkdir_parents() does for socket paths (DirectoryMode=).
+    public static func makeParents(of path: String, mode: UInt32) throws(SysError) {
+        var prefix = ""
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true).dropLast()
+        for part in parts {
+            prefix += "/" + part
+            if mkdir(prefix, mode_t(mode)) != 0 {
+                let e = SysError.current
+                if e == EEXIST {
+                    if let st = try status(prefix), !st.isDirectory {
+                        throw SysError(call: "mkdir(\(prefix))", errno: ENOTDIR)
+                    }
+                    continue
+                }
+                throw SysError(call: "mkdir(\(prefix))", errno: e)
+            }
+        }
+    }
+
+    /// Removes a file. The corresponding C function is unlink(2).
+    public static func unlink(_ path: String) throws(SysError) {
+        _ = try retrying("unlink(\(path))") { Glibc.unlink(path) }
+    }
+
+    /// The corresponding C function is chown(2).
+    public static func chown(_ path: String, uid: UInt32?, gid: UInt32?) throws(SysError) {
+        _ = try retrying("chown(\(path))") { Glibc.chown(path, uid ?? UInt32.max, gid ?? UInt32.max) }
+    }
+
+    public static func isExecutable(_ path: String) -> Bool {
+        guard let st = try? status(path), st.isRegular else { return false }
+        return access(path, X_OK) == 0
+    }
+
+    /// systemd's fixed search path for ExecStart= names without a slash.
+    public static let searchPath = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+
+    /// Resolves a plain program name in the search path; absolute paths are returned as they are.
+    public static func resolveExecutable(_ name: String) -> String? {
+        if name.hasPrefix("/") { return name }
+        for dir in searchPath where isExecutable(dir + "/" + name) { return dir + "/" + name }
+        return nil
+    }
+
+    /// Opens a file for a child's stdin/stdout (StandardInput=file:, StandardOutput=append: ...).
+    /// The caller owns the returned fd.
+    public static func open(_ path: String, flags: Int32, mode: UInt32 = 0o644) throws(SysError) -> FileDescriptor {
+        FileDescriptor(try retrying("open(\(path))") { porter_open(path, flags | O_CLOEXEC | O_NOCTTY, mode) })
+    }
+}

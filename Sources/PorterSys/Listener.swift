@@ -1,0 +1,169 @@
+import CPorter
+import Glibc
+import PorterCore
+
+/// Why a listening socket could not be opened: the step, the errno, and a
+/// hint where the usual cause is known.
+public struct ListenError: Error, CustomStringConvertible {
+    public var step: String
+    public var errno: Int32
+    public var hint: String?
+
+    public var description: String {
+        "\(step): \(SysError.describe(errno))" + (hint.map { " (\($0))" } ?? "")
+    }
+}
+
+/// Opens listening sockets as systemd's socket_address_listen() does:
+/// SO_REUSEADDR on IP sockets, IPV6_V6ONLY per BindIPv6Only=, parent
+/// directories and a stale socket file handled for Unix paths, the access
+/// mode applied through the umask at bind time so the file never exists
+/// with looser permissions.
+public enum Listener {
+    public struct Options {
+        public var nonBlocking: Bool
+        public var owner: (uid: UInt32?, gid: UInt32?)
+        public init(nonBlocking: Bool, owner: (uid: UInt32?, gid: UInt32?) = (nil, nil)) {
+            self.nonBlocking = nonBlocking
+            self.owner = owner
+        }
+    }
+
+    /// Opens and binds one `Listen*=` address. Socket options that fail are
+    /// reported through `warn` and skipped (systemd does the same); bind and
+    /// listen failures throw. The caller owns the returned fd.
+    public static func open(_ listen: Listen, config: SocketConfig, options: Options,
+                            warn: (String) -> Void) throws(ListenError) -> FileDescriptor {
+        let type: Int32
+        switch listen.kind {
+        case .stream: type = Int32(SOCK_STREAM.rawValue)
+        case .datagram: type = Int32(SOCK_DGRAM.rawValue)
+        case .sequentialPacket: type = Int32(SOCK_SEQPACKET.rawValue)
+        }
+        var address: SocketAddress
+        var fd: FileDescriptor
+        do throws(SysError) {
+            address = try SocketAddress(listen.address)
+            do throws(SysError) {
+                fd = try Socket.open(family: address.family, type: type, nonBlocking: options.nonBlocking)
+            } catch {
+                // No IPv6 on this host: a bare port falls back to IPv4, as systemd does.
+                guard error.errno == EAFNOSUPPORT, case .anyPort = listen.address else { throw error }
+                address = try SocketAddress(listen.address, ipv4Fallback: true)
+                fd = try Socket.open(family: AF_INET, type: type, nonBlocking: options.nonBlocking)
+            }
+        } catch {
+            throw ListenError(step: error.call, errno: error.errno)
+        }
+        do throws(ListenError) {
+            try configure(fd, listen: listen, family: address.family, config: config, warn: warn)
+            try bind(fd, address, listen: listen, config: config, owner: options.owner)
+            if listen.kind != .datagram {
+                do { try Socket.listen(fd, backlog: config.backlog) } catch {
+                    throw ListenError(step: "listen", errno: error.errno)
+                }
+            }
+        } catch {
+            fd.close()
+            throw error
+        }
+        return fd
+    }
+
+    static func configure(_ fd: FileDescriptor, listen: Listen, family: Int32, config: SocketConfig,
+                          warn: (String) -> Void) throws(ListenError) {
+        let inet = family == AF_INET || family == AF_INET6
+        let tcp = inet && listen.kind == .stream
+        func set(_ name: String, _ level: Int32, _ opt: Int32, _ value: Int32) {
+            do { try Socket.setOption(fd, level, opt, value) } catch {
+                warn("cannot set \(name) on \(listen.address): \(error.reason), ignoring")
+            }
+        }
+        if inet { set("SO_REUSEADDR", SOL_SOCKET, SO_REUSEADDR, 1) }
+        if family == AF_INET6 {
+            switch config.bindIPv6Only {
+            case .both: set("IPV6_V6ONLY", Int32(IPPROTO_IPV6), IPV6_V6ONLY, 0)
+            case .ipv6Only: set("IPV6_V6ONLY", Int32(IPPROTO_IPV6), IPV6_V6ONLY, 1)
+            case .default: break
+            }
+        }
+        if config.reusePort { set("SO_REUSEPORT", SOL_SOCKET, SO_REUSEPORT, 1) }
+        if config.freeBind && inet {
+            if family == AF_INET6 {
+                set("IPV6_FREEBIND", Int32(IPPROTO_IPV6), 78 /* IPV6_FREEBIND */, 1)
+            } else {
+                set("IP_FREEBIND", Int32(IPPROTO_IP), IP_FREEBIND, 1)
+            }
+        }
+        if config.keepAlive { set("SO_KEEPALIVE", SOL_SOCKET, SO_KEEPALIVE, 1) }
+        if config.noDelay && tcp { set("TCP_NODELAY", Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
+        // The FORCE variants pass net.core.rmem_max/wmem_max when privileged.
+        if let size = config.receiveBuffer {
+            if (try? Socket.setOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, Int32(size))) == nil {
+                set("SO_RCVBUF", SOL_SOCKET, SO_RCVBUF, Int32(size))
+            }
+        }
+        if let size = config.sendBuffer {
+            if (try? Socket.setOption(fd, SOL_SOCKET, SO_SNDBUFFORCE, Int32(size))) == nil {
+                set("SO_SNDBUF", SOL_SOCKET, SO_SNDBUF, Int32(size))
+            }
+        }
+        for o in config.options {
+            switch o.scope {
+            case .any: break
+            case .inet: if !inet { continue }
+            case .tcp: if !tcp { continue }
+            }
+            if family == AF_INET6, let l = o.ipv6Level, let n = o.ipv6Name {
+                set(o.key, l, n, o.value)
+            } else {
+                set(o.key, o.level, o.name, o.value)
+            }
+        }
+    }
+
+    static func bind(_ fd: FileDescriptor, _ address: SocketAddress, listen: Listen, config: SocketConfig,
+                     owner: (uid: UInt32?, gid: UInt32?)) throws(ListenError) {
+        guard let path = listen.address.unixPath else {
+            do { try Socket.bind(fd, address) } catch {
+                throw ListenError(step: "bind", errno: error.errno, hint: bindHint(error.errno, listen.address))
+            }
+            return
+        }
+        do throws(SysError) {
+            try Files.makeParents(of: path, mode: config.directoryMode)
+            if let st = try Files.status(path, follow: false) {
+                // A socket file left by an earlier run is replaced; anything
+                // else at that path is somebody's file and stays.
+                guard st.isSocket else { throw SysError(call: "\(path) exists and is not a socket;", errno: EEXIST) }
+                try Files.unlink(path)
+            }
+        } catch {
+            throw ListenError(step: error.call, errno: error.errno)
+        }
+        let old = umask(mode_t(~config.socketMode & 0o777))
+        defer { umask(old) }
+        do { try Socket.bind(fd, address) } catch {
+            throw ListenError(step: "bind", errno: error.errno, hint: bindHint(error.errno, listen.address))
+        }
+        if owner.uid != nil || owner.gid != nil {
+            do { try Files.chown(path, uid: owner.uid, gid: owner.gid) } catch {
+                throw ListenError(step: error.call, errno: error.errno)
+            }
+        }
+    }
+
+    static func bindHint(_ errno: Int32, _ address: ListenAddress) -> String? {
+        switch errno {
+        case EACCES:
+            if let port = address.port, port < 1024 { return "ports below 1024 need root or CAP_NET_BIND_SERVICE" }
+            return nil
+        case EADDRINUSE:
+            return "another process listens there"
+        case EADDRNOTAVAIL:
+            return "no interface has this address; FreeBind=yes binds anyway"
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import CPorter
+import Glibc
+import PorterCore
+
+/// How a child ended, as waitpid(2) reports it.
+public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
+    case exited(Int32)
+    case signaled(Int32, coreDumped: Bool)
+
+    public init(waitStatus s: Int32) {
+        if porter_wifsignaled(s) != 0 {
+            self = .signaled(porter_wtermsig(s), coreDumped: porter_wcoredump(s) != 0)
+        } else {
+            self = .exited(porter_wexitstatus(s))
+        }
+    }
+
+    public var isSuccess: Bool { self == .exited(0) }
+
+    public var description: String {
+        switch self {
+        case .exited(let code): return "status \(code)"
+        case .signaled(let sig, let core): return "signal \(Values.signalName(sig))" + (core ? " (core dumped)" : "")
+        }
+    }
+}
+
+public enum Processes {
+    /// Reaps one exited child, nil when none is left to reap.
+    /// The corresponding C function is waitpid(2) with WNOHANG.
+    public static func reap() -> (pid: Int32, status: ExitStatus)? {
+        var status: Int32 = 0
+        while true {
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid > 0 { return (pid, ExitStatus(waitStatus: status)) }
+            if pid < 0 && SysError.current == EINTR { continue }
+            return nil
+        }
+    }
+
+    /// Marks every fd above 2 close-on-exec: whatever porter inherited
+    /// without the flag must not leak into services.
+    /// The corresponding C function is close_range(2) with CLOSE_RANGE_CLOEXEC.
+    public static func markInheritedCloseOnExec() {
+        _ = porter_close_range(3, UInt32.max, 4 /* CLOSE_RANGE_CLOEXEC */)
+    }
+
+    /// Makes sure fds 0, 1 and 2 are open (on /dev/null if not), so no
+    /// socket porter opens later lands on them by accident.
+    public static func ensureStandardFDs() {
+        for fd: Int32 in 0...2 where porter_fcntl_int(fd, F_GETFD, 0) == -1 {
+            let n = porter_open("/dev/null", O_RDWR, 0)
+            if n >= 0 && n != fd { _ = dup2(n, fd); _ = Glibc.close(n) }
+        }
+    }
+
+    public static var currentPID: Int32 { getpid() }
+    public static var effectiveUID: UInt32 { geteuid() }
+    public static var effectiveGID: UInt32 { getegid() }
+}

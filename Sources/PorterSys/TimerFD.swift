@@ -1,0 +1,46 @@
+import CPorter
+import Glibc
+import PorterCore
+
+/// One timerfd on CLOCK_MONOTONIC, armed for the earliest deadline porter
+/// has (as swift-nio's SelectorEpoll does): no deadline, no wake-up.
+public struct TimerFD {
+    public let fd: FileDescriptor
+
+    /// The caller owns the returned fd. The corresponding C function is timerfd_create(2).
+    public init() throws(SysError) {
+        fd = FileDescriptor(try retrying("timerfd_create") {
+            timerfd_create(CLOCK_MONOTONIC, Int32(TFD_CLOEXEC | TFD_NONBLOCK))
+        })
+    }
+
+    /// Arms the timer for an absolute monotonic instant, or disarms it with nil.
+    /// The corresponding C function is timerfd_settime(2) with TFD_TIMER_ABSTIME.
+    public func arm(at deadline: Instant?) throws(SysError) {
+        var spec = itimerspec()
+        if let deadline {
+            // A zero it_value would disarm; a deadline in the past fires at once.
+            let ns = max(deadline.nanoseconds, 1)
+            spec.it_value.tv_sec = Int(ns / 1_000_000_000)
+            spec.it_value.tv_nsec = Int(ns % 1_000_000_000)
+        }
+        _ = try retrying("timerfd_settime") { timerfd_settime(fd.rawValue, Int32(TFD_TIMER_ABSTIME), &spec, nil) }
+    }
+
+    /// Consumes the expiration count so the fd stops being readable.
+    public func drain() {
+        var count: UInt64 = 0
+        _ = withUnsafeMutableBytes(of: &count) { raw in try? fd.read(into: raw) }
+    }
+
+    public func close() { fd.close() }
+}
+
+public enum MonotonicClock {
+    /// Now, on CLOCK_MONOTONIC: the clock the timerfd uses.
+    public static func now() -> Instant {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Instant(nanoseconds: Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))
+    }
+}

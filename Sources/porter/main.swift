@@ -1,0 +1,73 @@
+import Glibc
+import PorterCore
+import PorterDaemon
+import PorterSys
+
+let usage = """
+    usage: porter run [--config-dir DIR] [--log-level LEVEL]
+           porter check [--config-dir DIR]
+           porter --help | --version
+
+    porter listens on the sockets of the .socket units in DIR (default
+    /etc/porter) and starts the matching .service or @.service units when
+    work arrives, as systemd socket activation and inetd do.
+
+      run     run in the foreground, logging to stderr; SIGTERM or SIGINT
+              stops the services and exits 0
+      check   read and validate DIR, print each socket -> service pairing
+              and every problem; exits 1 when there is an error
+      --log-level  debug, info (default), warning or error
+
+    """
+
+func fail(_ message: String) -> Never {
+    _ = try? FileDescriptor.standardError.write("porter: \(message)\n\(usage)")
+    exit(2)
+}
+
+Processes.ensureStandardFDs()
+var args = Array(CommandLine.arguments.dropFirst())
+guard let command = args.first else { fail("missing command") }
+args.removeFirst()
+switch command {
+case "--help", "-h", "help":
+    _ = try? FileDescriptor.standardOutput.write(usage)
+    exit(0)
+case "--version", "-V", "version":
+    _ = try? FileDescriptor.standardOutput.write("porter \(Commands.version)\n")
+    exit(0)
+case "run", "check":
+    var directory = "/etc/porter"
+    while let a = args.first {
+        args.removeFirst()
+        var value: String? = nil
+        var flag = a
+        if let eq = a.firstIndex(of: "="), a.hasPrefix("--") {
+            flag = String(a[..<eq])
+            value = String(a[a.index(after: eq)...])
+        }
+        func next() -> String {
+            if let value { return value }
+            guard let v = args.first else { fail("\(flag) needs a value") }
+            args.removeFirst()
+            return v
+        }
+        switch flag {
+        case "--config-dir", "-c":
+            directory = next()
+        case "--log-level" where command == "run":
+            switch next() {
+            case "debug": Log.threshold = .debug
+            case "info": Log.threshold = .info
+            case "warning": Log.threshold = .warning
+            case "error": Log.threshold = .error
+            case let other: fail("unknown log level '\(other)', expected debug, info, warning or error")
+            }
+        default:
+            fail("unknown option '\(a)' for \(command)")
+        }
+    }
+    exit(command == "run" ? Commands.run(configDirectory: directory) : Commands.check(configDirectory: directory))
+default:
+    fail("unknown command '\(command)'")
+}
