@@ -40,8 +40,4 @@ extension Duration {
         if ns >= 1_000 { return "\((ns + 500) / 1_000)us" }
         return "\(ns)ns"
     }
-        if ns % 1_000_000 == 0 { return "\(ns / 1_000_000)ms" }
-        if ns % 1_000 == 0 { return "\(ns / 1_000)us" }
-        return "\(ns)ns"
-    }
 }
