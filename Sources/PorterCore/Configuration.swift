@@ -70,7 +70,7 @@ public struct Configuration: Sendable {
                         + (present.contains(name.withType(.service)) ? " (\(name.withType(.service)) is for Accept=no)" : "")
                 } else {
                     why = "activates \(target), which does not exist"
-                        + (present.contains(target.withInstance("")) ? " (\(target.withInstance(""))) is a template, for Accept=yes)" : "")
+                        + (present.contains(target.withInstance("")) ? " (\(target.withInstance("")) is a template, for Accept=yes)" : "")
                 }
                 c.diagnostics.append(Diagnostic(.error, file: name.description, why))
                 c.refused.insert(name)

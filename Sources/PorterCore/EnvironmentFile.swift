@@ -83,7 +83,8 @@ public enum EnvironmentParsing {
             trailingSpaces = 0
         }
 
-        for c in text {
+        for var c in text {
+            if c == "\r\n" { c = "\n" }  // one Character in Swift
             if c == "\n" { line += 1 }
             switch state {
             case .preKey:

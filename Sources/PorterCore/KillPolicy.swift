@@ -28,6 +28,12 @@ public struct KillPolicy: Equatable, Sendable {
         public var pid: Int32
         public var signal: Int32
         public var group: Bool
+
+        public init(pid: Int32, signal: Int32, group: Bool) {
+            self.pid = pid
+            self.signal = signal
+            self.group = group
+        }
     }
 
     /// The signals that start a stop, and when to escalate (nil: never).

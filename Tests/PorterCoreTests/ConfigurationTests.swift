@@ -1,0 +1,206 @@
+import PorterCore
+import Testing
+
+@Suite("pairing sockets with services")
+struct ConfigurationTests {
+    func load(_ files: [(String, String)]) -> Configuration {
+        Configuration.load(files: files.map { (name: $0.0, text: $0.1) }, host: HostFacts())
+    }
+
+    @Test func acceptYesUsesTheTemplate() {
+        let c = load([("echo.socket", "[Socket]\nListenStream=7\nAccept=yes\n"), okService])
+        #expect(!c.hasErrors)
+        #expect(c.sockets.map(\.name.description) == ["echo.socket"])
+        #expect(c.sockets[0].activates.description == "echo@.service")
+        #expect(c.pairings == ["echo.socket -> echo@.service (Accept=yes, one instance per connection, at most 64): ListenStream=7"])
+    }
+
+    @Test func acceptNoUsesServiceOrTheSameName() {
+        let c = load([
+            ("a.socket", "[Socket]\nListenStream=7\n"),
+            ("b.socket", "[Socket]\nListenStream=8\nService=a.service\nFileDescriptorName=bee\n"),
+            ("a.service", "[Service]\nExecStart=/bin/cat\n"),
+        ])
+        #expect(!c.hasErrors)
+        #expect(c.passedSockets[UnitName.parse("a.service")!]?.map(\.description) == ["a.socket", "b.socket"])
+        #expect(c.socket(UnitName.parse("a.socket")!)?.fileDescriptorName == "a.socket")
+        #expect(c.socket(UnitName.parse("b.socket")!)?.fileDescriptorName == "bee")
+    }
+
+    @Test func missingServicesAreNamed() {
+        let c = load([("echo.socket", "[Socket]\nListenStream=7\nAccept=yes\n"), okPlainService])
+        #expect(c.diagnostics.map(\.description) == [
+            "echo.socket: Accept=yes starts instances of echo@.service, which does not exist (echo.service is for Accept=no)",
+            "echo.service: not activated by any socket unit, so porter will not start it",
+        ])
+        let d = load([("echo.socket", "[Socket]\nListenStream=7\n"), okService])
+        #expect(d.diagnostics.map(\.description) == [
+            "echo.socket: activates echo.service, which does not exist (echo@.service is a template, for Accept=yes)",
+            "echo@.service: not activated by any socket unit, so porter will not start it",
+        ])
+        #expect(d.sockets.isEmpty)
+    }
+
+    @Test func serviceWithoutSocketWarns() {
+        let c = load([okPlainService])
+        #expect(c.diagnostics.map(\.description) == ["echo.service: not activated by any socket unit, so porter will not start it"])
+    }
+
+    @Test func acceptYesRefusesServiceKey() {
+        let c = load([("echo.socket", "[Socket]\nListenStream=7\nAccept=yes\nService=x.service\n"), okService])
+        #expect(c.diagnostics.map(\.description).contains("echo.socket: Service: not allowed with Accept=yes: each connection starts an instance of echo@.service"))
+    }
+
+    @Test func socketStdioNeedsExactlyOneListener() {
+        let c = load([
+            ("tftp.socket", "[Socket]\nListenDatagram=69\nListenDatagram=[::1]:70\n"),
+            ("tftp.service", "[Service]\nExecStart=/usr/sbin/in.tftpd\nStandardInput=socket\n"),
+        ])
+        #expect(c.diagnostics.map(\.description) == ["tftp.service: StandardInput: socket needs exactly one listening socket with Accept=no, but tftp.service receives 2"])
+        #expect(c.sockets.isEmpty)
+    }
+
+    @Test func oneBadUnitLeavesTheOthers() {
+        let c = load([
+            ("good.socket", "[Socket]\nListenStream=7\n"), ("good.service", "[Service]\nExecStart=/bin/cat\n"),
+            ("bad.socket", "[Socket]\nListenStream=99999\n"), ("bad.service", "[Service]\nExecStart=/bin/cat\n"),
+        ])
+        #expect(c.sockets.map(\.name.description) == ["good.socket"])
+        #expect(c.refused.contains(UnitName.parse("bad.socket")!))
+    }
+
+    @Test func stdioDefaultsFollowSystemd() {
+        let c = load([("e.socket", "[Socket]\nListenStream=7\nAccept=yes\n"), ("e@.service", "[Service]\nExecStart=/bin/cat\nStandardInput=socket\n"),
+                      ("f.socket", "[Socket]\nListenStream=8\n"), ("f.service", "[Service]\nExecStart=/bin/cat\nStandardOutput=inherit\n")])
+        let e = c.services[UnitName.parse("e@.service")!]!
+        #expect(e.standardOutput == .inherit && e.standardError == .inherit)
+        let f = c.services[UnitName.parse("f.service")!]!
+        // stdin is /dev/null, so inherit is overridden by the default (systemd's service_fix_stdio).
+        #expect(f.standardOutput == .journal && f.standardError == .inherit)
+    }
+
+    @Test func templatesResolvePerInstance() throws {
+        let c = load([("e.socket", "[Socket]\nListenStream=7\nAccept=yes\n"),
+                      ("e@.service", "[Service]\nExecStart=/bin/echo %i %n\nEnvironment=WHO=%I\nStandardInput=socket\n")])
+        let t = c.services[UnitName.parse("e@.service")!]!
+        #expect(t.dependsOnInstance)
+        let i = try t.instantiate("0-1-a", host: HostFacts())
+        #expect(i.arguments == ["/bin/echo", "0-1-a", "e@0-1-a.service"])
+        #expect(i.environment["WHO"] == "0/1/a")
+    }
+}
+
+@Suite("service machine")
+struct ServiceMachineTests {
+    let t0 = Instant(nanoseconds: 1_000_000_000)
+    func at(_ s: Double) -> Instant { t0 + .milliseconds(Int(s * 1000)) }
+
+    func machine(burst: Int = 5, timeout: Timeout = .after(.seconds(5))) -> ServiceMachine {
+        var k = KillPolicy()
+        k.timeout = timeout
+        return ServiceMachine(name: "echo.service", kill: k, startLimitInterval: .seconds(10), startLimitBurst: burst)
+    }
+
+    @Test func startsOnReadableAndListensAgainAfterExit() {
+        var m = machine()
+        #expect(m.handle(.readable, now: at(0)) == [.unwatch, .start])
+        #expect(m.state == .starting)
+        #expect(m.handle(.started(pid: 42), now: at(0)) == [])
+        #expect(m.state == .running(pid: 42, since: at(0)))
+        #expect(m.handle(.readable, now: at(1)).first == .log(.debug, "echo.service: ignoring readable in state running(pid: 42, since: \(at(0)))"))
+        let exit = m.handle(.exited(pid: 42, success: true, progress: true), now: at(2))
+        #expect(exit == [.signal(.init(pid: 42, signal: 15, group: true)), .watch])
+        #expect(m.state == .listening)
+    }
+
+    @Test func failuresHitTheStartLimitAndHoldOff() {
+        var m = machine(burst: 3)
+        for i in 0..<2 {
+            _ = m.handle(.readable, now: at(Double(i)))
+            _ = m.handle(.startFailed, now: at(Double(i)))
+            #expect(m.state == .listening)
+        }
+        _ = m.handle(.readable, now: at(2))
+        _ = m.handle(.started(pid: 7), now: at(2))
+        let actions = m.handle(.exited(pid: 7, success: true, progress: false), now: at(2.5))
+        #expect(m.state == .holdingOff(until: at(10)))
+        #expect(!actions.contains(.watch))
+        #expect(m.deadline == at(10))
+        #expect(m.handle(.timer, now: at(9)) == [])
+        #expect(m.handle(.timer, now: at(10)) == [.log(.info, "echo.service: start limit back-off over, listening again"), .watch])
+        #expect(m.state == .listening)
+    }
+
+    @Test func cleanRunsNeverHitTheLimit() {
+        var m = machine(burst: 2)
+        for i in 0..<100 {
+            _ = m.handle(.readable, now: at(Double(i) / 100))
+            _ = m.handle(.started(pid: Int32(i + 10)), now: at(Double(i) / 100))
+            _ = m.handle(.exited(pid: Int32(i + 10), success: true, progress: true), now: at(Double(i) / 100))
+        }
+        #expect(m.state == .listening)
+    }
+
+    @Test func failuresOutsideTheWindowAreForgotten() {
+        var m = machine(burst: 2)
+        _ = m.handle(.readable, now: at(0))
+        _ = m.handle(.startFailed, now: at(0))
+        _ = m.handle(.readable, now: at(11))
+        _ = m.handle(.startFailed, now: at(11))
+        #expect(m.state == .listening)
+    }
+
+    @Test func stopSignalsThenEscalates() {
+        var m = machine()
+        _ = m.handle(.readable, now: at(0))
+        _ = m.handle(.started(pid: 9), now: at(0))
+        let stop = m.handle(.stop, now: at(1))
+        #expect(stop == [.signal(.init(pid: 9, signal: 15, group: true)), .signal(.init(pid: 9, signal: 18, group: true))])
+        #expect(m.state == .stopping(pid: 9, killAt: at(6)))
+        #expect(m.handle(.timer, now: at(5)) == [])
+        let kill = m.handle(.timer, now: at(6))
+        #expect(kill.last == .signal(.init(pid: 9, signal: 9, group: true)))
+        #expect(m.deadline == nil)
+        _ = m.handle(.exited(pid: 9, success: false, progress: true), now: at(7))
+        #expect(m.state == .stopped)
+    }
+
+    @Test func stopWhileListeningIsImmediate() {
+        var m = machine()
+        #expect(m.handle(.stop, now: at(0)) == [.unwatch])
+        #expect(m.state == .stopped)
+        #expect(m.handle(.readable, now: at(1)) == [])
+    }
+
+    @Test func killModes() {
+        var k = KillPolicy()
+        k.mode = .process
+        #expect(k.begin(5, now: t0).signals.allSatisfy { !$0.group })
+        #expect(k.leftovers(5).isEmpty)
+        k.mode = .mixed
+        #expect(k.begin(5, now: t0).signals.allSatisfy { !$0.group })
+        #expect(k.escalate(5) == [.init(pid: 5, signal: 9, group: true)])
+        k.mode = .none
+        #expect(k.begin(5, now: t0).signals.isEmpty)
+        k.mode = .controlGroup
+        k.sendSIGKILL = false
+        #expect(k.begin(5, now: t0).killAt == nil)
+    }
+}
+
+@Suite("accept machine")
+struct AcceptMachineTests {
+    @Test func pausesAtMaxConnectionsAndResumes() {
+        var m = AcceptMachine(name: "echo.socket", maxConnections: 2)
+        #expect(m.canAccept)
+        #expect(m.handle(.instanceStarted) == [])
+        let paused = m.handle(.instanceStarted)
+        #expect(paused.first == .unwatch)
+        #expect(m.state == .paused && !m.canAccept)
+        #expect(m.handle(.instanceExited) == [.watch])
+        #expect(m.state == .listening && m.running == 1)
+        #expect(m.handle(.stop) == [.unwatch])
+        #expect(m.handle(.instanceExited) == [])
+        #expect(m.running == 0 && !m.canAccept)
+    }
+}
