@@ -86,7 +86,9 @@ public struct Configuration: Sendable {
                     "not activated by any socket unit, so porter will not start it"))
                 continue
             }
-            var passed = activating
+            // The socket named like the service first, then the others by
+            // name, then Sockets= in the order given.
+            var passed = activating.filter { $0.prefix == serviceName.prefix } + activating.filter { $0.prefix != serviceName.prefix }
             var ok = true
             for extra in service.sockets where !passed.contains(extra) {
                 guard let s = socketConfigs[extra], !s.accept else {

@@ -6,6 +6,12 @@ public struct Listen: Hashable, Sendable, CustomStringConvertible {
     public var address: ListenAddress
     public var line: Int
 
+    public init(kind: SocketKind, address: ListenAddress, line: Int) {
+        self.kind = kind
+        self.address = address
+        self.line = line
+    }
+
     public var description: String { "\(kind.rawValue)=\(address)" }
 }
 

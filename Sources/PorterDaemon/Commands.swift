@@ -46,7 +46,9 @@ public enum Commands {
         }
         let problems = supervisor.activate(config)
         for d in problems { Log.write(d.severity == .error ? .error : .warning, d.description) }
-        Log.info("ready: \(supervisor.sockets.count) socket\(supervisor.sockets.count == 1 ? "" : "s") listening for \(supervisor.services.count + supervisor.sockets.filter { $0.template != nil }.count) service\(supervisor.services.count == 1 ? "" : "s") from \(configDirectory)")
+        let sockets = supervisor.sockets.count
+        let services = supervisor.services.count + supervisor.sockets.filter { $0.template != nil }.count
+        Log.info("ready: \(sockets) socket\(sockets == 1 ? "" : "s") listening for \(services) service\(services == 1 ? "" : "s") from \(configDirectory)")
         return supervisor.run()
     }
 

@@ -65,9 +65,7 @@ func report() -> String {
         }
         closedir(dir)
     }
-    for line in readText("/proc/self/status").split(separator: "\n") where line.hasPrefix("SigBlk") || line.hasPrefix("SigIgn") {
-        lines.append(line.replacingTabs())
-    }
+    lines += initialSignals
     return lines.joined(separator: "\n") + "\nend\n"
 }
 
@@ -87,6 +85,9 @@ func writeAll(_ fd: Int32, _ s: String) {
     }
 }
 
+// The signal state as porter left it, read before this program changes any.
+let initialSignals = readText("/proc/self/status").split(separator: "\n")
+    .filter { $0.hasPrefix("SigBlk") || $0.hasPrefix("SigIgn") }.map { $0.replacingTabs() }
 let args = Array(CommandLine.arguments.dropFirst())
 let mode = args.first ?? "report"
 signal(SIGPIPE, SIG_IGN)
