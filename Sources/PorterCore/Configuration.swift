@@ -13,6 +13,9 @@ public struct Configuration: Sendable {
     public var diagnostics: [Diagnostic] = []
     /// Units that were refused, with every unit that depended on them.
     public var refused: Set<UnitName> = []
+    /// Valid services that no socket activates: not run, but `porter check`
+    /// still validates their credentials.
+    public var unusedServices: [UnitName: ServiceConfig] = [:]
 
     public var hasErrors: Bool { diagnostics.contains { $0.severity == .error } }
 
@@ -82,8 +85,13 @@ public struct Configuration: Sendable {
         // Cross-checks that need both sides, then the final sets.
         for (serviceName, service) in serviceConfigs.sorted(by: { $0.key < $1.key }) {
             guard let activating = triggers[serviceName] else {
-                c.diagnostics.append(Diagnostic(.warning, file: serviceName.description,
-                    "not activated by any socket unit, so porter will not start it"))
+                c.unusedServices[serviceName] = service
+                // A socket that was refused already has its own error.
+                let refusedReferrer = c.refused.contains { $0.type == .socket && ($0.prefix == serviceName.prefix) }
+                if !refusedReferrer {
+                    c.diagnostics.append(Diagnostic(.warning, file: serviceName.description,
+                        "not activated by any socket unit, so porter will not start it"))
+                }
                 continue
             }
             // The socket named like the service first, then the others by

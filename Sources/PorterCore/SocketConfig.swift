@@ -57,6 +57,8 @@ public struct SocketConfig: Sendable {
     /// `Service=`: only with Accept=no.
     public var service: UnitName?
     public var options: [SocketOption] = []
+    /// Whether any Listen*= line was written, valid or not.
+    var sawListen = false
 
     public init(name: UnitName) {
         self.name = name
@@ -110,6 +112,7 @@ public struct SocketConfig: Sendable {
         switch a.key {
         case "ListenStream", "ListenDatagram", "ListenSequentialPacket":
             let kind = SocketKind(rawValue: a.key)!
+            sawListen = true
             if a.value.isEmpty {
                 listens.removeAll()  // an empty assignment resets the list
                 return
@@ -188,7 +191,7 @@ public struct SocketConfig: Sendable {
         if name.instance != nil {
             r.diagnostics.error(nil, nil, "socket units cannot be templates or instances, expected NAME.socket")
         }
-        if listens.isEmpty {
+        if listens.isEmpty && !sawListen {
             r.diagnostics.error(nil, nil, "no ListenStream=, ListenDatagram= or ListenSequentialPacket= line; nothing to listen on")
         }
         var seen = Set<String>()

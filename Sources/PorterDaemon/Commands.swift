@@ -58,7 +58,7 @@ public enum Commands {
         let env = environment()
         let host = ConfigLoader.hostFacts(environment: env)
         guard let config = load(configDirectory, host) else { return 1 }
-        let prep = Preparation(config, host: host, environment: env)
+        let prep = Preparation(config, host: host, environment: env, unused: true)
         let problems = config.diagnostics + prep.diagnostics
         var out = ""
         for d in problems { out += "\(d.severity.rawValue): \(d.description)\n" }

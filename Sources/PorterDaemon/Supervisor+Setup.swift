@@ -10,8 +10,10 @@ struct Preparation {
     /// Sockets that cannot run because their service was refused.
     var refusedSockets: Set<UnitName> = []
 
-    init(_ config: Configuration, host: HostFacts, environment: [String: String]) {
-        for (name, service) in config.services.sorted(by: { $0.key < $1.key }) {
+    /// With `unused`, services no socket activates are checked too (for `porter check`).
+    init(_ config: Configuration, host: HostFacts, environment: [String: String], unused: Bool = false) {
+        let all = unused ? config.services.merging(config.unusedServices) { a, _ in a } : config.services
+        for (name, service) in all.sorted(by: { $0.key < $1.key }) {
             switch PreparedService.prepare(service, host: host, porterEnvironment: environment) {
             case .success(let p):
                 services[name] = p
