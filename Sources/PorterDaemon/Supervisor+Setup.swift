@@ -17,6 +17,11 @@ struct Preparation {
             switch PreparedService.prepare(service, host: host, porterEnvironment: environment) {
             case .success(let p):
                 services[name] = p
+                // Not an error: the program may be installed before the first connection.
+                if let exe = p.shared?.executable, p.executable(exe) == nil || !Files.isExecutable(p.executable(exe)!) {
+                    diagnostics.append(Diagnostic(.warning, file: name.description, key: "ExecStart",
+                        "\(exe) is not an executable file (yet); starts will fail until it is"))
+                }
             case .failure(let d):
                 diagnostics.append(d)
                 for s in config.sockets where s.activates == name {

@@ -134,6 +134,50 @@ extension EndToEnd {
             #expect(try porter.stop() == 0)
         }
 
+        /// A bare port listens on [::] and takes IPv4 too (BindIPv6Only=default);
+        /// sequential packet sockets in the abstract namespace are accepted too.
+        @Test func barePortIsDualStackAndSeqpacketAbstract() throws {
+            let port = freePort()
+            let name = "porter-test-\(getpid())"
+            let porter = try PorterRun("dual", units: [
+                "any.socket": "[Socket]\nListenStream=\(port)\nAccept=yes\n",
+                "any@.service": "[Service]\nExecStart=\(handlerBinary) say dual\nStandardInput=socket\n",
+                "pkt.socket": "[Socket]\nListenSequentialPacket=@\(name)\nAccept=yes\n",
+                "pkt@.service": "[Service]\nExecStart=\(handlerBinary) say packet\nStandardInput=socket\n",
+            ])
+            let c = try Client.tcp(port)
+            #expect(try c.readAll().hasPrefix("dual\n"))
+            c.close()
+            try porter.waitForLog("any@0-")
+            #expect(porter.log.contains("-127.0.0.1:\(port)-127.0.0.1:"), "IPv4-mapped addresses are named as IPv4")
+            let p = try Client.connect(.abstract(name), family: AF_UNIX, type: Int32(SOCK_SEQPACKET.rawValue))
+            #expect(try p.readAll(datagram: true) == "packet\n")
+            p.close()
+            #expect(try porter.stop() == 0)
+        }
+
+        /// Every fd porter holds is close-on-exec (the kernel's own view, /proc/PID/fdinfo).
+        @Test func everyPorterFDIsCloseOnExec() throws {
+            let port = freePort()
+            let porter = try PorterRun("cloexec", units: [
+                "a.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
+                "a.service": "[Service]\nExecStart=\(handlerBinary) serve\n",
+                "b.socket": "[Socket]\nListenDatagram=127.0.0.1:\(freePort())\n",
+                "b.service": "[Service]\nExecStart=\(handlerBinary) udp\nStandardInput=socket\n",
+            ])
+            let c = try Client.tcp(port)  // creates the journal pipe too
+            _ = try c.readAll()
+            c.close()
+            let fds = try Files.list("/proc/\(porter.pid)/fd").compactMap { Int32($0) }.filter { $0 > 2 }
+            #expect(fds.count >= 7)
+            for fd in fds {
+                let info = readFile("/proc/\(porter.pid)/fdinfo/\(fd)")
+                let flags = info.split(separator: "\n").first { $0.hasPrefix("flags:") }.map { Int($0.dropFirst(6).trimmingWhitespace(), radix: 8) ?? 0 } ?? 0
+                #expect(flags & 0o2000000 != 0, "fd \(fd) of porter is not close-on-exec")
+            }
+            #expect(try porter.stop() == 0)
+        }
+
         /// UDP with StandardInput=socket, inetd "wait" style (in.tftpd): the
         /// listening socket on stdin/stdout; datagrams queued meanwhile start it again.
         @Test func udpWithStandardInputSocket() throws {
