@@ -2,6 +2,7 @@
  * macros, and system calls glibc may not wrap. */
 #define _GNU_SOURCE
 #include "CPorter.h"
+#include "syscall_numbers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,12 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_close_range
-#define SYS_close_range 436
-#endif
 #define PID_FS_MAGIC 0x50494446
 
 int porter_errno(void) { return errno; }

@@ -29,6 +29,7 @@
  */
 #define _GNU_SOURCE
 #include "CPorter.h"
+#include "syscall_numbers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,12 +43,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_close_range
-#define SYS_close_range 436
-#endif
 
 /* Raw system calls that return -errno and never touch the errno TLS slot. */
 #if defined(__x86_64__)
