@@ -4,7 +4,12 @@
 #include "CPorter.h"
 #include "syscall_numbers.h"
 
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
+#include <malloc.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -71,4 +76,51 @@ int porter_close_range(unsigned first, unsigned last, unsigned flags)
 {
     long r = syscall(SYS_close_range, first, last, flags);
     return r < 0 ? -errno : 0;
+}
+
+int porter_raise_nofile(uint64_t *old_soft, uint64_t *hard)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+        return -errno;
+    *old_soft = r.rlim_cur;
+    *hard = r.rlim_max;
+    if (r.rlim_cur == r.rlim_max)
+        return 0;
+    r.rlim_cur = r.rlim_max;
+    return setrlimit(RLIMIT_NOFILE, &r) == 0 ? 0 : -errno;
+}
+
+void porter_trim_heap(void) { malloc_trim(0); }
+
+static int find_text(struct dl_phdr_info *info, size_t size, void *out)
+{
+    (void)size;
+    /* The first object is the executable itself. */
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && !(ph->p_flags & PF_W)) {
+            uintptr_t *range = out;
+            range[0] = info->dlpi_addr + ph->p_vaddr;
+            range[1] = range[0] + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 1;
+}
+
+long porter_release_text(void)
+{
+    uintptr_t range[2] = {0, 0};
+    dl_iterate_phdr(find_text, range);
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t start = (range[0] + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t end = range[1] & ~((uintptr_t)page - 1);
+    if (end <= start)
+        return 0;
+    /* Read-only and never written: MADV_DONTNEED only drops the mappings,
+     * the next access maps the page-cache page again. */
+    if (madvise((void *)start, end - start, MADV_DONTNEED) != 0)
+        return -errno;
+    return (long)(end - start);
 }

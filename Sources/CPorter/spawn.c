@@ -22,7 +22,8 @@
  *   4. move fds into place 0..n-1, lifting sources out of the target range
  *      first so overlapping moves cannot clobber each other (skalibs fd_move)
  *   5. LISTEN_PID / LISTEN_PIDFDID digits into their reserved env slots
- *   6. chdir, umask, no_new_privs
+ *   6. the fd limit porter found at start (it raises its own), chdir,
+ *      umask, no_new_privs
  *   7. close everything above the targets except the error pipe
  *   8. execve; on any failure, write {pid, stage, errno} to the error pipe
  *      and _exit(127).
@@ -39,6 +40,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -228,6 +230,13 @@ static int child_main(void *arg)
             }
             write_digits(rq->listen_pidfdid_digits, id);
         }
+    }
+
+    if (rq->nofile_soft || rq->nofile_hard) {
+        struct { uint64_t cur, max; } lim = { rq->nofile_soft, rq->nofile_hard };
+        r = RAW4(SYS_prlimit64, 0, RLIMIT_NOFILE, &lim, NULL);
+        if (r < 0)
+            fail(rq, PORTER_STAGE_RLIMIT, r);
     }
 
     if (rq->cwd) {

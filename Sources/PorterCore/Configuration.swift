@@ -16,53 +16,38 @@ public struct Configuration: Sendable {
     /// Valid services that no socket activates: not run, but `porter check`
     /// still validates their credentials.
     public var unusedServices: [UnitName: ServiceConfig] = [:]
+    /// Every socket unit that parsed, used or not (to clean up after sockets
+    /// opened early).
+    public var socketsRead: [UnitName: SocketConfig] = [:]
 
     public var hasErrors: Bool { diagnostics.contains { $0.severity == .error } }
 
     public func socket(_ name: UnitName) -> SocketConfig? { sockets.first { $0.name == name } }
 
-    /// Reads `files` (file name and contents).
+    /// Reads `files` (file name and contents) and pairs them.
     public static func load(files: [(name: String, text: String)], host: HostFacts) -> Configuration {
-        var c = Configuration()
-        var socketConfigs: [UnitName: SocketConfig] = [:]
-        var serviceConfigs: [UnitName: ServiceConfig] = [:]
-        var present: Set<UnitName> = []
-
-        for (fileName, text) in files.sorted(by: { $0.name < $1.name }) {
-            guard let name = UnitName.parse(fileName) else {
-                if let dot = fileName.lastIndex(of: "."),
-                   ["socket", "service", "path"].contains(String(fileName[fileName.index(after: dot)...])) {
-                    c.diagnostics.append(Diagnostic(.error, file: fileName, "invalid unit name, expected NAME.socket, NAME.service or NAME@.service with letters, digits and :-_.\\ only"))
-                }
-                continue  // not a unit file: README, editor backups, ...
-            }
-            present.insert(name)
-            var d = Diagnostics(file: fileName)
-            let file = UnitFile.parse(fileName: fileName, text: text, diagnostics: &d)
-            let specifiers = Specifiers(unit: name, host: host)
-            switch name.type {
-            case .socket:
-                if let s = SocketConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
-                    socketConfigs[name] = s
-                } else {
-                    c.refused.insert(name)
-                }
-            case .service:
-                if let s = ServiceConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
-                    serviceConfigs[name] = s
-                } else {
-                    c.refused.insert(name)
-                }
-            case .path:
-                d.error(nil, nil, "path units are not supported yet; nothing would watch this path")
-                c.refused.insert(name)
-            }
-            c.diagnostics += d.all
+        var units = UnitSet()
+        for (name, text) in files.sorted(by: { $0.name < $1.name }) {
+            units.add(fileName: name, bytes: Array(text.utf8), host: host)
         }
+        return pair(units)
+    }
+
+    /// Pairs every socket of `units` with the service it activates and
+    /// checks what needs both sides.
+    public static func pair(_ units: UnitSet) -> Configuration {
+        var c = Configuration()
+        c.diagnostics = units.diagnostics
+        c.refused = units.refused
+        let socketConfigs = units.sockets
+        c.socketsRead = socketConfigs
+        let serviceConfigs = units.services
+        let present = units.present
 
         // Pair every socket with the service it activates.
         var triggers: [UnitName: [UnitName]] = [:]
-        for (name, socket) in socketConfigs.sorted(by: { $0.key < $1.key }) {
+        for name in socketConfigs.keys.sorted() {
+            let socket = socketConfigs[name]!
             let target = socket.activates
             guard serviceConfigs[target] != nil else {
                 let why: String
@@ -83,7 +68,8 @@ public struct Configuration: Sendable {
         }
 
         // Cross-checks that need both sides, then the final sets.
-        for (serviceName, service) in serviceConfigs.sorted(by: { $0.key < $1.key }) {
+        for serviceName in serviceConfigs.keys.sorted() {
+            let service = serviceConfigs[serviceName]!
             guard let activating = triggers[serviceName] else {
                 c.unusedServices[serviceName] = service
                 // A socket that was refused already has its own error.
@@ -123,7 +109,7 @@ public struct Configuration: Sendable {
             c.services[serviceName] = service
             if !isAccept { c.passedSockets[serviceName] = passed }
         }
-        c.sockets = socketConfigs.values.filter { !c.refused.contains($0.name) }.sorted { $0.name < $1.name }
+        c.sockets = socketConfigs.keys.sorted().filter { !c.refused.contains($0) }.map { socketConfigs[$0]! }
         return c
     }
 
@@ -136,4 +122,56 @@ public struct Configuration: Sendable {
             return "\(s.name) -> \(s.activates) (\(mode)): \(listens)"
         }
     }
+}
+
+/// Unit files read one by one, each parsed and checked on its own; `pair`
+/// then checks what needs several. Porter adds the socket units first and
+/// opens their sockets before it reads the services.
+public struct UnitSet: Sendable {
+    public private(set) var sockets: [UnitName: SocketConfig] = [:]
+    public private(set) var services: [UnitName: ServiceConfig] = [:]
+    public private(set) var present: Set<UnitName> = []
+    public private(set) var refused: Set<UnitName> = []
+    public private(set) var diagnostics: [Diagnostic] = []
+
+    public init() {}
+
+    /// Whether porter reads a file of this name at all.
+    public static func isUnitFileName(_ name: String) -> Bool {
+        name.hasSuffix(".socket") || name.hasSuffix(".service") || name.hasSuffix(".path")
+    }
+
+    public mutating func add(fileName: String, bytes: [UInt8], host: HostFacts) {
+        guard let name = UnitName.parse(fileName) else {
+            if Self.isUnitFileName(fileName) {
+                diagnostics.append(Diagnostic(.error, file: fileName, "invalid unit name, expected NAME.socket, NAME.service or NAME@.service with letters, digits and :-_.\\ only"))
+            }
+            return  // not a unit file: README, editor backups, ...
+        }
+        present.insert(name)
+        var d = Diagnostics(file: fileName)
+        let file = UnitFile.parse(fileName: fileName, bytes: bytes, diagnostics: &d)
+        let specifiers = Specifiers(unit: name, host: host)
+        switch name.type {
+        case .socket:
+            if let s = SocketConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
+                sockets[name] = s
+            } else {
+                refused.insert(name)
+            }
+        case .service:
+            if let s = ServiceConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
+                services[name] = s
+            } else {
+                refused.insert(name)
+            }
+        case .path:
+            d.error(nil, nil, "path units are not supported yet; nothing would watch this path")
+            refused.insert(name)
+        }
+        diagnostics += d.all
+    }
+
+    /// Adds a problem found outside the parser (an unreadable file).
+    public mutating func report(_ d: Diagnostic) { diagnostics.append(d) }
 }

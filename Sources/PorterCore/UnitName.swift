@@ -30,7 +30,13 @@ public struct UnitName: Hashable, Sendable, CustomStringConvertible, Comparable 
     public func withType(_ t: UnitType) -> UnitName { UnitName(prefix: prefix, instance: instance, type: t) }
     public func withInstance(_ i: String?) -> UnitName { UnitName(prefix: prefix, instance: i, type: type) }
 
-    public static func < (a: UnitName, b: UnitName) -> Bool { a.description < b.description }
+    /// By name as written, without building the strings: prefix, then
+    /// instance, then type.
+    public static func < (a: UnitName, b: UnitName) -> Bool {
+        if a.prefix != b.prefix { return a.prefix < b.prefix }
+        if a.instance != b.instance { return (a.instance ?? "") < (b.instance ?? "") }
+        return a.type.rawValue < b.type.rawValue
+    }
 
     /// Characters systemd allows in unit names.
     static func isValidCharacter(_ c: Character) -> Bool {

@@ -18,38 +18,64 @@ public enum Commands {
         return env
     }
 
-    static func load(_ directory: String, _ host: HostFacts) -> Configuration? {
+    static func openDirectory(_ directory: String) -> ConfigLoader.Directory? {
         guard let st = try? Files.status(directory), st.isDirectory else {
             Log.error("\(directory): not a directory; expected --config-dir DIR with .socket and .service files")
             return nil
         }
         do {
-            return try ConfigLoader.load(directory: directory, host: host)
+            return try ConfigLoader.Directory(directory)
         } catch {
             Log.error("\(directory): cannot read: \(error.reason)")
             return nil
         }
     }
 
+    static func load(_ directory: String, _ host: HostFacts) -> Configuration? {
+        guard let dir = openDirectory(directory) else { return nil }
+        defer { dir.close() }
+        var units = UnitSet()
+        dir.add(dir.names, to: &units, host: host)
+        return Configuration.pair(units)
+    }
+
     /// `porter run`: the daemon in the foreground, logging to stderr.
     public static func run(configDirectory: String) -> Int32 {
+        // Everything read at start-up is freed before the loop begins; the
+        // supervisor keeps what it needs.
+        guard let supervisor = setUp(configDirectory) else { return 1 }
+        Processes.releaseStartupMemory()
+        return supervisor.run()
+    }
+
+    /// Sockets come first: the socket units are read and their sockets
+    /// bound and listening before any service unit is read, so clients can
+    /// connect (and wait in the backlog) as early as possible, as systemd
+    /// binds sockets before it starts anything.
+    static func setUp(_ configDirectory: String) -> Supervisor? {
         let env = environment()
         let host = ConfigLoader.hostFacts(environment: env)
-        guard let config = load(configDirectory, host) else { return 1 }
-        for d in config.diagnostics { Log.write(d.severity == .error ? .error : .warning, d.description) }
+        guard let dir = openDirectory(configDirectory) else { return nil }
+        defer { dir.close() }
         let supervisor: Supervisor
         do {
             supervisor = try Supervisor(host: host, environment: env)
         } catch {
             Log.error("cannot set up the event loop: \(error)")
-            return 1
+            return nil
         }
+        var units = UnitSet()
+        dir.add(dir.names.filter { $0.hasSuffix(".socket") }, to: &units, host: host)
+        supervisor.openListeners(units.sockets)
+        dir.add(dir.names.filter { !$0.hasSuffix(".socket") }, to: &units, host: host)
+        let config = Configuration.pair(units)
+        for d in config.diagnostics { Log.write(d.severity == .error ? .error : .warning, d.description) }
         let problems = supervisor.activate(config)
         for d in problems { Log.write(d.severity == .error ? .error : .warning, d.description) }
         let sockets = supervisor.sockets.count
         let services = supervisor.services.count + supervisor.sockets.filter { $0.template != nil }.count
         Log.info("ready: \(sockets) socket\(sockets == 1 ? "" : "s") listening for \(services) service\(services == 1 ? "" : "s") from \(configDirectory)")
-        return supervisor.run()
+        return supervisor
     }
 
     /// `porter check`: parse and validate everything, print each pairing and

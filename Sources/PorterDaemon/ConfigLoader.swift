@@ -38,20 +38,41 @@ public enum ConfigLoader {
         return facts
     }
 
-    /// Every unit file in `directory`, parsed and paired.
-    public static func load(directory: String, host: HostFacts) throws(SysError) -> Configuration {
-        var files: [(name: String, text: String)] = []
-        var problems: [Diagnostic] = []
-        for name in try Files.list(directory).sorted() {
-            guard UnitName.parse(name) != nil || name.hasSuffix(".socket") || name.hasSuffix(".service") || name.hasSuffix(".path") else { continue }
-            do {
-                files.append((name, try Files.read(directory + "/" + name)))
-            } catch {
-                problems.append(Diagnostic(.error, file: name, "cannot read: \(error.reason)"))
+    /// The unit files of a configuration directory, read through one
+    /// directory fd.
+    public struct Directory {
+        let fd: FileDescriptor
+        public let path: String
+        /// Unit file names, sorted.
+        public let names: [String]
+
+        /// Owns the directory fd until `close()`.
+        public init(_ path: String) throws(SysError) {
+            self.path = path
+            fd = try Files.openDirectory(path)
+            names = try Files.list(path).filter(UnitSet.isUnitFileName).sorted()
+        }
+
+        /// Reads the named files into `units`; unreadable ones are reported.
+        public func add(_ selected: [String], to units: inout UnitSet, host: HostFacts) {
+            for name in selected {
+                do {
+                    units.add(fileName: name, bytes: try Files.readBytes(at: fd, name), host: host)
+                } catch {
+                    units.report(Diagnostic(.error, file: name, "cannot read: \(error.reason)"))
+                }
             }
         }
-        var config = Configuration.load(files: files, host: host)
-        config.diagnostics = problems + config.diagnostics
-        return config
+
+        public func close() { fd.close() }
+    }
+
+    /// Every unit file in `directory`, parsed and paired.
+    public static func load(directory: String, host: HostFacts) throws(SysError) -> Configuration {
+        let dir = try Directory(directory)
+        defer { dir.close() }
+        var units = UnitSet()
+        dir.add(dir.names, to: &units, host: host)
+        return Configuration.pair(units)
     }
 }

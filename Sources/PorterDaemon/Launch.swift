@@ -21,7 +21,8 @@ struct Launch {
     /// - activation: per-start variables (REMOTE_ADDR, TCP*, ...).
     static func make(_ p: PreparedService, instance: ServiceInstance, socket: FileDescriptor?,
                      listen: [(fd: FileDescriptor, name: String)], activation: [(String, String)],
-                     devNull: FileDescriptor, journal: () throws(SysError) -> FileDescriptor) throws(Failure) -> Launch {
+                     devNull: FileDescriptor, fileLimit: (soft: UInt64, hard: UInt64)?,
+                     journal: () throws(SysError) -> FileDescriptor) throws(Failure) -> Launch {
         let c = p.config
         var launch = Launch(plan: SpawnPlan(path: "", arguments: [], environment: [], fds: []))
         do throws(SysError) {
@@ -75,6 +76,7 @@ struct Launch {
         }
         launch.plan.umask = Int32(c.umask)
         launch.plan.noNewPrivileges = c.noNewPrivileges
+        launch.plan.fileLimit = fileLimit
         return launch
     }
 

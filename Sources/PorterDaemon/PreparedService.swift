@@ -28,7 +28,15 @@ final class PreparedService {
 
     /// Resolves users and groups and the static parts. A unit that asks for
     /// credentials porter cannot give is refused here, never run as root.
-    static func prepare(_ config: ServiceConfig, host: HostFacts, porterEnvironment: [String: String]) -> Result<PreparedService, Diagnostic> {
+    /// Services with the same base environment share one copy of it (and of
+    /// its strings): with a thousand services, per-service copies add up.
+    final class Shared {
+        var environments: [String: (block: EnvironmentBlock, strings: [String])] = [:]
+        init() {}
+    }
+
+    static func prepare(_ config: ServiceConfig, host: HostFacts, porterEnvironment: [String: String],
+                        shared cache: Shared = Shared()) -> Result<PreparedService, Diagnostic> {
         let file = config.name.description
         func refuse(_ key: String, _ message: String) -> Result<PreparedService, Diagnostic> {
             .failure(Diagnostic(.error, file: file, key: key, message))
@@ -63,20 +71,28 @@ final class PreparedService {
             }
         }
 
-        var env = EnvironmentBlock()
-        env["PATH"] = defaultPath
-        if let lang = porterEnvironment["LANG"] { env["LANG"] = lang }
         // systemd.exec(5): USER, LOGNAME, HOME, SHELL for units with User=
         // (and always in a user manager, which an unprivileged porter is).
         let who: Users.User? = account ?? (host.uid != 0 ? Users.User(name: host.userName, uid: host.uid, gid: host.gid, home: host.home, shell: host.shell) : nil)
-        if let who {
-            env["USER"] = who.name
-            env["LOGNAME"] = who.name
-            env["HOME"] = who.home
-            env["SHELL"] = who.shell
-        }
-        for name in config.passEnvironment {
-            if let v = porterEnvironment[name] { env[name] = v }
+        let key = "\(who?.name ?? "")\u{0}" + config.passEnvironment.joined(separator: "\u{0}")
+        let base: (block: EnvironmentBlock, strings: [String])
+        if let hit = cache.environments[key] {
+            base = hit
+        } else {
+            var env = EnvironmentBlock()
+            env["PATH"] = defaultPath
+            if let lang = porterEnvironment["LANG"] { env["LANG"] = lang }
+            if let who {
+                env["USER"] = who.name
+                env["LOGNAME"] = who.name
+                env["HOME"] = who.home
+                env["SHELL"] = who.shell
+            }
+            for name in config.passEnvironment {
+                if let v = porterEnvironment[name] { env[name] = v }
+            }
+            base = (env, env.strings)
+            cache.environments[key] = base
         }
 
         var shared: ServiceInstance? = nil
@@ -87,22 +103,24 @@ final class PreparedService {
                 return refuse("ExecStart", error.message)
             }
         }
-        let p = PreparedService(config: config, shared: shared, ids: ids, baseEnvironment: env,
+        let p = PreparedService(config: config, shared: shared, ids: ids, base: base,
                                 home: account?.home ?? host.home, host: host)
         return .success(p)
     }
 
     private init(config: ServiceConfig, shared: ServiceInstance?, ids: (uid: UInt32, gid: UInt32, groups: [UInt32])?,
-                 baseEnvironment: EnvironmentBlock, home: String, host: HostFacts) {
+                 base: (block: EnvironmentBlock, strings: [String]), home: String, host: HostFacts) {
         self.config = config
         self.shared = shared
         self.ids = ids
         self.kill = KillPolicy(config)
-        self.baseEnvironment = baseEnvironment
+        self.baseEnvironment = base.block
         self.home = home
         self.host = host
-        if let shared, shared.environmentFiles.isEmpty {
-            var env = baseEnvironment
+        if let shared, shared.environmentFiles.isEmpty, shared.environment.entries.isEmpty, config.unsetEnvironment.isEmpty {
+            sharedStrings = base.strings
+        } else if let shared, shared.environmentFiles.isEmpty {
+            var env = base.block
             env.merge(shared.environment)
             for name in config.unsetEnvironment { Self.unset(name, in: &env) }
             sharedStrings = env.strings

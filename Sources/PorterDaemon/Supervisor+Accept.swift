@@ -64,7 +64,7 @@ extension Supervisor {
             if p.config.nonBlocking { try fd.setNonBlocking(true) }
             let instance = try p.instance(info.instanceName)
             launch = try Launch.make(p, instance: instance, socket: fd, listen: [(fd, "connection")],
-                                     activation: info.environment, devNull: devNull,
+                                     activation: info.environment, devNull: devNull, fileLimit: childFileLimit,
                                      journal: { () throws(SysError) in try journal(for: p) })
         } catch let error as ValueError {
             Log.error("\(unitName): \(error.message)")

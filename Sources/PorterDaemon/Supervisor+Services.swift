@@ -32,7 +32,7 @@ extension Supervisor {
         do {
             let instance = try p.instance(nil)
             launch = try Launch.make(p, instance: instance, socket: s.passed.first?.fd, listen: s.passed,
-                                     activation: [], devNull: devNull,
+                                     activation: [], devNull: devNull, fileLimit: childFileLimit,
                                      journal: { () throws(SysError) in try journal(for: p) })
         } catch let error as ValueError {
             Log.error("\(s.name): \(error.message)")

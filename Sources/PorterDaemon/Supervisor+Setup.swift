@@ -13,8 +13,9 @@ struct Preparation {
     /// With `unused`, services no socket activates are checked too (for `porter check`).
     init(_ config: Configuration, host: HostFacts, environment: [String: String], unused: Bool = false) {
         let all = unused ? config.services.merging(config.unusedServices) { a, _ in a } : config.services
-        for (name, service) in all.sorted(by: { $0.key < $1.key }) {
-            switch PreparedService.prepare(service, host: host, porterEnvironment: environment) {
+        let shared = PreparedService.Shared()
+        for name in all.keys.sorted() {
+            switch PreparedService.prepare(all[name]!, host: host, porterEnvironment: environment, shared: shared) {
             case .success(let p):
                 services[name] = p
                 // Not an error: the program may be installed before the first connection.
@@ -44,7 +45,11 @@ extension Supervisor {
 
         for socket in config.sockets where !prep.refusedSockets.contains(socket.name) {
             guard let service = prep.services[socket.activates] else { continue }
-            switch open(socket, service: service) {
+            let opened = preopened.removeValue(forKey: socket.name) ?? open(socket)
+            if case .success(let fds) = opened, !socket.accept, service.config.nonBlocking {
+                for fd in fds { try? fd.setNonBlocking(true) }
+            }
+            switch opened {
             case .success(let fds):
                 let rt = SocketRuntime(config: socket, fds: fds)
                 if socket.accept {
@@ -77,10 +82,27 @@ extension Supervisor {
             for t in triggers { watch(socket: t) }
         }
         for (i, s) in sockets.enumerated() where s.acceptMachine != nil { watch(socket: i) }
+        // Sockets opened early whose units were refused after all.
+        for (name, opened) in preopened {
+            guard case .success(let fds) = opened else { continue }
+            for fd in fds { fd.close() }
+            for l in config.socketsRead[name]?.listens ?? [] {
+                if let path = l.address.unixPath { try? Files.unlink(path) }
+            }
+        }
+        preopened.removeAll()
         return problems
     }
 
-    private func open(_ socket: SocketConfig, service: PreparedService) -> Result<[FileDescriptor], Diagnostic> {
+    /// Binds and listens on every socket, before the services are read.
+    /// Failures are kept and reported by `activate` with the rest.
+    public func openListeners(_ sockets: [UnitName: SocketConfig]) {
+        for name in sockets.keys.sorted() {
+            preopened[name] = open(sockets[name]!)
+        }
+    }
+
+    private func open(_ socket: SocketConfig) -> Result<[FileDescriptor], Diagnostic> {
         let file = socket.name.description
         var owner: (uid: UInt32?, gid: UInt32?) = (nil, nil)
         if let u = socket.socketUser {
@@ -93,8 +115,8 @@ extension Supervisor {
         }
         // Accept=yes: porter accepts until EAGAIN. Accept=no: the service
         // gets the socket as NonBlocking= says (systemd clears O_NONBLOCK
-        // unless asked), and porter only ever polls it.
-        let options = Listener.Options(nonBlocking: socket.accept || service.config.nonBlocking, owner: owner)
+        // unless asked; `activate` sets it), and porter only ever polls it.
+        let options = Listener.Options(nonBlocking: socket.accept, owner: owner)
         var fds: [FileDescriptor] = []
         for listen in socket.listens {
             do {

@@ -24,6 +24,8 @@ public final class Supervisor {
     let devNull: FileDescriptor
     let host: HostFacts
     let porterEnvironment: [String: String]
+    /// The fd limit porter started with, for its children.
+    let childFileLimit: (soft: UInt64, hard: UInt64)?
 
     var sources: [UInt64: Source] = [:]
     private var nextToken: UInt64 = 1
@@ -34,6 +36,8 @@ public final class Supervisor {
     /// Children that failed before exec: already logged, reaped silently.
     var failedSpawns: Set<Int32> = []
     var journals: [JournalPipe] = []
+    /// Sockets opened before the services were read, until `activate`.
+    var preopened: [UnitName: Result<[FileDescriptor], Diagnostic>] = [:]
     private var armedDeadline: Instant?
     var stopping = false
 
@@ -47,6 +51,7 @@ public final class Supervisor {
         Signals.setIgnored(SIGPIPE, true)
         try Signals.block(SignalSet(Self.handledSignals))
         Processes.markInheritedCloseOnExec()
+        childFileLimit = Processes.raiseFileLimit()
         self.host = host
         self.porterEnvironment = environment
         devNull = try Files.open("/dev/null", flags: O_RDWR)

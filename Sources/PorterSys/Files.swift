@@ -19,6 +19,33 @@ public enum Files {
         return String(decoding: bytes.prefix(limit), as: UTF8.self)
     }
 
+    /// Opens a directory for `readBytes(at:)`. The caller owns the fd.
+    public static func openDirectory(_ path: String) throws(SysError) -> FileDescriptor {
+        FileDescriptor(try retrying("open(\(path))") { porter_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0) })
+    }
+
+    /// Reads a whole file relative to a directory fd, at most `limit` bytes.
+    /// One openat, one read for a small file (a short read of a regular file
+    /// is its end), one close.
+    public static func readBytes(at directory: FileDescriptor, _ name: String, limit: Int = 1 << 20) throws(SysError) -> [UInt8] {
+        let fd = FileDescriptor(try retrying("open(\(name))") { porter_openat(directory.rawValue, name, O_RDONLY | O_CLOEXEC | O_NOCTTY, 0) })
+        defer { fd.close() }
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        var used = 0
+        while used < limit {
+            if used == bytes.count { bytes += [UInt8](repeating: 0, count: min(bytes.count, limit - used)) }
+            var result: Result<Int?, SysError> = .success(0)
+            bytes.withUnsafeMutableBytes { raw in
+                result = Result { () throws(SysError) -> Int? in try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[used...])) }
+            }
+            let n = try result.get() ?? 0
+            used += n
+            if n == 0 || used < bytes.count { break }
+        }
+        bytes.removeSubrange(used...)
+        return bytes
+    }
+
     /// Names in a directory, without "." and "..". The corresponding C function is readdir(3).
     public static func list(_ path: String) throws(SysError) -> [String] {
         guard let dir = opendir(path) else { throw SysError(call: "opendir(\(path))", errno: SysError.current) }

@@ -54,6 +54,25 @@ public enum Processes {
         }
     }
 
+    /// Raises the soft fd limit to the hard one: porter holds a listener per
+    /// address and one per journal pipe, beyond the usual 1024. Returns the
+    /// limits to give children back (select(2)-based programs break above
+    /// 1024, which is why the soft limit is low), nil when nothing changed.
+    public static func raiseFileLimit() -> (soft: UInt64, hard: UInt64)? {
+        var soft: UInt64 = 0, hard: UInt64 = 0
+        guard porter_raise_nofile(&soft, &hard) == 0, soft != hard else { return nil }
+        return (soft, hard)
+    }
+
+    /// Returns free heap pages to the kernel and drops the mappings of
+    /// porter's code, once start-up is over (see porter_release_text).
+    /// Returns the bytes of code released.
+    @discardableResult
+    public static func releaseStartupMemory() -> Int {
+        porter_trim_heap()
+        return porter_release_text()
+    }
+
     public static var currentPID: Int32 { getpid() }
     public static var effectiveUID: UInt32 { geteuid() }
     public static var effectiveGID: UInt32 { getegid() }

@@ -16,6 +16,8 @@ public struct SpawnPlan {
     public var workingDirectoryOptional = false
     public var umask: Int32 = -1
     public var noNewPrivileges = false
+    /// RLIMIT_NOFILE to restore in the child (porter raises its own).
+    public var fileLimit: (soft: UInt64, hard: UInt64)? = nil
 
     public init(path: String, arguments: [String], environment: [String], fds: [Int32]) {
         self.path = path
@@ -48,6 +50,7 @@ public struct SpawnError: Error, Equatable, CustomStringConvertible {
         case Int32(PORTER_STAGE_CHDIR.rawValue): step = "chdir"
         case Int32(PORTER_STAGE_NO_NEW_PRIVS.rawValue): step = "no_new_privs"
         case Int32(PORTER_STAGE_EXEC.rawValue): step = "exec"
+        case Int32(PORTER_STAGE_RLIMIT.rawValue): step = "setrlimit(RLIMIT_NOFILE)"
         default: step = "clone"
         }
         return "\(step)\(subject.isEmpty ? "" : " " + subject): \(SysError.describe(errno))"
@@ -155,6 +158,10 @@ public final class Spawner {
                     rq.cwd_optional = plan.workingDirectoryOptional ? 1 : 0
                     rq.umask = plan.umask
                     rq.no_new_privs = plan.noNewPrivileges ? 1 : 0
+                    if let limit = plan.fileLimit {
+                        rq.nofile_soft = limit.soft
+                        rq.nofile_hard = limit.hard
+                    }
                     rq.reset_signals = signals.baseAddress
                     rq.nreset_signals = Int32(signals.count)
                     return porter_spawn(&rq)

@@ -48,6 +48,9 @@ func report() -> String {
     var cwd = [CChar](repeating: 0, count: 4096)
     if getcwd(&cwd, cwd.count) != nil { lines.append("cwd \(String(cString: cwd))") }
     lines.append("umask \(String(umask(0o022), radix: 8))")
+    var limit = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    lines.append("nofile \(limit.rlim_cur) \(limit.rlim_max)")
     for a in CommandLine.arguments { lines.append("arg \(a)") }
     var p = environ
     while let e = p.pointee {

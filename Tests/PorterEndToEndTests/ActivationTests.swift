@@ -15,10 +15,17 @@ extension EndToEnd {
         /// systemd's and UCSPI's connection variables, systemd's instance name.
         @Test func acceptYesOverTCPv4() throws {
             let port = freePort()
+            // Start porter with a low soft fd limit, as a shell would give it.
+            var original = rlimit()
+            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &original)
+            var low = original
+            low.rlim_cur = min(1024, original.rlim_max)
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &low)
             let porter = try PorterRun("tcp4", units: [
                 "echo.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\n",
                 "echo@.service": "[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\n",
             ])
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &original)
             let c = try Client.tcp(port)
             let local = try Socket.localAddress(c.fd)
             let report = Report(try c.readAll())
@@ -38,6 +45,10 @@ extension EndToEnd {
             #expect(inode != nil && fds.values.allSatisfy { inodeOfSocket($0) == inode && $0.hasSuffix("block inherit") })
             #expect(report.value("sid") == String(report.pid))
             #expect(report.value("SigBlk:") == "0000000000000000")
+            // porter raises its own fd limit but hands children the one it was given.
+            #expect(report.value("nofile") == "\(low.rlim_cur) \(low.rlim_max)")
+            let limits = readFile("/proc/\(porter.pid)/limits").split(separator: "\n").first { $0.hasPrefix("Max open files") } ?? ""
+            #expect(limits.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first == Substring(String(low.rlim_max)))
             let log = try porter.waitForLog("exited, status 0")
             let name = "echo@0-"
             let suffix = "-127.0.0.1:\(port)-127.0.0.1:\(local.port!).service: pid \(report.pid) exited, status 0"

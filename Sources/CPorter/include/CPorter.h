@@ -45,6 +45,7 @@ enum porter_spawn_stage {
     PORTER_STAGE_NO_NEW_PRIVS = 8,
     PORTER_STAGE_EXEC = 9,
     PORTER_STAGE_CLONE = 10,
+    PORTER_STAGE_RLIMIT = 11,
 };
 
 /* The message a failed child writes to the error pipe: one write, atomic. */
@@ -81,6 +82,9 @@ struct porter_spawn_request {
     int no_new_privs;
     const int *reset_signals;    /* signals porter ignores that the child must not */
     int nreset_signals;
+    /* RLIMIT_NOFILE for the child when porter raised its own (0/0: leave). */
+    uint64_t nofile_soft;
+    uint64_t nofile_hard;
 };
 
 /* Starts the child and returns its pid, or -errno when clone itself failed.
@@ -115,6 +119,17 @@ int porter_pidfd_open(pid_t pid);
 /* Whether pidfds live on pidfs (Linux 6.9+), where a pidfd's inode number is
  * a unique 64-bit process id: what LISTEN_PIDFDID carries. */
 int porter_pidfs_supported(void);
+/* Raises the soft RLIMIT_NOFILE to the hard limit; stores the old soft and
+ * hard limits. Returns 0 or -errno. */
+int porter_raise_nofile(uint64_t *old_soft, uint64_t *hard);
+/* Gives free heap memory back to the kernel (malloc_trim). */
+void porter_trim_heap(void);
+/* Drops the page mappings of porter's own read-only, executable segment:
+ * after start-up most of it is cold, and file-backed pages the kernel maps
+ * ahead of each fault ("fault-around", 16 pages) would otherwise stay
+ * counted. The pages stay in the page cache and come back on use.
+ * Returns the bytes advised. */
+long porter_release_text(void);
 /* close_range(2); -errno on failure. */
 int porter_close_range(unsigned first, unsigned last, unsigned flags);
 
