@@ -136,6 +136,14 @@ public struct UnitSet: Sendable {
 
     public init() {}
 
+    /// Room for `count` more units of each kind, so a large directory does
+    /// not rehash its tables over and over.
+    public mutating func reserve(_ count: Int) {
+        sockets.reserveCapacity(sockets.count + count)
+        services.reserveCapacity(services.count + count)
+        present.reserveCapacity(present.count + count)
+    }
+
     /// Whether porter reads a file of this name at all.
     public static func isUnitFileName(_ name: String) -> Bool {
         name.hasSuffix(".socket") || name.hasSuffix(".service") || name.hasSuffix(".path")

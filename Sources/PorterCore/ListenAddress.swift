@@ -24,32 +24,32 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
 
     public static func parse(_ s: String, kind: SocketKind) throws(ValueError) -> ListenAddress {
         let expected = "invalid address '\(s)', expected a port, IPv4:port, [IPv6]:port, /path or @abstract"
-        guard let first = s.first else { throw ValueError(expected) }
+        let u = s.utf8
+        guard let first = u.first else { throw ValueError(expected) }
         var address: ListenAddress
         switch first {
-        case "/":
-            guard s.utf8.count <= maxUnixPathBytes else {
-                throw ValueError("path '\(s)' too long (\(s.utf8.count) bytes), at most \(maxUnixPathBytes) for a Unix socket")
+        case UInt8(ascii: "/"):
+            guard u.count <= maxUnixPathBytes else {
+                throw ValueError("path '\(s)' too long (\(u.count) bytes), at most \(maxUnixPathBytes) for a Unix socket")
             }
             address = .unixPath(s)
-        case "@":
-            let name = String(s.dropFirst())
-            guard !name.isEmpty, name.utf8.count + 1 <= maxUnixPathBytes + 1 else {
+        case UInt8(ascii: "@"):
+            guard u.count >= 2, u.count <= maxUnixPathBytes else {
                 throw ValueError("abstract name '\(s)' must be 1-\(maxUnixPathBytes - 1) bytes")
             }
-            address = .abstract(name)
-        case "[":
-            guard let close = s.firstIndex(of: "]") else { throw ValueError(expected) }
-            var host = String(s[s.index(after: s.startIndex)..<close])
-            let rest = s[s.index(after: close)...]
-            guard rest.first == ":" else {
+            address = .abstract(String(decoding: u.dropFirst(), as: UTF8.self))
+        case UInt8(ascii: "["):
+            guard let close = u.firstIndex(of: UInt8(ascii: "]")) else { throw ValueError(expected) }
+            var host = String(decoding: u[u.index(after: u.startIndex)..<close], as: UTF8.self)
+            let rest = u[u.index(after: close)...]
+            guard rest.first == UInt8(ascii: ":") else {
                 throw ValueError("'\(s)' has no port, expected [IPv6]:port")
             }
-            let port = try parsePort(String(rest.dropFirst()))
+            let port = try parsePort(String(decoding: rest.dropFirst(), as: UTF8.self))
             var scope: String? = nil
-            if let pct = host.firstIndex(of: "%") {
-                scope = String(host[host.index(after: pct)...])
-                host = String(host[..<pct])
+            if let pct = host.utf8.firstIndex(of: UInt8(ascii: "%")) {
+                scope = String(decoding: host.utf8[host.utf8.index(after: pct)...], as: UTF8.self)
+                host = String(decoding: host.utf8[..<pct], as: UTF8.self)
                 guard !scope!.isEmpty else { throw ValueError(expected) }
             }
             guard let bytes = parseIP(host, family: AF_INET6, size: 16) else {
@@ -57,20 +57,21 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
             }
             address = .ipv6(address: bytes, port: port, scope: scope)
         default:
-            if let colon = s.lastIndex(of: ":") {
-                let host = String(s[..<colon])
-                if host.contains(":") {
+            if let colon = u.lastIndex(of: UInt8(ascii: ":")) {
+                let hostBytes = u[..<colon]
+                let host = String(decoding: hostBytes, as: UTF8.self)
+                if hostBytes.contains(UInt8(ascii: ":")) {
                     throw ValueError("'\(s)': an IPv6 address needs brackets, expected [IPv6]:port")
                 }
                 if host.hasPrefix("vsock") {
                     throw ValueError("'\(s)': vsock addresses are not supported by porter")
                 }
-                let port = try parsePort(String(s[s.index(after: colon)...]))
+                let port = try parsePort(String(decoding: u[u.index(after: colon)...], as: UTF8.self))
                 guard let bytes = parseIP(host, family: AF_INET, size: 4) else {
                     throw ValueError("invalid IPv4 address '\(host)' in '\(s)', expected a.b.c.d:port")
                 }
                 address = .ipv4(address: bytes, port: port)
-            } else if s.allSatisfy({ $0.isASCII && $0.isNumber }) {
+            } else if u.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
                 address = .anyPort(try parsePort(s))
             } else {
                 throw ValueError(expected)
@@ -83,10 +84,11 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     static func parsePort(_ s: String) throws(ValueError) -> UInt16 {
-        guard !s.isEmpty, s.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(s.prefix(9)) else {
+        let u = s.utf8
+        guard !u.isEmpty, u.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int(String(decoding: u.prefix(9), as: UTF8.self)) else {
             throw ValueError("invalid port '\(s)', expected a number 1-65535")
         }
-        guard (1...65535).contains(n), s.count < 9 else {
+        guard (1...65535).contains(n), u.count < 9 else {
             throw ValueError("port \(s) out of range 1-65535")
         }
         return UInt16(n)

@@ -75,14 +75,14 @@ public struct ServiceConfig: Sendable {
     /// stderr defaults to inherit, i.e. wherever stdout goes.
     public var standardError: StandardOutput { explicitError ?? .inherit }
 
-    static let keys = [
+    static let keys = KeySet([
         "Type", "ExecStart", "Environment", "EnvironmentFile", "PassEnvironment", "UnsetEnvironment",
         "WorkingDirectory", "User", "Group", "SupplementaryGroups", "StandardInput", "StandardOutput",
         "StandardError", "KillSignal", "FinalKillSignal", "KillMode", "SendSIGKILL", "SendSIGHUP",
         "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart",
         "StartLimitInterval", "StartLimitBurst",
-    ]
-    static let unitKeys = ["StartLimitIntervalSec", "StartLimitBurst"]
+    ])
+    static let unitKeys = KeySet(["StartLimitIntervalSec", "StartLimitBurst"])
 
     public static func read(_ file: UnitFile, name: UnitName, specifiers: Specifiers, diagnostics: inout Diagnostics) -> ServiceConfig? {
         var config = ServiceConfig(name: name)

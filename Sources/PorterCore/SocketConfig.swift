@@ -66,14 +66,14 @@ public struct SocketConfig: Sendable {
         fileDescriptorName = name.description
     }
 
-    static let keys = [
+    static let keys = KeySet([
         "ListenStream", "ListenDatagram", "ListenSequentialPacket", "Accept", "Backlog", "BindIPv6Only",
         "ReusePort", "FreeBind", "KeepAlive", "NoDelay", "ReceiveBuffer", "SendBuffer", "SocketMode",
         "SocketUser", "SocketGroup", "DirectoryMode", "RemoveOnStop", "FileDescriptorName", "MaxConnections",
         "Service", "PassCredentials", "PassSecurity", "PassPIDFD", "PassPacketInfo", "Broadcast",
         "DeferAcceptSec", "KeepAliveTimeSec", "KeepAliveIntervalSec", "KeepAliveProbes", "Priority", "Mark",
         "IPTOS", "IPTTL",
-    ]
+    ])
 
     /// Reads a socket unit. Returns nil when it has errors (in `diagnostics`).
     public static func read(_ file: UnitFile, name: UnitName, specifiers: Specifiers, diagnostics: inout Diagnostics) -> SocketConfig? {

@@ -1,22 +1,23 @@
 /// What porter knows about the machine and about itself, for specifiers
-/// and defaults. Gathered once by the daemon; tests make their own.
-public struct HostFacts: Sendable {
-    public var hostname: String
-    public var userName: String
-    public var uid: UInt32
-    public var groupName: String
-    public var gid: UInt32
-    public var home: String
-    public var shell: String
+/// and defaults. Gathered once by the daemon; tests make their own. A class,
+/// so the thousands of specifier contexts made at start share one copy.
+public final class HostFacts: Sendable {
+    public let hostname: String
+    public let userName: String
+    public let uid: UInt32
+    public let groupName: String
+    public let gid: UInt32
+    public let home: String
+    public let shell: String
     /// %t: /run for root, $XDG_RUNTIME_DIR (or /tmp) otherwise, as systemd does.
-    public var runtimeDirectory: String
-    public var stateDirectory: String
-    public var cacheDirectory: String
-    public var logsDirectory: String
-    public var configDirectory: String
-    public var kernelRelease: String
-    public var machineID: String
-    public var bootID: String
+    public let runtimeDirectory: String
+    public let stateDirectory: String
+    public let cacheDirectory: String
+    public let logsDirectory: String
+    public let configDirectory: String
+    public let kernelRelease: String
+    public let machineID: String
+    public let bootID: String
 
     public init(hostname: String = "localhost", userName: String = "root", uid: UInt32 = 0,
                 groupName: String = "root", gid: UInt32 = 0, home: String = "/root", shell: String = "/bin/sh",
@@ -60,6 +61,7 @@ public struct Specifiers: Sendable {
     public static let instanceDependent: Set<Character> = ["i", "I", "n", "N", "f"]
 
     public static func dependsOnInstance(_ s: String) -> Bool {
+        guard s.utf8.contains(UInt8(ascii: "%")) else { return false }
         var percent = false
         for c in s {
             if percent {
@@ -73,7 +75,7 @@ public struct Specifiers: Sendable {
     }
 
     public func expand(_ s: String) throws(ValueError) -> String {
-        guard s.contains("%") else { return s }
+        guard s.utf8.contains(UInt8(ascii: "%")) else { return s }
         var out = ""
         var percent = false
         for c in s {

@@ -38,25 +38,30 @@ public struct UnitName: Hashable, Sendable, CustomStringConvertible, Comparable 
         return a.type.rawValue < b.type.rawValue
     }
 
-    /// Characters systemd allows in unit names.
-    static func isValidCharacter(_ c: Character) -> Bool {
-        c.isASCII && (c.isLetter || c.isNumber || ":-_.\\".contains(c))
+    /// Bytes systemd allows in unit names: letters, digits, `:-_.\\`.
+    static func isValidByte(_ b: UInt8) -> Bool {
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+            || b == UInt8(ascii: ":") || b == UInt8(ascii: "-") || b == UInt8(ascii: "_")
+            || b == UInt8(ascii: ".") || b == UInt8(ascii: "\\")
     }
 
     /// Parses a file name; nil when it is not a unit name porter reads.
     public static func parse(_ name: String) -> UnitName? {
-        guard name.count <= 255, let dot = name.lastIndex(of: ".") else { return nil }
-        guard let type = UnitType(rawValue: String(name[name.index(after: dot)...])) else { return nil }
-        let stem = name[..<dot]
-        var prefix = Substring(stem)
+        let u = name.utf8
+        guard u.count <= 255, let dot = u.lastIndex(of: UInt8(ascii: ".")) else { return nil }
+        let typeName = String(decoding: u[u.index(after: dot)...], as: UTF8.self)
+        guard let type = UnitType(rawValue: typeName) else { return nil }
+        let stem = u[..<dot]
+        var prefix = stem
         var instance: String? = nil
-        if let at = stem.firstIndex(of: "@") {
+        if let at = stem.firstIndex(of: UInt8(ascii: "@")) {
             prefix = stem[..<at]
-            instance = String(stem[stem.index(after: at)...])
-            guard instance!.allSatisfy({ isValidCharacter($0) || $0 == "@" }) else { return nil }
+            let rest = stem[stem.index(after: at)...]
+            guard rest.allSatisfy({ isValidByte($0) || $0 == UInt8(ascii: "@") }) else { return nil }
+            instance = String(decoding: rest, as: UTF8.self)
         }
-        guard !prefix.isEmpty, prefix.allSatisfy(isValidCharacter) else { return nil }
-        return UnitName(prefix: String(prefix), instance: instance, type: type)
+        guard !prefix.isEmpty, prefix.allSatisfy(isValidByte) else { return nil }
+        return UnitName(prefix: String(decoding: prefix, as: UTF8.self), instance: instance, type: type)
     }
 
     /// Undoes unit-name escaping as systemd's unit_name_unescape() does:

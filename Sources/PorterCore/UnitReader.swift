@@ -14,10 +14,10 @@ public struct UnitReader {
     /// `implemented`; sections other than `section`, [Unit] and [Install]
     /// are reported once. `handle` returns false for a key it does not take
     /// after all (then the key is classified like an unknown one).
-    public mutating func read(section wanted: String, implemented: [String], unitKeys: [String] = [],
+    public mutating func read(section wanted: String, implemented: KeySet, unitKeys: KeySet = KeySet([]),
                               _ handle: (inout UnitReader, UnitFile.Assignment) -> Void) {
-        let known = Set(implemented)
-        let knownUnit = Set(unitKeys)
+        let known = implemented.set
+        let knownUnit = unitKeys.set
         var sawMain = false
         for section in file.sections {
             let name = section.name
@@ -34,7 +34,7 @@ public struct UnitReader {
                     handle(&self, a)
                     continue
                 }
-                classify(section: name, a, implemented: name == "Unit" ? unitKeys : implemented)
+                classify(section: name, a, implemented: name == "Unit" ? unitKeys.list : implemented.list)
             }
         }
         if !sawMain {
@@ -75,5 +75,16 @@ public struct UnitReader {
 
     public mutating func warning(_ a: UnitFile.Assignment, _ message: String) {
         diagnostics.warning(a.line, a.key, message)
+    }
+}
+
+/// The keys a unit type implements, as a list (for suggestions) and a set
+/// (for lookups), built once per unit type rather than per file.
+public struct KeySet: Sendable {
+    public let list: [String]
+    public let set: Set<String>
+    public init(_ list: [String]) {
+        self.list = list
+        set = Set(list)
     }
 }

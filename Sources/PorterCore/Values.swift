@@ -20,6 +20,11 @@ public enum Timeout: Equatable, Sendable {
 public enum Values {
     /// systemd's parse_boolean: 1/yes/y/true/t/on and 0/no/n/false/f/off, any case.
     public static func boolean(_ s: String) throws(ValueError) -> Bool {
+        switch s {
+        case "yes", "true", "on", "1": return true
+        case "no", "false", "off", "0": return false
+        default: break
+        }
         switch s.lowercased() {
         case "1", "yes", "y", "true", "t", "on": return true
         case "0", "no", "n", "false", "f", "off": return false

@@ -7,35 +7,32 @@ import PorterSys
 public enum ConfigLoader {
     /// The facts specifiers and defaults need, read once.
     public static func hostFacts(environment: [String: String]) -> HostFacts {
-        var facts = HostFacts()
+        var hostname = "localhost"
         var name = [CChar](repeating: 0, count: 256)
-        if gethostname(&name, name.count) == 0 { facts.hostname = String(cString: name) }
+        if gethostname(&name, name.count) == 0 { hostname = String(cString: name) }
         let uid = Processes.effectiveUID
-        facts.uid = uid
-        facts.gid = Processes.effectiveGID
-        if let me = Users.user(String(uid)) {
-            facts.userName = me.name
-            facts.home = me.home
-            facts.shell = me.shell
-        }
-        facts.groupName = Users.groupName(facts.gid)
+        let gid = Processes.effectiveGID
+        let me = Users.user(String(uid))
+        var home = me?.home ?? "/root"
+        var dirs = (runtime: "/run", state: "/var/lib", cache: "/var/cache", logs: "/var/log", config: "/etc")
         if uid != 0 {
             // What systemd's user manager uses for %t, %S, %C, %L, %E.
-            let home = environment["HOME"] ?? facts.home
-            facts.home = home
-            facts.runtimeDirectory = environment["XDG_RUNTIME_DIR"] ?? "/tmp"
-            facts.stateDirectory = environment["XDG_STATE_HOME"] ?? home + "/.local/state"
-            facts.cacheDirectory = environment["XDG_CACHE_HOME"] ?? home + "/.cache"
-            facts.logsDirectory = facts.stateDirectory + "/log"
-            facts.configDirectory = environment["XDG_CONFIG_HOME"] ?? home + "/.config"
+            home = environment["HOME"] ?? home
+            let state = environment["XDG_STATE_HOME"] ?? home + "/.local/state"
+            dirs = (environment["XDG_RUNTIME_DIR"] ?? "/tmp", state, environment["XDG_CACHE_HOME"] ?? home + "/.cache",
+                    state + "/log", environment["XDG_CONFIG_HOME"] ?? home + "/.config")
         }
+        var release = ""
         var u = utsname()
         if uname(&u) == 0 {
-            facts.kernelRelease = withUnsafeBytes(of: u.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            release = withUnsafeBytes(of: u.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
         }
-        facts.machineID = ((try? Files.read("/etc/machine-id")) ?? "").trimmingWhitespace()
-        facts.bootID = ((try? Files.read("/proc/sys/kernel/random/boot_id")) ?? "").trimmingWhitespace().replacing("-", with: "")
-        return facts
+        return HostFacts(
+            hostname: hostname, userName: me?.name ?? String(uid), uid: uid, groupName: Users.groupName(gid), gid: gid,
+            home: home, shell: me?.shell ?? "/bin/sh", runtimeDirectory: dirs.runtime, stateDirectory: dirs.state,
+            cacheDirectory: dirs.cache, logsDirectory: dirs.logs, configDirectory: dirs.config, kernelRelease: release,
+            machineID: ((try? Files.read("/etc/machine-id")) ?? "").trimmingWhitespace(),
+            bootID: ((try? Files.read("/proc/sys/kernel/random/boot_id")) ?? "").trimmingWhitespace().replacing("-", with: ""))
     }
 
     /// The unit files of a configuration directory, read through one
@@ -55,6 +52,7 @@ public enum ConfigLoader {
 
         /// Reads the named files into `units`; unreadable ones are reported.
         public func add(_ selected: [String], to units: inout UnitSet, host: HostFacts) {
+            units.reserve(selected.count)
             for name in selected {
                 do {
                     units.add(fileName: name, bytes: try Files.readBytes(at: fd, name), host: host)

@@ -28,7 +28,15 @@ public enum Files {
     /// One openat, one read for a small file (a short read of a regular file
     /// is its end), one close.
     public static func readBytes(at directory: FileDescriptor, _ name: String, limit: Int = 1 << 20) throws(SysError) -> [UInt8] {
-        let fd = FileDescriptor(try retrying("open(\(name))") { porter_openat(directory.rawValue, name, O_RDONLY | O_CLOEXEC | O_NOCTTY, 0) })
+        // O_NOATIME: reading configuration must not dirty inodes (on ext4 the
+        // atime update cost more than the read). Only the owner (or root)
+        // may ask for it; others fall back to a plain open.
+        var raw = porter_openat(directory.rawValue, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | PORTER_O_NOATIME, 0)
+        if raw < 0 && SysError.current == EPERM {
+            raw = porter_openat(directory.rawValue, name, O_RDONLY | O_CLOEXEC | O_NOCTTY, 0)
+        }
+        if raw < 0 { throw SysError(call: "open(\(name))", errno: SysError.current) }
+        let fd = FileDescriptor(raw)
         defer { fd.close() }
         var bytes = [UInt8](repeating: 0, count: 4096)
         var used = 0

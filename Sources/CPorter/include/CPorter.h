@@ -92,6 +92,9 @@ struct porter_spawn_request {
  * semantics), so a failure message, if any, is already in the error pipe. */
 pid_t porter_spawn(const struct porter_spawn_request *request);
 
+/* Linux open(2) flag that glibc exposes only under _GNU_SOURCE. */
+#define PORTER_O_NOATIME 01000000
+
 /* Shims for variadic or macro interfaces. */
 int porter_errno(void);
 void porter_set_errno(int value);
