@@ -285,3 +285,43 @@ pid_t porter_spawn(const struct porter_spawn_request *request)
         return -errno;
     return pid;
 }
+
+/* Detached spawn: no CLONE_VFORK, so porter goes on while the child execs.
+ * The child shares porter's memory exactly as a vfork child does, which is
+ * why it makes raw system calls only (the errno slot and glibc's locks are
+ * porter's, and porter is running). */
+pid_t porter_spawn_detached(const struct porter_spawn_request *request, void *stack_top, int *done_word)
+{
+    /* Non-zero before the child exists: CLONE_CHILD_SETTID writes the tid
+     * only once the child runs, and the only change to zero is the kernel's
+     * clear at exec or exit. */
+    __atomic_store_n(done_word, -1, __ATOMIC_RELEASE);
+    pid_t pid = clone(child_main, stack_top, CLONE_VM | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD,
+                      (void *)request, NULL, NULL, done_word);
+    if (pid < 0) {
+        __atomic_store_n(done_word, 0, __ATOMIC_RELEASE);
+        return -errno;
+    }
+    return pid;
+}
+
+int porter_spawn_released(const int *done_word)
+{
+    return __atomic_load_n(done_word, __ATOMIC_ACQUIRE) == 0;
+}
+
+void *porter_stack_create(size_t size)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    char *base = mmap(NULL, size + (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    (void)mprotect(base, (size_t)page, PROT_NONE);
+    return base + page;
+}
+
+void porter_stack_destroy(void *stack, size_t size)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    munmap((char *)stack - page, size + (size_t)page);
+}

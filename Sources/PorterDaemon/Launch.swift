@@ -58,9 +58,14 @@ struct Launch {
             throw Failure(message: "\(error.call): \(error.reason)")
         }
         if !activationEnv.isEmpty {
-            let names = Set(activationEnv.map(\.0) + ["LISTEN_PID", "LISTEN_PIDFDID"])
-            env.removeAll { e in e.firstIndex(of: "=").map { names.contains(String(e[..<$0])) } ?? false }
-            env += activationEnv.map { "\($0.0)=\($0.1)" }
+            // Activation variables win over configured ones of the same name;
+            // most services configure none, so look only when one could clash.
+            if env.contains(where: Launch.mayClash) {
+                let names = Set(activationEnv.map(\.0) + ["LISTEN_PID", "LISTEN_PIDFDID"])
+                env.removeAll { e in e.firstIndex(of: "=").map { names.contains(String(e[..<$0])) } ?? false }
+            }
+            env.reserveCapacity(env.count + activationEnv.count)
+            for (k, v) in activationEnv { env.append(k + "=" + v) }
         }
         launch.plan.environment = env
         launch.plan.arguments = p.arguments(instance, environment: env)
@@ -99,5 +104,18 @@ struct Launch {
 
     func close() {
         for fd in opened { fd.close() }
+    }
+
+    /// Whether a configured NAME=value could be one porter sets per start.
+    static func mayClash(_ entry: String) -> Bool {
+        let u = entry.utf8
+        guard let f = u.first else { return false }
+        switch f {
+        case UInt8(ascii: "L"), UInt8(ascii: "R"), UInt8(ascii: "P"), UInt8(ascii: "T"), UInt8(ascii: "U"):
+            return entry.hasPrefix("LISTEN_") || entry.hasPrefix("REMOTE_") || entry.hasPrefix("PROTO=")
+                || entry.hasPrefix("TCP") || entry.hasPrefix("UNIXREMOTE")
+        default:
+            return false
+        }
     }
 }

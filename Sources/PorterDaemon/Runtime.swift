@@ -57,6 +57,8 @@ struct Instance {
     var unit: String
     var kill: KillPolicy
     var ignoreFailure: Bool
+    /// The program it was started with, to forget a failed PATH lookup.
+    var executable: String
     /// Set once a stop has begun: when to escalate (nil: never).
     var stopping = false
     var killAt: Instant?

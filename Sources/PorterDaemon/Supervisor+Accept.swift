@@ -77,10 +77,12 @@ extension Supervisor {
             return
         }
         defer { launch.close() }
-        switch spawner.spawn(launch.plan) {
+        // Detached: porter goes back to accepting while the child execs; an
+        // exec failure is reported when the child is reaped.
+        switch spawner.spawnDetached(launch.plan) {
         case .success(let pid):
             instances[pid] = Instance(socket: i, unit: unitName, kill: p.kill,
-                                      ignoreFailure: p.config.exec?.ignoreFailure ?? false)
+                                      ignoreFailure: p.config.exec?.ignoreFailure ?? false, executable: launch.plan.path)
             Log.debug("\(unitName): started pid \(pid)")
             if let actions = s.acceptMachine?.handle(.instanceStarted) { perform(actions, socket: i) }
         case .failure(let error):
@@ -91,8 +93,14 @@ extension Supervisor {
     }
 
     func instanceExited(_ pid: Int32, _ inst: Instance, _ status: ExitStatus) {
-        let ok = status.isSuccess || inst.ignoreFailure || (inst.stopping && Self.isStopSignal(status, inst.kill))
-        Log.write(ok ? .info : .warning, "\(inst.unit): pid \(pid) exited, \(status)")
+        if status == .exited(127), let failure = spawner.failure(of: pid) {
+            // It never ran: say why, not "status 127".
+            if failure.isExecFailure { sockets[inst.socket].template?.forgetExecutable(inst.executable) }
+            Log.error("\(inst.unit): \(failure)")
+        } else {
+            let ok = status.isSuccess || inst.ignoreFailure || (inst.stopping && Self.isStopSignal(status, inst.kill))
+            Log.write(ok ? .info : .warning, "\(inst.unit): pid \(pid) exited, \(status)")
+        }
         for sig in inst.kill.leftovers(pid) { Signals.send(sig.signal, to: sig.pid, group: sig.group) }
         if let actions = sockets[inst.socket].acceptMachine?.handle(.instanceExited) {
             perform(actions, socket: inst.socket)

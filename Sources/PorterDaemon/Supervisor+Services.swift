@@ -13,7 +13,7 @@ extension Supervisor {
             case .unwatch:
                 for t in s.triggers { unwatch(socket: t) }
             case .start:
-                let event = start(service: i)
+                let event = start(service: i, since: now)
                 perform(s.machine.handle(event, now: now), service: i, now: now)
             case .signal(let sig):
                 Signals.send(sig.signal, to: sig.pid, group: sig.group)
@@ -24,8 +24,10 @@ extension Supervisor {
     }
 
     /// Spawns the service with its listening sockets; the machine learns
-    /// the outcome from the returned event.
-    private func start(service i: Int) -> ServiceMachine.Event {
+    /// the outcome from the returned event. `since` is when the event that
+    /// caused the start arrived: the log line says how long porter took from
+    /// there to the child's exec (porter's own share of a cold start).
+    private func start(service i: Int, since: Instant) -> ServiceMachine.Event {
         let s = services[i]
         let p = s.prepared
         let launch: Launch
@@ -51,7 +53,8 @@ extension Supervisor {
             servicePIDs[pid] = i
             let names = launch.plan.environment.first { $0.hasPrefix("LISTEN_FDNAMES=") }.map { " (\($0))" } ?? ""
             let count = launch.plan.fds.count - 3
-            Log.info("\(s.name): started pid \(pid)" + (count > 0 ? " with \(count) fd\(count == 1 ? "" : "s")\(names)" : " with the socket on stdin/stdout"))
+            let took = (MonotonicClock.now() - since).porterDescription
+            Log.info("\(s.name): started pid \(pid)" + (count > 0 ? " with \(count) fd\(count == 1 ? "" : "s")\(names)" : " with the socket on stdin/stdout") + " in \(took)")
             return .started(pid: pid)
         case .failure(let error):
             if let pid = error.pid { failedSpawns.insert(pid) }
@@ -63,6 +66,7 @@ extension Supervisor {
 
     /// Reaps every child that has exited and tells its owner.
     func reapChildren() {
+        defer { spawner.reclaim() }
         while let (pid, status) = Processes.reap() {
             if failedSpawns.remove(pid) != nil { continue }
             if let inst = instances.removeValue(forKey: pid) {

@@ -82,7 +82,7 @@ extension EndToEnd {
                 "env@.service": """
                     [Service]
                     ExecStart=\(handlerBinary) report ${GREETING} $WORDS %p
-                    Environment="GREETING=hello world" WORDS="a b" OVERRIDE=unit UNIT=%n
+                    Environment="GREETING=hello world" WORDS="a b" OVERRIDE=unit UNIT=%n REMOTE_ADDR=forged
                     EnvironmentFile=\(dir)/env
                     EnvironmentFile=-\(dir)/missing
                     WorkingDirectory=\(dir)
@@ -96,6 +96,7 @@ extension EndToEnd {
             #expect(r.values("arg") == [handlerBinary, "report", "hello world", "a", "b", "env"])
             let env = r.environment
             #expect(env["FROM_FILE"] == "file value" && env["OVERRIDE"] == "file")
+            #expect(env["REMOTE_ADDR"] == "127.0.0.1", "activation variables win over configured ones")
             #expect(env["UNIT"]?.hasPrefix("env@0-") == true && env["UNIT"]?.hasSuffix(".service") == true)
             #expect(r.value("cwd") == dir)
             #expect(try porter.stop() == 0)

@@ -95,6 +95,21 @@ pid_t porter_spawn(const struct porter_spawn_request *request);
 /* Linux open(2) flag that glibc exposes only under _GNU_SOURCE. */
 #define PORTER_O_NOATIME 01000000
 
+/* Starts the child without waiting for its exec (CLONE_VM without
+ * CLONE_VFORK), so porter can accept the next connection while the child
+ * execs on the other core. The child runs on `stack_top` and reads
+ * `request` until it has exec'd or exited; the caller keeps both alive until
+ * then, which it learns from `*done_word`: porter sets it non-zero, the
+ * kernel clears it when the child's memory is released (at execve or exit,
+ * CLONE_CHILD_CLEARTID). A failure before exec arrives on the error pipe
+ * later. Returns the pid or -errno. */
+pid_t porter_spawn_detached(const struct porter_spawn_request *request, void *stack_top, int *done_word);
+/* Whether a detached child has let go of its stack and request. */
+int porter_spawn_released(const int *done_word);
+/* A child stack with a guard page below it; NULL on failure. */
+void *porter_stack_create(size_t size);
+void porter_stack_destroy(void *stack, size_t size);
+
 /* Shims for variadic or macro interfaces. */
 int porter_errno(void);
 void porter_set_errno(int value);
