@@ -194,8 +194,9 @@ public struct SocketConfig: Sendable {
         if listens.isEmpty && !sawListen {
             r.diagnostics.error(nil, nil, "no ListenStream=, ListenDatagram= or ListenSequentialPacket= line; nothing to listen on")
         }
-        var seen = Set<String>()
-        for l in listens where !seen.insert("\(l.kind == .datagram ? "d" : "s")\(l.address)").inserted {
+        struct Key: Hashable { var datagram: Bool; var address: ListenAddress }
+        var seen = Set<Key>()
+        for l in listens where !seen.insert(Key(datagram: l.kind == .datagram, address: l.address)).inserted {
             r.diagnostics.error(l.line, l.kind.rawValue, "\(l.address) is listed twice")
         }
         if accept {

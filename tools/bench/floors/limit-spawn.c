@@ -66,7 +66,10 @@ static __attribute__((noinline)) pid_t start_wait(int lfd, char **child, char **
     pid_t pid = vfork();
     if (pid == 0) {
         sigprocmask(SIG_SETMASK, empty, NULL);
-        dup2(lfd, 3);
+        if (lfd == 3)
+            fcntl(3, F_SETFD, 0); /* dup2(3, 3) would leave FD_CLOEXEC set */
+        else
+            dup2(lfd, 3);
         fcntl(3, F_SETFL, 0);
         snprintf(pidslot, 21, "%ld", (long)getpid());
         execve(child[0], child, wenv);

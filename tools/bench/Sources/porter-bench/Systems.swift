@@ -25,8 +25,10 @@ struct System {
     var spawn: ((Address) -> Running?)? = nil
     /// Accept=no / wait service of `fdwait --pidfile P`.
     var cold: ((Address, String) -> Running?)? = nil
-    /// `count` per-connection `hello` services on consecutive ports.
-    var many: ((UInt16, Int) -> Running?)? = nil
+    /// `count` per-connection `hello` services on consecutive ports: writes
+    /// the configuration and returns what starts the system, so the scale
+    /// scenario times the start alone.
+    var many: ((UInt16, Int) -> (() -> Running?)?)? = nil
     /// Whether the cold role execs the service in its own place (one start per trial).
     var oneShotCold = false
 }
@@ -71,7 +73,7 @@ enum Systems {
         many: { port0, count in
             var argv = [Bench.build + "/limit-spawn"]
             for i in 0..<count { argv += ["--listen", "127.0.0.1:\(Int(port0) + i)"] }
-            return start("floor", argv + ["--", hello])
+            return { start("floor", argv + ["--", hello]) }
         })
 
     // xinetd: limits raised so it never throttles, no per-connection logging.
@@ -109,11 +111,17 @@ enum Systems {
         return path
     }
 
-    static func startXinetd(_ services: [(port: UInt16, wait: Bool, server: String, args: String)]) -> Running? {
+    static func prepareXinetd(_ services: [(port: UInt16, wait: Bool, server: String, args: String)]) -> () -> Running? {
         let dir = scratch("xinetd")
         let conf = xinetdConfig(dir, services)
-        guard let pid = startProcess(["xinetd", "-dontfork", "-f", conf, "-filelog", dir + "/daemon.log"], log: dir + "/xinetd.log") else { return nil }
-        return Running(pids: [pid], dir: dir)
+        return {
+            guard let pid = startProcess(["xinetd", "-dontfork", "-f", conf, "-filelog", dir + "/daemon.log"], log: dir + "/xinetd.log") else { return nil }
+            return Running(pids: [pid], dir: dir)
+        }
+    }
+
+    static func startXinetd(_ services: [(port: UInt16, wait: Bool, server: String, args: String)]) -> Running? {
+        prepareXinetd(services)()
     }
 
     static let xinetd = System(
@@ -131,7 +139,7 @@ enum Systems {
             guard case .tcp(let p) = a else { return nil }
             return startXinetd([(p, true, fdwait, "--pidfile \(pidfile)")])
         },
-        many: { port0, count in startXinetd((0..<count).map { (port0 + UInt16($0), false, hello, "") }) })
+        many: { port0, count in prepareXinetd((0..<count).map { (port0 + UInt16($0), false, hello, "") }) })
 
     // OpenBSD inetd conflicts with xinetd as a Debian package, so it is used
     // unpacked (INETD_BIN, or the cache shared/bench's setup fills).
@@ -142,13 +150,17 @@ enum Systems {
         return which("inetd")
     }
 
-    static func startInetd(_ lines: [String]) -> Running? {
+    static func prepareInetd(_ lines: [String]) -> () -> Running? {
         let dir = scratch("inetd")
         writeText(dir + "/inetd.conf", lines.joined(separator: "\n") + "\n")
-        guard let bin = inetdBinary,
-              let pid = startProcess([bin, "-i", "-R", "1000000", dir + "/inetd.conf"], log: dir + "/inetd.log") else { return nil }
-        return Running(pids: [pid], dir: dir)
+        return {
+            guard let bin = inetdBinary,
+                  let pid = startProcess([bin, "-i", "-R", "1000000", dir + "/inetd.conf"], log: dir + "/inetd.log") else { return nil }
+            return Running(pids: [pid], dir: dir)
+        }
     }
+
+    static func startInetd(_ lines: [String]) -> Running? { prepareInetd(lines)() }
 
     static func inetdLine(_ a: Address, wait: Bool, _ argv: [String]) -> String {
         let mode = (wait ? "wait" : "nowait") + ".1000000"
@@ -170,7 +182,7 @@ enum Systems {
         version: { "openbsd-inetd \(debVersion("openbsd-inetd").isEmpty ? "(unpacked)" : debVersion("openbsd-inetd"))" },
         spawn: { a in startInetd([inetdLine(a, wait: false, [hello])]) },
         cold: { a, pidfile in startInetd([inetdLine(a, wait: true, [fdwait, "--pidfile", pidfile])]) },
-        many: { port0, count in startInetd((0..<count).map { inetdLine(.tcp(port: port0 + UInt16($0)), wait: false, [hello]) }) })
+        many: { port0, count in prepareInetd((0..<count).map { inetdLine(.tcp(port: port0 + UInt16($0)), wait: false, [hello]) }) })
 
     static func startTcpserver(_ ports: [UInt16]) -> Running? {
         let dir = scratch("tcpserver")
@@ -191,7 +203,7 @@ enum Systems {
             return startTcpserver([p])
         },
         // One process per socket: at most 64 (the idle scenario's 20), not 1000.
-        many: { port0, count in count <= 64 ? startTcpserver((0..<count).map { port0 + UInt16($0) }) : nil })
+        many: { port0, count in count <= 64 ? { startTcpserver((0..<count).map { port0 + UInt16($0) }) } : nil })
 
     static let quietSystemd = ["SYSTEMD_LOG_LEVEL": "notice"]
 
@@ -204,7 +216,7 @@ enum Systems {
         many: { port0, count in
             var argv = ["systemd-socket-activate"]
             for i in 0..<count { argv += ["-l", "127.0.0.1:\(Int(port0) + i)"] }
-            return start("sdactivate", argv + ["--accept", "--inetd", hello], environment: quietSystemd)
+            return { start("sdactivate", argv + ["--accept", "--inetd", hello], environment: quietSystemd) }
         },
         oneShotCold: true)
 
@@ -220,23 +232,29 @@ enum Systems {
         },
         many: { port0, count in
             guard count <= 64 else { return nil }
-            let dir = scratch("socat")
-            var pids: [pid_t] = []
-            for i in 0..<count {
-                if let pid = startProcess(["socat", "TCP-LISTEN:\(Int(port0) + i),bind=127.0.0.1,reuseaddr,fork", "EXEC:\(hello)"], log: dir + "/socat.log") { pids.append(pid) }
+            return {
+                let dir = scratch("socat")
+                var pids: [pid_t] = []
+                for i in 0..<count {
+                    if let pid = startProcess(["socat", "TCP-LISTEN:\(Int(port0) + i),bind=127.0.0.1,reuseaddr,fork", "EXEC:\(hello)"], log: dir + "/socat.log") { pids.append(pid) }
+                }
+                return Running(pids: pids, dir: dir)
             }
-            return Running(pids: pids, dir: dir)
         })
 
     // porter on a generated unit directory.
-    static func startPorter(_ units: [(String, String)]) -> Running? {
+    static func preparePorter(_ units: [(String, String)]) -> () -> Running? {
         let dir = scratch("porter")
         let conf = dir + "/units"
         try? FileManager.default.createDirectory(atPath: conf, withIntermediateDirectories: true)
         for (name, text) in units { writeText(conf + "/" + name, text) }
-        guard let pid = startProcess([Bench.porter, "run", "--config-dir", conf], log: dir + "/porter.log") else { return nil }
-        return Running(pids: [pid], dir: dir)
+        return {
+            guard let pid = startProcess([Bench.porter, "run", "--config-dir", conf], log: dir + "/porter.log") else { return nil }
+            return Running(pids: [pid], dir: dir)
+        }
     }
+
+    static func startPorter(_ units: [(String, String)]) -> Running? { preparePorter(units)() }
 
     static func listen(_ a: Address) -> String { a.description }
 
@@ -263,6 +281,6 @@ enum Systems {
                 units.append(("\(n).socket", "[Socket]\nListenStream=127.0.0.1:\(Int(port0) + i)\nAccept=yes\n"))
                 units.append(("\(n)@.service", "[Service]\nExecStart=\(hello)\nStandardInput=socket\nStandardOutput=socket\n"))
             }
-            return startPorter(units)
+            return preparePorter(units)
         })
 }
