@@ -46,12 +46,14 @@ enum Chart {
         let width = 760.0, left = 190.0, barH = 16.0, gap = 6.0
         var y = 40.0
         var body = ""
-        let maxRatio = max(2.0, panels.flatMap { $0.bars.map(\.ratio) }.filter { $0.isFinite }.max() ?? 2)
-        let scale = (width - left - 70) / maxRatio
+
         func esc(_ s: String) -> String {
             s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
         }
         for p in panels {
+            // Each panel on its own scale: one outlier must not flatten the rest.
+            let maxRatio = max(1.25, p.bars.map(\.ratio).filter { $0.isFinite }.max() ?? 1.25)
+            let scale = (width - left - 70) / maxRatio
             body += "<text x=\"10\" y=\"\(y)\" font-weight=\"bold\">\(esc(p.title)) (\(p.higherIsBetter ? "higher" : "lower") is better)</text>\n"
             y += 8
             let top = y

@@ -76,7 +76,7 @@ func scenarioSpawn(_ o: Options, _ results: Results) {
                 let errors = (samples[sys.name]?[c] ?? []).map { $0.4 }.reduce(0, +)
                 t.rows.append([sys.name, fmt(rate), ratio(rate, floorRate), ratio(porterRate, rate),
                                fmt(med(sys.name) { $0.1 }, 0), fmt(med(sys.name) { $0.2 }, 0), fmt(med(sys.name) { $0.3 }, 0), String(errors)])
-                bars.append((sys.name, rate / floorRate))
+                if sys.kind != .reference { bars.append((sys.name, rate / floorRate)) }
             }
             results.tables.append(t)
             results.panels.append(Panel(title: "spawn \(unix ? "Unix" : "TCP") c=\(c): conn/s", higherIsBetter: true, bars: bars))
@@ -217,7 +217,7 @@ func scenarioIdle(_ o: Options, _ results: Results) {
     }
     results.tables.append(t)
     if let floor = mem["floor"] {
-        for (name, m) in mem.sorted(by: { $0.key < $1.key }) { bars.append((name, Double(m.pss) / Double(floor.pss))) }
+        for s in systems { if let m = mem[s.name] { bars.append((s.name, Double(m.pss) / Double(floor.pss))) } }
         results.panels.append(Panel(title: "idle: PSS", higherIsBetter: false, bars: bars))
     }
     if let p = mem["porter"] {
@@ -281,7 +281,7 @@ func scenarioScale(_ o: Options, _ results: Results) {
     }
     results.tables.append(t)
     results.panels.append(Panel(title: "scale: \(o.scaleServices) services, start → all listening", higherIsBetter: false,
-                                bars: ready.sorted { $0.key < $1.key }.map { ($0.key, $0.value / floor) }))
+                                bars: systems.compactMap { s in ready[s.name].map { (s.name, $0 / floor) } }))
     results.targets.append(Target(name: "scale time", goal: "all listening ≤ 1.2 × floor", measured: ratio(porter, floor),
                                   met: porter.isNaN ? nil : porter / floor <= 1.2))
     if let m = settled["porter"] {
