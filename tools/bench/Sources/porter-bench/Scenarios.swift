@@ -34,7 +34,7 @@ func rotated<T>(_ a: [T], by k: Int) -> [T] {
 func scenarioSpawn(_ o: Options, _ results: Results) {
     let systems = usable({ $0.spawn != nil }, results: results)
     for unix in [false, true] {
-        let concs = unix ? [16] : [1, 16]
+        let concs = [1, 16]
         // samples[system][conc] = [(rate, fb50, fb99, eof50, errors)]
         var samples: [String: [Int: [(Double, Double, Double, Double, Int)]]] = [:]
         var notes: [String: String] = [:]
