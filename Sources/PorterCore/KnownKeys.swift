@@ -73,18 +73,15 @@ public enum KnownKeys {
         "ExecStop": "porter stops a service with KillSignal=", "ExecStopPost": "porter runs one command per start",
         "PIDFile": "forking services are not supported", "BusName": "D-Bus activation is not supported",
         "USBFunctionDescriptors": "not supported", "USBFunctionStrings": "not supported",
-        "OpenFile": "not supported", "FileDescriptorStoreMax": "not supported yet",
-        "FileDescriptorStorePreserve": "not supported yet", "NotifyAccess": "Type=notify is not supported yet",
-        "WatchdogSec": "the watchdog is not supported yet", "RuntimeMaxSec": "not supported yet",
-        "RuntimeRandomizedExtraSec": "not supported yet", "OOMPolicy": "not supported",
-        "ExitType": "not supported", "RestartPreventExitStatus": "Restart= is not supported yet",
-        "RestartForceExitStatus": "Restart= is not supported yet", "SuccessExitStatus": "not supported yet",
-        "RestartMode": "Restart= is not supported yet", "RestartSteps": "Restart= is not supported yet",
-        "RestartMaxDelaySec": "Restart= is not supported yet", "ReloadSignal": "porter has no reload jobs",
+        "OpenFile": "not supported", "FileDescriptorStorePreserve": "not supported",
+        "RuntimeRandomizedExtraSec": "not supported", "OOMPolicy": "not supported",
+        "ExitType": "not supported", "RestartPreventExitStatus": "not supported",
+        "RestartForceExitStatus": "not supported", "SuccessExitStatus": "not supported",
+        "RestartMode": "not supported", "RestartSteps": "not supported",
+        "RestartMaxDelaySec": "not supported", "ReloadSignal": "porter has no reload jobs",
     ]
     static let serviceIgnored: Set<String> = [
-        "RemainAfterExit", "GuessMainPID", "TimeoutStartSec", "TimeoutAbortSec", "TimeoutStartFailureMode",
-        "TimeoutStopFailureMode", "RestartSec",
+        "RemainAfterExit", "GuessMainPID", "TimeoutAbortSec", "TimeoutStartFailureMode", "TimeoutStopFailureMode",
     ]
     static let socketRefused: [String: String] = [
         "ListenFIFO": "FIFOs are not supported", "ListenSpecial": "special files are not supported",

@@ -1,3 +1,12 @@
+public enum ServiceType: String, Sendable {
+    case simple, exec, notify
+}
+
+/// NotifyAccess=: whose sd_notify messages are heeded.
+public enum NotifyAccess: String, Sendable {
+    case none, main, exec, all
+}
+
 public enum StandardInput: Equatable, Sendable {
     case null, socket
     case file(String)
@@ -62,6 +71,16 @@ public struct ServiceConfig: Sendable {
     /// systemd.unit(5) defaults: 5 starts in 10 s.
     public var startLimitInterval = Duration.seconds(10)
     public var startLimitBurst = 5
+    public var type = ServiceType.simple
+    public var restart = RestartPolicy.no
+    public var restartDelay = Duration.milliseconds(100)
+    public var idleTimeout: Duration? = nil
+    public var runtimeMax: Duration? = nil
+    public var startTimeout: Duration? = .seconds(90)
+    public var watchdog: Duration? = nil
+    public var notifyAccess = NotifyAccess.main
+    /// FileDescriptorStoreMax=: 0 (systemd's default) keeps no fds.
+    public var fdStoreMax = 0
 
     public init(name: UnitName) { self.name = name }
 
@@ -80,7 +99,8 @@ public struct ServiceConfig: Sendable {
         "WorkingDirectory", "User", "Group", "SupplementaryGroups", "StandardInput", "StandardOutput",
         "StandardError", "KillSignal", "FinalKillSignal", "KillMode", "SendSIGKILL", "SendSIGHUP",
         "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart",
-        "StartLimitInterval", "StartLimitBurst",
+        "StartLimitInterval", "StartLimitBurst", "RestartSec", "IdleTimeoutSec", "RuntimeMaxSec", "TimeoutStartSec",
+        "WatchdogSec", "NotifyAccess", "FileDescriptorStoreMax",
     ])
     static let unitKeys = KeySet(["StartLimitIntervalSec", "StartLimitBurst"])
 
@@ -130,11 +150,13 @@ public struct ServiceConfig: Sendable {
         switch a.key {
         case "Type":
             switch a.value {
-            case "simple", "exec", "idle", "": break
-            case "notify", "notify-reload", "forking", "oneshot", "dbus":
-                r.error(a, "Type=\(a.value) is not supported yet, expected simple or exec")
+            case "simple", "idle", "": type = .simple
+            case "exec": type = .exec
+            case "notify": type = .notify
+            case "notify-reload", "forking", "oneshot", "dbus":
+                r.error(a, "Type=\(a.value) is not supported, expected simple, exec or notify")
             default:
-                r.error(a, "invalid value '\(a.value)', expected simple or exec")
+                r.error(a, "invalid value '\(a.value)', expected simple, exec or notify")
             }
         case "ExecStart":
             if a.value.isEmpty {
@@ -234,6 +256,7 @@ public struct ServiceConfig: Sendable {
             // systemd.service(5): 0 disables the timeout, like "infinity".
             if let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) {
                 timeoutStop = v.duration == .zero ? .never : v
+                if a.key == "TimeoutSec" { startTimeout = v.duration == .zero ? nil : v.duration }
             }
         case "NonBlocking": if let v = r.value(a, Values.boolean) { nonBlocking = v }
         case "UMask": if let v = r.value(a, Values.mode) { umask = v & 0o777 }
@@ -249,9 +272,31 @@ public struct ServiceConfig: Sendable {
                 sockets.append(u)
             }
         case "Restart":
-            if a.value != "no" && !a.value.isEmpty {
-                r.error(a, "Restart=\(a.value) is not supported yet, expected no")
+            guard let p = RestartPolicy(rawValue: a.value.isEmpty ? "no" : a.value) else {
+                r.error(a, "invalid value '\(a.value)', expected no, on-success, on-failure, on-abnormal, on-abort, on-watchdog or always")
+                return
             }
+            restart = p
+        case "RestartSec":
+            if let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) { restartDelay = v.duration ?? .seconds(365 * 86400) }
+        case "IdleTimeoutSec", "RuntimeMaxSec", "WatchdogSec", "TimeoutStartSec":
+            // 0 and infinity both mean "never", as for systemd's timeouts.
+            guard let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) else { return }
+            let d: Duration? = v.duration == .zero ? nil : v.duration
+            switch a.key {
+            case "IdleTimeoutSec": idleTimeout = d
+            case "RuntimeMaxSec": runtimeMax = d
+            case "WatchdogSec": watchdog = d
+            default: startTimeout = d
+            }
+        case "NotifyAccess":
+            guard let n = NotifyAccess(rawValue: a.value) else {
+                r.error(a, "invalid value '\(a.value)', expected none, main, exec or all")
+                return
+            }
+            notifyAccess = n
+        case "FileDescriptorStoreMax":
+            if let v = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 0...4096) }) { fdStoreMax = v }
         case "StartLimitIntervalSec", "StartLimitInterval":
             if let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) {
                 startLimitInterval = v.duration ?? .zero
@@ -337,5 +382,23 @@ extension ServiceConfig {
             environment: env,
             environmentFiles: files,
             workingDirectory: wd)
+    }
+}
+
+extension ServiceConfig {
+    /// What the Accept=no machine needs from this unit.
+    public var policy: ServicePolicy {
+        var p = ServicePolicy()
+        p.kill = KillPolicy(self)
+        p.startLimitInterval = startLimitInterval
+        p.startLimitBurst = startLimitBurst
+        p.restart = restart
+        p.restartDelay = restartDelay
+        p.idleTimeout = idleTimeout
+        p.runtimeMax = runtimeMax
+        p.notify = type == .notify
+        p.startTimeout = startTimeout
+        p.watchdog = watchdog
+        return p
     }
 }

@@ -43,9 +43,7 @@ final class ServiceRuntime {
         self.prepared = prepared
         self.triggers = triggers
         self.passed = passed
-        let c = prepared.config
-        machine = ServiceMachine(name: c.name.description, kill: prepared.kill,
-                                 startLimitInterval: c.startLimitInterval, startLimitBurst: c.startLimitBurst)
+        machine = ServiceMachine(name: prepared.config.name.description, policy: prepared.config.policy)
     }
 
     var name: String { prepared.config.name.description }

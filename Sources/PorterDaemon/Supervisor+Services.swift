@@ -10,8 +10,17 @@ extension Supervisor {
             switch action {
             case .watch:
                 for t in s.triggers { watch(socket: t) }
-            case .unwatch:
+            case .unwatch, .unwatchActivity:
                 for t in s.triggers { unwatch(socket: t) }
+            case .watchActivity:
+                for t in s.triggers { watch(socket: t, activityOf: i) }
+            case .measureIdle:
+                perform(s.machine.handle(.measured(busy: busy(s)), now: now), service: i, now: now)
+            case .freeze(let pid):
+                Signals.send(SIGSTOP, to: pid, group: true)
+            case .checkFrozen(let pid):
+                let event: ServiceMachine.Event = Processes.isStopped(pid) ? .measured(busy: busy(s)) : .notFrozenYet
+                perform(s.machine.handle(event, now: now), service: i, now: now)
             case .start:
                 let event = start(service: i, since: now)
                 perform(s.machine.handle(event, now: now), service: i, now: now)
@@ -74,19 +83,45 @@ extension Supervisor {
             } else if let i = servicePIDs.removeValue(forKey: pid) {
                 let s = services[i]
                 let ignore = s.prepared.config.exec?.ignoreFailure ?? false
-                let ok = status.isSuccess || ignore || (s.machine.state.isStopping && Self.isStopSignal(status, s.prepared.kill))
+                let stoppedByPorter = s.machine.state.isStopping && Self.isStopSignal(status, s.prepared.kill)
+                let result = Self.result(status, ignoreFailure: ignore)
                 // Still queued and no less than at the start: the run took nothing.
-                let left = stopping ? nil : queued(s)
+                let left = stopping || stoppedByPorter ? nil : queued(s)
                 let progress = left == nil || s.queuedAtStart == nil || left! == 0 || left! < s.queuedAtStart!
                 let note = progress ? "" : ", leaving the work that started it queued (queue: \(left!))"
-                Log.write(ok && progress ? .info : .warning, "\(s.name): pid \(pid) exited, \(status)\(note)")
+                let fine = (result == .success && progress) || stoppedByPorter
+                Log.write(fine ? .info : .warning, "\(s.name): pid \(pid) exited, \(status)\(note)")
                 let now = MonotonicClock.now()
-                perform(s.machine.handle(.exited(pid: pid, success: ok, progress: progress), now: now), service: i, now: now)
+                perform(s.machine.handle(.exited(pid: pid, result: result, progress: progress), now: now), service: i, now: now)
             } else {
                 // Not started by porter: an orphan adopted by porter as PID 1.
                 Log.debug("reaped pid \(pid) (\(status)), not a service of porter's")
             }
         }
+    }
+
+    /// How a run ended, in systemd's terms.
+    static func result(_ status: ExitStatus, ignoreFailure: Bool) -> RunResult {
+        switch status {
+        case .exited(0): return .success
+        case .exited: return ignoreFailure ? .success : .exitCode
+        case .signaled(_, let core): return core ? .coreDump : .signal
+        }
+    }
+
+    /// Whether the service still has work: connections accepted from its
+    /// listeners that are still open, connections or datagrams queued.
+    /// Unmeasurable counts as busy: never stop what cannot be seen to be idle.
+    func busy(_ s: ServiceRuntime) -> Bool {
+        for t in s.triggers {
+            for fd in sockets[t].fds {
+                guard let queued = queuedWork.measure(fd), queued == 0 else { return true }
+                if Socket.type(fd) != SOCK_DGRAM.rawValue {
+                    guard let open = queuedWork.connections(of: fd), open == 0 else { return true }
+                }
+            }
+        }
+        return false
     }
 
     /// The work waiting on the listeners that start the service; nil when

@@ -12,6 +12,8 @@ public final class Supervisor {
         case signals
         case timer
         case listener(socket: Int, index: Int)
+        /// A listener of a running service, watched edge-triggered for activity.
+        case activity(service: Int)
         case journal(JournalPipe)
     }
 
@@ -28,7 +30,7 @@ public final class Supervisor {
     let childFileLimit: (soft: UInt64, hard: UInt64)?
 
     var sources: [UInt64: Source] = [:]
-    private var nextToken: UInt64 = 1
+    var nextToken: UInt64 = 1
     var sockets: [SocketRuntime] = []
     var services: [ServiceRuntime] = []
     var servicePIDs: [Int32: Int] = [:]
@@ -116,6 +118,9 @@ public final class Supervisor {
             deadlinePassed(now: MonotonicClock.now())
         case .listener(let socket, let index):
             listenerReadable(socket, index)
+        case .activity(let service):
+            let now = MonotonicClock.now()
+            perform(services[service].machine.handle(.activity, now: now), service: service, now: now)
         case .journal(let pipe):
             pipe.drain()
         }
@@ -164,13 +169,23 @@ public final class Supervisor {
         }
     }
 
-    /// Starts or stops watching all listeners of a socket.
-    func watch(socket i: Int) {
+    /// Starts or stops watching all listeners of a socket: level-triggered
+    /// to start the service, or, with `activityOf`, edge-triggered so a
+    /// running service's new work is noticed once per arrival.
+    func watch(socket i: Int, activityOf service: Int? = nil) {
         let s = sockets[i]
         guard !s.watched, !stopping else { return }
         for (index, fd) in s.fds.enumerated() {
             do {
-                s.tokens.append(try register(fd, .listener(socket: i, index: index)))
+                if let service {
+                    let token = nextToken
+                    nextToken += 1
+                    try epoll.add(fd, events: [.readable, .edgeTriggered], token: token)
+                    sources[token] = .activity(service: service)
+                    s.tokens.append(token)
+                } else {
+                    s.tokens.append(try register(fd, .listener(socket: i, index: index)))
+                }
             } catch {
                 Log.error("\(s.name): cannot watch \(s.config.listens[index].address): \(error.reason)")
             }

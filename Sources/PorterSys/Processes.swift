@@ -73,6 +73,14 @@ public enum Processes {
         return porter_release_text()
     }
 
+    /// Whether a process is stopped (by SIGSTOP), from /proc/PID/stat.
+    public static func isStopped(_ pid: Int32) -> Bool {
+        guard let stat = try? Files.read("/proc/\(pid)/stat", limit: 512),
+              let close = stat.lastIndex(of: ")"), stat.index(close, offsetBy: 2) < stat.endIndex else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state == "T" || state == "t"
+    }
+
     public static var currentPID: Int32 { getpid() }
     public static var effectiveUID: UInt32 { geteuid() }
     public static var effectiveGID: UInt32 { getegid() }

@@ -4,7 +4,9 @@
 //
 //   report              write the report to stdout (inetd style) and exit
 //   serve [N]           take the fds from LISTEN_FDS, answer N connections
-//                       (default 1) with the report, then exit
+//                       (default 1; 0: forever) with the report, then exit
+//   hold                take the fds from LISTEN_FDS; accept connections and
+//                       keep each open until the client closes it, forever
 //   udp                 stdin is a datagram socket: answer one datagram
 //   echo                copy stdin to stdout until end of file
 //   exit CODE           exit with CODE
@@ -108,7 +110,7 @@ case "serve":
     }
     let text = report()
     var served = 0
-    while served < count {
+    while count == 0 || served < count {
         var fds = (0..<n).map { pollfd(fd: 3 + $0, events: Int16(POLLIN), revents: 0) }
         if poll(&fds, nfds_t(fds.count), -1) < 0 { continue }
         for p in fds where p.revents & Int16(POLLIN) != 0 {
@@ -117,6 +119,25 @@ case "serve":
             writeAll(c, "accepted-on \(p.fd)\n" + text)
             close(c)
             served += 1
+        }
+    }
+
+case "hold":
+    let n = getenv("LISTEN_FDS").flatMap { Int32(String(cString: $0)) } ?? 1
+    var open: [Int32] = []
+    var buf = [UInt8](repeating: 0, count: 4096)
+    while true {
+        var fds = (0..<n).map { pollfd(fd: 3 + $0, events: Int16(POLLIN), revents: 0) }
+            + open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        if poll(&fds, nfds_t(fds.count), -1) < 0 { continue }
+        for p in fds where p.revents != 0 {
+            if p.fd < 3 + n {
+                let c = porter_accept4(p.fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+                if c >= 0 { open.append(c) }
+            } else if read(p.fd, &buf, buf.count) <= 0 {
+                close(p.fd)
+                open.removeAll { $0 == p.fd }
+            }
         }
     }
 

@@ -93,10 +93,17 @@ struct ServiceMachineTests {
     let t0 = Instant(nanoseconds: 1_000_000_000)
     func at(_ s: Double) -> Instant { t0 + .milliseconds(Int(s * 1000)) }
 
-    func machine(burst: Int = 5, timeout: Timeout = .after(.seconds(5))) -> ServiceMachine {
-        var k = KillPolicy()
-        k.timeout = timeout
-        return ServiceMachine(name: "echo.service", kill: k, startLimitInterval: .seconds(10), startLimitBurst: burst)
+    func machine(burst: Int = 5, timeout: Timeout = .after(.seconds(5)), _ tweak: (inout ServicePolicy) -> Void = { _ in }) -> ServiceMachine {
+        var p = ServicePolicy()
+        p.kill.timeout = timeout
+        p.startLimitBurst = burst
+        tweak(&p)
+        return ServiceMachine(name: "echo.service", policy: p)
+    }
+
+    func running(_ m: inout ServiceMachine, pid: Int32 = 42, at t: Double = 0) {
+        _ = m.handle(.readable, now: at(t))
+        _ = m.handle(.started(pid: pid), now: at(t))
     }
 
     @Test func startsOnReadableAndListensAgainAfterExit() {
@@ -104,62 +111,158 @@ struct ServiceMachineTests {
         #expect(m.handle(.readable, now: at(0)) == [.unwatch, .start])
         #expect(m.state == .starting)
         #expect(m.handle(.started(pid: 42), now: at(0)) == [])
-        #expect(m.state == .running(pid: 42, since: at(0)))
-        #expect(m.handle(.readable, now: at(1)).first == .log(.debug, "echo.service: ignoring readable in state running(pid: 42, since: \(at(0)))"))
-        let exit = m.handle(.exited(pid: 42, success: true, progress: true), now: at(2))
+        #expect(m.pid == 42)
+        #expect(m.handle(.readable, now: at(1)).first.map { if case .log(.debug, _) = $0 { return true } else { return false } } == true)
+        let exit = m.handle(.exited(pid: 42, result: .success, progress: true), now: at(2))
         #expect(exit == [.signal(.init(pid: 42, signal: 15, group: true)), .watch])
         #expect(m.state == .listening)
     }
 
-    @Test func failuresHitTheStartLimitAndHoldOff() {
+    @Test func failuresHitTheStartLimitAndBackOffExponentially() {
         var m = machine(burst: 3)
         for i in 0..<2 {
             _ = m.handle(.readable, now: at(Double(i)))
             _ = m.handle(.startFailed, now: at(Double(i)))
             #expect(m.state == .listening)
         }
-        _ = m.handle(.readable, now: at(2))
-        _ = m.handle(.started(pid: 7), now: at(2))
-        let actions = m.handle(.exited(pid: 7, success: true, progress: false), now: at(2.5))
-        #expect(m.state == .holdingOff(until: at(10)))
+        running(&m, pid: 7, at: 2)
+        let actions = m.handle(.exited(pid: 7, result: .success, progress: false), now: at(2.5))
+        #expect(m.state == .holdingOff(until: at(3.5)))
         #expect(!actions.contains(.watch))
-        #expect(m.deadline == at(10))
-        #expect(m.handle(.timer, now: at(9)) == [])
-        #expect(m.handle(.timer, now: at(10)) == [.log(.info, "echo.service: start limit back-off over, listening again"), .watch])
+        #expect(m.handle(.timer, now: at(3)) == [])
+        #expect(m.handle(.timer, now: at(3.5)) == [.log(.info, "echo.service: back-off over, listening again"), .watch])
+        // Still failing: one failure is enough for the next, doubled back-off.
+        _ = m.handle(.readable, now: at(4))
+        _ = m.handle(.startFailed, now: at(4))
+        #expect(m.state == .holdingOff(until: at(6)))
+        _ = m.handle(.timer, now: at(6))
+        _ = m.handle(.readable, now: at(6))
+        _ = m.handle(.startFailed, now: at(6))
+        #expect(m.state == .holdingOff(until: at(10)))
+        // A clean run ends the failed state.
+        _ = m.handle(.timer, now: at(10))
+        running(&m, pid: 8, at: 10)
+        _ = m.handle(.exited(pid: 8, result: .success, progress: true), now: at(11))
+        _ = m.handle(.readable, now: at(12))
+        _ = m.handle(.startFailed, now: at(12))
         #expect(m.state == .listening)
+    }
+
+    @Test func backOffIsCapped() {
+        var p = ServicePolicy()
+        #expect(p.backoff(0) == .seconds(1))
+        #expect(p.backoff(3) == .seconds(8))
+        #expect(p.backoff(20) == .seconds(60))
+        p.backoffCap = .seconds(5)
+        #expect(p.backoff(3) == .seconds(5))
     }
 
     @Test func cleanRunsNeverHitTheLimit() {
         var m = machine(burst: 2)
         for i in 0..<100 {
-            _ = m.handle(.readable, now: at(Double(i) / 100))
-            _ = m.handle(.started(pid: Int32(i + 10)), now: at(Double(i) / 100))
-            _ = m.handle(.exited(pid: Int32(i + 10), success: true, progress: true), now: at(Double(i) / 100))
+            running(&m, pid: Int32(i + 10), at: Double(i) / 100)
+            _ = m.handle(.exited(pid: Int32(i + 10), result: .success, progress: true), now: at(Double(i) / 100))
         }
         #expect(m.state == .listening)
     }
 
-    @Test func failuresOutsideTheWindowAreForgotten() {
-        var m = machine(burst: 2)
-        _ = m.handle(.readable, now: at(0))
-        _ = m.handle(.startFailed, now: at(0))
-        _ = m.handle(.readable, now: at(11))
-        _ = m.handle(.startFailed, now: at(11))
+    @Test func restartPolicies() {
+        #expect(RestartPolicy.onFailure.restarts(after: .exitCode))
+        #expect(!RestartPolicy.onFailure.restarts(after: .success))
+        #expect(RestartPolicy.onAbnormal.restarts(after: .signal) && !RestartPolicy.onAbnormal.restarts(after: .exitCode))
+        #expect(RestartPolicy.always.restarts(after: .success))
+        var m = machine { $0.restart = .onFailure; $0.restartDelay = .milliseconds(200) }
+        running(&m)
+        #expect(m.handle(.exited(pid: 42, result: .exitCode, progress: true), now: at(1)).last == .signal(.init(pid: 42, signal: 15, group: true)))
+        #expect(m.state == .waitingRestart(until: at(1.2)))
+        #expect(m.handle(.timer, now: at(1.2)) == [.log(.info, "echo.service: restarting"), .start])
+        _ = m.handle(.started(pid: 43), now: at(1.2))
+        _ = m.handle(.exited(pid: 43, result: .success, progress: true), now: at(2))
         #expect(m.state == .listening)
+    }
+
+    @Test func idleStopFreezesMeasuresThenStops() {
+        var m = machine { $0.idleTimeout = .seconds(2) }
+        #expect(m.handle(.readable, now: at(0)) == [.unwatch, .start])
+        #expect(m.handle(.started(pid: 42), now: at(0)) == [.watchActivity])
+        #expect(m.deadline == at(2))
+        _ = m.handle(.activity, now: at(1.5))
+        #expect(m.deadline == at(3.5))
+        #expect(m.handle(.timer, now: at(3.5)) == [.measureIdle])
+        // Busy: keep running, measured again one timeout later.
+        #expect(m.handle(.measured(busy: true), now: at(3.5)) == [])
+        #expect(m.deadline == at(5.5))
+        _ = m.handle(.timer, now: at(5.5))
+        #expect(m.handle(.measured(busy: false), now: at(5.5)) == [.freeze(pid: 42)])
+        #expect(m.handle(.timer, now: at(5.501)) == [.checkFrozen(pid: 42)])
+        #expect(m.handle(.notFrozenYet, now: at(5.501)) == [])
+        // Frozen and still idle: stop it for good.
+        let stop = m.handle(.measured(busy: false), now: at(5.502))
+        #expect(stop.contains(.signal(.init(pid: 42, signal: 15, group: true))))
+        #expect(stop.contains(.signal(.init(pid: 42, signal: 18, group: true))))
+        let exit = m.handle(.exited(pid: 42, result: .signal, progress: true), now: at(5.6))
+        #expect(exit.contains(.unwatchActivity) && exit.last == .watch)
+        #expect(m.state == .listening)
+    }
+
+    @Test func idleStopIsCalledOffWhenTheFrozenServiceHadAcceptedWork() {
+        var m = machine { $0.idleTimeout = .seconds(1) }
+        running(&m)
+        _ = m.handle(.timer, now: at(1))
+        _ = m.handle(.measured(busy: false), now: at(1))
+        #expect(m.handle(.measured(busy: true), now: at(1.001)) == [.signal(.init(pid: 42, signal: 18, group: true))])
+        #expect(m.pid == 42)
+        if case .running = m.state {} else { Issue.record("not running: \(m.state)") }
+        // Activity while freezing also calls it off.
+        _ = m.handle(.timer, now: at(2.001))
+        _ = m.handle(.measured(busy: false), now: at(2.001))
+        #expect(m.handle(.activity, now: at(2.002)) == [.signal(.init(pid: 42, signal: 18, group: true))])
+    }
+
+    @Test func notifyReadinessTimeoutAndWatchdog() {
+        var m = machine { $0.notify = true; $0.startTimeout = .seconds(5); $0.watchdog = .seconds(2) }
+        running(&m)
+        #expect(m.deadline == at(5))
+        _ = m.handle(.extendTimeout(.seconds(10)), now: at(1))
+        #expect(m.deadline == at(11))
+        #expect(m.handle(.ready, now: at(2)) == [.log(.info, "echo.service: ready after 2s")])
+        #expect(m.deadline == at(4))
+        _ = m.handle(.watchdogPing, now: at(3))
+        #expect(m.deadline == at(5))
+        let abort = m.handle(.timer, now: at(5))
+        #expect(abort.contains(.signal(.init(pid: 42, signal: 6, group: true))))
+        // A missed watchdog restarts, whatever Restart= says.
+        _ = m.handle(.exited(pid: 42, result: .coreDump, progress: true), now: at(5.1))
+        #expect(m.state == .waitingRestart(until: at(5.2)))
+    }
+
+    @Test func notReadyInTimeIsStopped() {
+        var m = machine { $0.notify = true; $0.startTimeout = .seconds(5) }
+        running(&m)
+        let stop = m.handle(.timer, now: at(5))
+        #expect(stop.first == .log(.info, "echo.service: not ready after 5s (TimeoutStartSec=), stopping pid 42"))
+        _ = m.handle(.exited(pid: 42, result: .signal, progress: true), now: at(5.1))
+        #expect(m.state == .listening)
+    }
+
+    @Test func runtimeMaxStops() {
+        var m = machine { $0.runtimeMax = .seconds(3) }
+        running(&m)
+        #expect(m.deadline == at(3))
+        #expect(m.handle(.timer, now: at(3)).first == .log(.info, "echo.service: RuntimeMaxSec=3s reached, stopping pid 42"))
     }
 
     @Test func stopSignalsThenEscalates() {
         var m = machine()
-        _ = m.handle(.readable, now: at(0))
-        _ = m.handle(.started(pid: 9), now: at(0))
+        running(&m, pid: 9)
         let stop = m.handle(.stop, now: at(1))
         #expect(stop == [.signal(.init(pid: 9, signal: 15, group: true)), .signal(.init(pid: 9, signal: 18, group: true))])
-        #expect(m.state == .stopping(pid: 9, killAt: at(6)))
+        #expect(m.state == .stopping(pid: 9, killAt: at(6), reason: .shutdown))
         #expect(m.handle(.timer, now: at(5)) == [])
         let kill = m.handle(.timer, now: at(6))
         #expect(kill.last == .signal(.init(pid: 9, signal: 9, group: true)))
         #expect(m.deadline == nil)
-        _ = m.handle(.exited(pid: 9, success: false, progress: true), now: at(7))
+        _ = m.handle(.exited(pid: 9, result: .signal, progress: true), now: at(7))
         #expect(m.state == .stopped)
     }
 

@@ -1,0 +1,79 @@
+/// systemd.service(5) Restart=.
+public enum RestartPolicy: String, Sendable {
+    case no, always
+    case onSuccess = "on-success", onFailure = "on-failure", onAbnormal = "on-abnormal"
+    case onAbort = "on-abort", onWatchdog = "on-watchdog"
+
+    /// The table in systemd.service(5): which results restart.
+    public func restarts(after result: RunResult) -> Bool {
+        switch self {
+        case .no: return false
+        case .always: return true
+        case .onSuccess: return result == .success
+        case .onFailure: return result != .success
+        case .onAbnormal: return [.signal, .coreDump, .timeout, .watchdog].contains(result)
+        case .onAbort: return [.signal, .coreDump].contains(result)
+        case .onWatchdog: return result == .watchdog
+        }
+    }
+}
+
+/// How a run ended, in systemd's terms (its "service results").
+public enum RunResult: Equatable, Sendable {
+    case success
+    case exitCode
+    case signal
+    case coreDump
+    /// TimeoutStartSec= or RuntimeMaxSec= ran out.
+    case timeout
+    case watchdog
+    /// The program never ran: exec, credentials, working directory.
+    case startFailure
+    /// porter's own: the run exited cleanly but left the work that started
+    /// it queued, so starting it again at once would spin.
+    case noProgress
+
+    /// Whether the run counts against StartLimitBurst=.
+    public var isFailure: Bool { self != .success }
+}
+
+/// What an Accept=no service's machine needs from its unit: stopping,
+/// start limits and back-off, Restart=, idle stop, readiness and watchdog.
+public struct ServicePolicy: Equatable, Sendable {
+    public var kill = KillPolicy()
+    /// systemd.unit(5) defaults: 5 starts in 10 s.
+    public var startLimitInterval = Duration.seconds(10)
+    public var startLimitBurst = 5
+    /// Back-off after the start limit: 1 s, doubling while the service keeps
+    /// failing, at most `backoffCap`.
+    public var backoffBase = Duration.seconds(1)
+    public var backoffCap = Duration.seconds(60)
+    public var restart = RestartPolicy.no
+    /// systemd's RestartSec= default.
+    public var restartDelay = Duration.milliseconds(100)
+    /// IdleTimeoutSec= (porter's own): stop after this long without work.
+    public var idleTimeout: Duration? = nil
+    /// RuntimeMaxSec=.
+    public var runtimeMax: Duration? = nil
+    /// Type=notify: the run is started when the service says READY=1.
+    public var notify = false
+    /// TimeoutStartSec=: how long a notify service may take to be ready.
+    public var startTimeout: Duration? = .seconds(90)
+    /// WatchdogSec=.
+    public var watchdog: Duration? = nil
+    /// How long a process may take to stop (SIGSTOP) before an idle stop is
+    /// given up as not safe.
+    public var freezeLimit = Duration.seconds(1)
+
+    public init() {}
+
+    /// Back-off number `level` (0, 1, ...).
+    public func backoff(_ level: Int) -> Duration {
+        var d = backoffBase
+        for _ in 0..<min(level, 30) {
+            d = d * 2
+            if d >= backoffCap { return backoffCap }
+        }
+        return min(d, backoffCap)
+    }
+}
