@@ -60,4 +60,25 @@ struct Instance {
     /// Set once a stop has begun: when to escalate (nil: never).
     var stopping = false
     var killAt: Instant?
+    /// RuntimeMaxSec=: when to stop it.
+    var runtimeEnd: Instant?
+    /// IdleTimeoutSec=: porter's copy of the connection, watched for traffic.
+    var idle: IdleWatch?
+
+    struct IdleWatch {
+        var timeout: Duration
+        var connection: FileDescriptor
+        /// TCP: the kernel's TCP_INFO timestamps; otherwise edge-triggered
+        /// epoll events on the copy, counted as activity.
+        var tcp: Bool
+        var token: UInt64?
+        var lastActivity: Instant
+        var checkAt: Instant
+    }
+
+    /// When this instance next needs attention.
+    var deadline: Instant? {
+        if stopping { return killAt }
+        return [runtimeEnd, idle?.checkAt].compactMap { $0 }.min()
+    }
 }

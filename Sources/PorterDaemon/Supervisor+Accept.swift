@@ -81,8 +81,14 @@ extension Supervisor {
         // exec failure is reported when the child is reaped.
         switch spawner.spawnDetached(launch.plan) {
         case .success(let pid):
-            instances[pid] = Instance(socket: i, unit: unitName, kill: p.kill,
-                                      ignoreFailure: p.config.exec?.ignoreFailure ?? false, executable: launch.plan.path)
+            var instance = Instance(socket: i, unit: unitName, kill: p.kill,
+                                    ignoreFailure: p.config.exec?.ignoreFailure ?? false, executable: launch.plan.path)
+            let now = MonotonicClock.now()
+            instance.runtimeEnd = p.config.runtimeMax.map { now + $0 }
+            if let timeout = p.config.idleTimeout {
+                instance.idle = watchIdle(pid, fd, timeout: timeout, tcp: peer.ipString != nil, now: now)
+            }
+            instances[pid] = instance
             Log.debug("\(unitName): started pid \(pid)")
             if let actions = s.acceptMachine?.handle(.instanceStarted) { perform(actions, socket: i) }
         case .failure(let error):
@@ -92,7 +98,62 @@ extension Supervisor {
         }
     }
 
+    /// Keeps a copy of the connection to see its traffic: TCP_INFO says when
+    /// data last went either way; for Unix sockets, the copy is watched
+    /// edge-triggered, so each arrival (and each drain of what the service
+    /// sent) is one event.
+    private func watchIdle(_ pid: Int32, _ fd: FileDescriptor, timeout: Duration, tcp: Bool, now: Instant) -> Instance.IdleWatch? {
+        guard let copy = try? fd.duplicate() else { return nil }
+        var watch = Instance.IdleWatch(timeout: timeout, connection: copy, tcp: tcp, token: nil, lastActivity: now, checkAt: now + timeout)
+        if !tcp {
+            let token = nextToken
+            nextToken += 1
+            if (try? epoll.add(copy, events: [.readable, .writable, .edgeTriggered], token: token)) != nil {
+                sources[token] = .instanceActivity(pid: pid)
+                watch.token = token
+            }
+        }
+        return watch
+    }
+
+    /// RuntimeMaxSec= or IdleTimeoutSec= of an instance came due, or its
+    /// stop timed out.
+    func instanceDeadline(_ pid: Int32, _ inst: Instance, now: Instant) {
+        if inst.stopping {
+            instances[pid]?.killAt = nil
+            Log.warning("\(inst.unit): pid \(pid) still running after the stop timeout, sending \(Values.signalName(inst.kill.finalKillSignal))")
+            for s in inst.kill.escalate(pid) { Signals.send(s.signal, to: s.pid, group: s.group) }
+            return
+        }
+        if let end = inst.runtimeEnd, now >= end {
+            stopInstance(pid, inst, now: now, why: "RuntimeMaxSec= reached")
+            return
+        }
+        guard var idle = inst.idle, now >= idle.checkAt else { return }
+        if idle.tcp, let quiet = Socket.quietFor(idle.connection) {
+            idle.lastActivity = max(idle.lastActivity, now + .milliseconds(-Int64(quiet)))
+        }
+        if now - idle.lastActivity >= idle.timeout {
+            stopInstance(pid, inst, now: now, why: "no traffic for \(idle.timeout.porterDescription)")
+        } else {
+            idle.checkAt = idle.lastActivity + idle.timeout
+            instances[pid]?.idle = idle
+        }
+    }
+
+    private func stopInstance(_ pid: Int32, _ inst: Instance, now: Instant, why: String) {
+        Log.info("\(inst.unit): \(why), stopping pid \(pid)")
+        let (signals, killAt) = inst.kill.begin(pid, now: now)
+        instances[pid]?.stopping = true
+        instances[pid]?.killAt = killAt
+        for s in signals { Signals.send(s.signal, to: s.pid, group: s.group) }
+    }
+
     func instanceExited(_ pid: Int32, _ inst: Instance, _ status: ExitStatus) {
+        if let idle = inst.idle {
+            if let token = idle.token { unregister(idle.connection, token: token) }
+            idle.connection.close()
+        }
         if status == .exited(127), let failure = spawner.failure(of: pid) {
             // It never ran: say why, not "status 127".
             if failure.isExecFailure { sockets[inst.socket].template?.forgetExecutable(inst.executable) }

@@ -14,6 +14,8 @@ public final class Supervisor {
         case listener(socket: Int, index: Int)
         /// A listener of a running service, watched edge-triggered for activity.
         case activity(service: Int)
+        /// porter's copy of an instance's connection (IdleTimeoutSec=, Unix).
+        case instanceActivity(pid: Int32)
         case journal(JournalPipe)
     }
 
@@ -118,6 +120,8 @@ public final class Supervisor {
             deadlinePassed(now: MonotonicClock.now())
         case .listener(let socket, let index):
             listenerReadable(socket, index)
+        case .instanceActivity(let pid):
+            instances[pid]?.idle?.lastActivity = MonotonicClock.now()
         case .activity(let service):
             let now = MonotonicClock.now()
             perform(services[service].machine.handle(.activity, now: now), service: service, now: now)
@@ -134,7 +138,7 @@ public final class Supervisor {
         }
         for s in services { consider(s.machine.deadline) }
         for s in sockets { consider(s.retryAt) }
-        for (_, i) in instances where i.stopping { consider(i.killAt) }
+        for (_, i) in instances { consider(i.deadline) }
         guard earliest != armedDeadline else { return }
         do {
             try timer.arm(at: earliest)
@@ -152,10 +156,8 @@ public final class Supervisor {
             s.retryAt = nil
             if !stopping, s.acceptMachine?.canAccept ?? false { watch(socket: i) }
         }
-        for (pid, inst) in instances where inst.stopping && (inst.killAt.map { $0 <= now } ?? false) {
-            instances[pid]?.killAt = nil
-            Log.warning("\(inst.unit): pid \(pid) still running after the stop timeout, sending \(Values.signalName(inst.kill.finalKillSignal))")
-            for s in inst.kill.escalate(pid) { Signals.send(s.signal, to: s.pid, group: s.group) }
+        for (pid, inst) in instances where inst.deadline.map({ $0 <= now }) ?? false {
+            instanceDeadline(pid, inst, now: now)
         }
     }
 

@@ -96,6 +96,16 @@ public enum Socket {
         return UInt64(st.st_ino)
     }
 
+    /// How long a TCP connection has carried no data either way, in ms
+    /// (TCP_INFO's tcpi_last_data_recv and tcpi_last_data_sent); nil when
+    /// the socket is not TCP.
+    public static func quietFor(_ fd: FileDescriptor) -> UInt32? {
+        var info = tcp_info()
+        var len = socklen_t(MemoryLayout<tcp_info>.size)
+        guard getsockopt(fd.rawValue, Int32(IPPROTO_TCP), TCP_INFO, &info, &len) == 0 else { return nil }
+        return min(info.tcpi_last_data_recv, info.tcpi_last_data_sent)
+    }
+
     /// Bytes waiting to be read (SIOCINQ / FIONREAD).
     public static func pendingBytes(_ fd: FileDescriptor) -> Int {
         var n: Int32 = 0

@@ -23,7 +23,7 @@ extension EndToEnd {
             var seed: UInt64 = 12345
             let started = now()
             var i = 0
-            while i < 400 && now() - started < .seconds(25) {
+            while i < 200 && now() - started < .seconds(25) {
                 i += 1
                 do {
                     let c = unix ? try Client.unix(listen) : try Client.tcp(port)
@@ -90,6 +90,52 @@ extension EndToEnd {
             let before = switches()
             usleep(10_000_000)
             #expect(switches() - before == 0)
+            #expect(try porter.stop() == 0)
+        }
+
+        /// IdleTimeoutSec= on a per-connection instance ends it when its
+        /// connection carries no traffic for that long, not before.
+        @Test(arguments: [false, true])
+        func instanceIdleTimeout(unix: Bool) throws {
+            let port = freePort()
+            let dir = makeTempDirectory("iidle")
+            defer { _ = system("rm -rf '\(dir)'") }
+            let listen = unix ? "\(dir)/e.sock" : "127.0.0.1:\(port)"
+            let porter = try PorterRun("iidle", units: [
+                "e.socket": "[Socket]\nListenStream=\(listen)\nAccept=yes\n",
+                "e@.service": "[Service]\nExecStart=\(handlerBinary) echo\nStandardInput=socket\nIdleTimeoutSec=300ms\n",
+            ])
+            let c = unix ? try Client.unix(listen) : try Client.tcp(port)
+            // Traffic every 100 ms for 1.2 s: four idle timeouts' worth, never idle.
+            for i in 0..<12 {
+                try c.send("ping \(i)\n")
+                usleep(100_000)
+            }
+            #expect(porter.count("no traffic") == 0)
+            let quietSince = now()
+            let rest = try c.readAll(seconds: 5)  // EOF once porter ends the instance
+            let took = now() - quietSince
+            #expect(rest.contains("ping 11"))
+            // The last ping went 100 ms before `quietSince`: ~200 ms to go at least.
+            #expect(took >= .milliseconds(150) && took < .seconds(3))
+            try porter.waitForLog("no traffic for 300ms, stopping pid")
+            c.close()
+            #expect(try porter.stop() == 0)
+        }
+
+        @Test func instanceRuntimeMax() throws {
+            let port = freePort()
+            let porter = try PorterRun("irt", units: [
+                "e.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\n",
+                "e@.service": "[Service]\nExecStart=\(handlerBinary) echo\nStandardInput=socket\nRuntimeMaxSec=500ms\n",
+            ])
+            let c = try Client.tcp(port)
+            let t = now()
+            for _ in 0..<5 { try c.send("x\n"); usleep(50_000) }
+            _ = try c.readAll(seconds: 5)
+            #expect(now() - t >= .milliseconds(450))
+            try porter.waitForLog("RuntimeMaxSec= reached, stopping pid")
+            c.close()
             #expect(try porter.stop() == 0)
         }
 
