@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <link.h>
 #include <malloc.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <fcntl.h>
@@ -123,4 +124,42 @@ long porter_release_text(void)
     if (madvise((void *)start, end - start, MADV_DONTNEED) != 0)
         return -errno;
     return (long)(end - start);
+}
+
+long porter_notify_receive(int fd, char *text, size_t size, int32_t *pid, uint32_t *uid,
+                           int *fds, int max_fds, int *nfds)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * 253)];
+    } control;
+    struct iovec iov = {.iov_base = text, .iov_len = size};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
+    if (n < 0)
+        return -errno;
+    *pid = 0;
+    *uid = (uint32_t)-1;
+    *nfds = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+            struct ucred u;
+            memcpy(&u, CMSG_DATA(c), sizeof u);
+            *pid = u.pid;
+            *uid = u.uid;
+        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            for (int i = 0; i < count; i++) {
+                int f;
+                memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+                if (*nfds < max_fds)
+                    fds[(*nfds)++] = f;
+                else
+                    close(f);
+            }
+        }
+    }
+    if ((size_t)n > size)
+        n = (ssize_t)size; /* truncated: what fits */
+    return n;
 }

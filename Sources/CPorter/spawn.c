@@ -21,7 +21,8 @@
  *      dropped the process may no longer change its groups
  *   4. move fds into place 0..n-1, lifting sources out of the target range
  *      first so overlapping moves cannot clobber each other (skalibs fd_move)
- *   5. LISTEN_PID / LISTEN_PIDFDID digits into their reserved env slots
+ *   5. LISTEN_PID / LISTEN_PIDFDID / WATCHDOG_PID digits into their
+ *      reserved env slots
  *   6. the fd limit porter found at start (it raises its own), chdir,
  *      umask, no_new_privs
  *   7. close everything above the targets except the error pipe
@@ -215,10 +216,12 @@ static int child_main(void *arg)
     if (r < 0)
         fail(rq, PORTER_STAGE_FDS, r);
 
-    if (rq->listen_pid_digits || rq->listen_pidfdid_digits) {
+    if (rq->listen_pid_digits || rq->listen_pidfdid_digits || rq->watchdog_pid_digits) {
         long pid = RAW0(SYS_getpid);
         if (rq->listen_pid_digits)
             write_digits(rq->listen_pid_digits, (unsigned long long)pid);
+        if (rq->watchdog_pid_digits)
+            write_digits(rq->watchdog_pid_digits, (unsigned long long)pid);
         if (rq->listen_pidfdid_digits) {
             unsigned long long id = 0;
             long pfd = RAW2(SYS_pidfd_open, pid, 0);

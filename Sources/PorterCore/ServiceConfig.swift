@@ -78,7 +78,8 @@ public struct ServiceConfig: Sendable {
     public var runtimeMax: Duration? = nil
     public var startTimeout: Duration? = .seconds(90)
     public var watchdog: Duration? = nil
-    public var notifyAccess = NotifyAccess.main
+    /// NotifyAccess= as written; see `effectiveNotifyAccess`.
+    public var notifyAccess: NotifyAccess? = nil
     /// FileDescriptorStoreMax=: 0 (systemd's default) keeps no fds.
     public var fdStoreMax = 0
 
@@ -400,5 +401,14 @@ extension ServiceConfig {
         p.startTimeout = startTimeout
         p.watchdog = watchdog
         return p
+    }
+}
+
+extension ServiceConfig {
+    /// systemd.service(5): NotifyAccess= defaults to none, or to main with
+    /// Type=notify or WatchdogSec=; porter also defaults it to main when the
+    /// service may store fds, which it can only do by notifying.
+    public var effectiveNotifyAccess: NotifyAccess {
+        notifyAccess ?? (type == .notify || watchdog != nil || fdStoreMax > 0 ? .main : .none)
     }
 }

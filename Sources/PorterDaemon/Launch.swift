@@ -18,9 +18,11 @@ struct Launch {
     /// - socket: the connection (Accept=yes) or the single listening socket
     ///   (Accept=no) for StandardInput/Output/Error=socket.
     /// - listen: fds for 3... with their names; ignored when the socket is on stdio.
-    /// - activation: per-start variables (REMOTE_ADDR, TCP*, ...).
+    /// - stored: fds from the service's fd store, passed after `listen`.
+    /// - activation: per-start variables (REMOTE_ADDR, TCP*, NOTIFY_SOCKET, ...).
     static func make(_ p: PreparedService, instance: ServiceInstance, socket: FileDescriptor?,
-                     listen: [(fd: FileDescriptor, name: String)], activation: [(String, String)],
+                     listen: [(fd: FileDescriptor, name: String)], stored: [(fd: FileDescriptor, name: String)] = [],
+                     activation: [(String, String)],
                      devNull: FileDescriptor, fileLimit: (soft: UInt64, hard: UInt64)?,
                      journal: () throws(SysError) -> FileDescriptor) throws(Failure) -> Launch {
         let c = p.config
@@ -45,11 +47,16 @@ struct Launch {
 
         var activationEnv = activation
         let socketIO = c.standardInput == .socket || c.standardOutput == .socket || c.standardError == .socket
-        if !socketIO && !listen.isEmpty {
-            launch.plan.fds += listen.map(\.fd.rawValue)
-            activationEnv.append(("LISTEN_FDS", String(listen.count)))
-            activationEnv.append(("LISTEN_FDNAMES", listen.map(\.name).joined(separator: ":")))
+        let passed = (socketIO ? [] : listen) + stored
+        if !passed.isEmpty {
+            launch.plan.fds += passed.map(\.fd.rawValue)
+            activationEnv.append(("LISTEN_FDS", String(passed.count)))
+            activationEnv.append(("LISTEN_FDNAMES", passed.map(\.name).joined(separator: ":")))
             launch.plan.setListenPID = true
+        }
+        if let w = c.watchdog {
+            activationEnv.append(("WATCHDOG_USEC", String(w.nanoseconds / 1000)))
+            launch.plan.setWatchdogPID = true
         }
 
         var env: [String]
@@ -61,7 +68,7 @@ struct Launch {
             // Activation variables win over configured ones of the same name;
             // most services configure none, so look only when one could clash.
             if env.contains(where: Launch.mayClash) {
-                let names = Set(activationEnv.map(\.0) + ["LISTEN_PID", "LISTEN_PIDFDID"])
+                let names = Set(activationEnv.map(\.0) + ["LISTEN_PID", "LISTEN_PIDFDID", "WATCHDOG_PID"])
                 env.removeAll { e in e.firstIndex(of: "=").map { names.contains(String(e[..<$0])) } ?? false }
             }
             env.reserveCapacity(env.count + activationEnv.count)
@@ -111,6 +118,8 @@ struct Launch {
         let u = entry.utf8
         guard let f = u.first else { return false }
         switch f {
+        case UInt8(ascii: "N"), UInt8(ascii: "W"):
+            return entry.hasPrefix("NOTIFY_SOCKET=") || entry.hasPrefix("WATCHDOG_")
         case UInt8(ascii: "L"), UInt8(ascii: "R"), UInt8(ascii: "P"), UInt8(ascii: "T"), UInt8(ascii: "U"):
             return entry.hasPrefix("LISTEN_") || entry.hasPrefix("REMOTE_") || entry.hasPrefix("PROTO=")
                 || entry.hasPrefix("TCP") || entry.hasPrefix("UNIXREMOTE")

@@ -38,6 +38,16 @@ final class ServiceRuntime {
     let passed: [(fd: FileDescriptor, name: String)]
     /// Work queued on the triggering listeners when the service started.
     var queuedAtStart: Int?
+    /// The process group of the current run (porter makes the service a
+    /// session leader: the group is its first pid, even after MAINPID=).
+    var group: Int32?
+    /// A main process that is not porter's child (MAINPID=), followed
+    /// through a pidfd, which becomes readable when it exits.
+    var mainWatch: (pid: Int32, fd: FileDescriptor, token: UInt64)?
+    /// FDSTORE=1: fds the service parked with porter, passed again at each start.
+    var stored: [(fd: FileDescriptor, name: String)] = []
+    /// The last STATUS= it sent.
+    var status: String?
 
     init(prepared: PreparedService, triggers: [Int], passed: [(fd: FileDescriptor, name: String)]) {
         self.prepared = prepared

@@ -25,7 +25,9 @@ extension Supervisor {
                 let event = start(service: i, since: now)
                 perform(s.machine.handle(event, now: now), service: i, now: now)
             case .signal(let sig):
-                Signals.send(sig.signal, to: sig.pid, group: sig.group)
+                // The group is the first pid's, also after MAINPID= moved the main process.
+                if sig.group, let g = s.group { Signals.send(sig.signal, to: g, group: true) }
+                else { Signals.send(sig.signal, to: sig.pid, group: sig.group) }
             case .log(let level, let message):
                 Log.write(level, message)
             }
@@ -42,8 +44,10 @@ extension Supervisor {
         let launch: Launch
         do {
             let instance = try p.instance(nil)
-            launch = try Launch.make(p, instance: instance, socket: s.passed.first?.fd, listen: s.passed,
-                                     activation: [], devNull: devNull, fileLimit: childFileLimit,
+            var activation: [(String, String)] = []
+            if p.config.effectiveNotifyAccess != .none, let notify { activation.append(("NOTIFY_SOCKET", notify.address)) }
+            launch = try Launch.make(p, instance: instance, socket: s.passed.first?.fd, listen: s.passed, stored: s.stored,
+                                     activation: activation, devNull: devNull, fileLimit: childFileLimit,
                                      journal: { () throws(SysError) in try journal(for: p) })
         } catch let error as ValueError {
             Log.error("\(s.name): \(error.message)")
@@ -60,6 +64,8 @@ extension Supervisor {
         switch spawner.spawn(launch.plan) {
         case .success(let pid):
             servicePIDs[pid] = i
+            s.group = pid
+            s.status = nil
             let names = launch.plan.environment.first { $0.hasPrefix("LISTEN_FDNAMES=") }.map { " (\($0))" } ?? ""
             let count = launch.plan.fds.count - 3
             let took = (MonotonicClock.now() - since).porterDescription

@@ -82,6 +82,15 @@ extension Supervisor {
             for t in triggers { watch(socket: t) }
         }
         for (i, s) in sockets.enumerated() where s.acceptMachine != nil { watch(socket: i) }
+        if services.contains(where: { $0.prepared.config.effectiveNotifyAccess != .none }) {
+            do {
+                let n = try NotifySocket(name: "porter-notify-\(Processes.currentPID)")
+                _ = try register(n.fd, .notify)
+                notify = n
+            } catch {
+                problems.append(Diagnostic(.error, file: "NOTIFY_SOCKET", "cannot create it: \(error); sd_notify will not reach porter"))
+            }
+        }
         // Sockets opened early whose units were refused after all.
         for (name, opened) in preopened {
             guard case .success(let fds) = opened else { continue }

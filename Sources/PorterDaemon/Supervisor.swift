@@ -16,6 +16,10 @@ public final class Supervisor {
         case activity(service: Int)
         /// porter's copy of an instance's connection (IdleTimeoutSec=, Unix).
         case instanceActivity(pid: Int32)
+        /// sd_notify messages.
+        case notify
+        /// The pidfd of a service's main process that is not porter's child.
+        case mainExit(service: Int)
         case journal(JournalPipe)
     }
 
@@ -40,6 +44,8 @@ public final class Supervisor {
     /// Children that failed before exec: already logged, reaped silently.
     var failedSpawns: Set<Int32> = []
     var journals: [JournalPipe] = []
+    /// NOTIFY_SOCKET, when some service uses sd_notify.
+    var notify: NotifySocket?
     /// Sockets opened before the services were read, until `activate`.
     var preopened: [UnitName: Result<[FileDescriptor], Diagnostic>] = [:]
     private var armedDeadline: Instant?
@@ -120,6 +126,10 @@ public final class Supervisor {
             deadlinePassed(now: MonotonicClock.now())
         case .listener(let socket, let index):
             listenerReadable(socket, index)
+        case .notify:
+            notificationsArrived()
+        case .mainExit(let service):
+            mainProcessExited(service)
         case .instanceActivity(let pid):
             instances[pid]?.idle?.lastActivity = MonotonicClock.now()
         case .activity(let service):
@@ -211,6 +221,6 @@ public final class Supervisor {
     }
 
     var finished: Bool {
-        instances.isEmpty && servicePIDs.isEmpty
+        instances.isEmpty && servicePIDs.isEmpty && services.allSatisfy { $0.mainWatch == nil }
     }
 }

@@ -73,6 +73,19 @@ public enum Processes {
         return porter_release_text()
     }
 
+    /// The process group of a process; nil when it is gone.
+    public static func group(of pid: Int32) -> Int32? {
+        let g = getpgid(pid)
+        return g < 0 ? nil : g
+    }
+
+    /// A pidfd (readable when the process exits), close-on-exec; nil when
+    /// it is gone or the kernel has none. The corresponding C function is pidfd_open(2).
+    public static func pidfd(_ pid: Int32) -> FileDescriptor? {
+        let fd = porter_pidfd_open(pid)
+        return fd < 0 ? nil : FileDescriptor(fd)
+    }
+
     /// Whether a process is stopped (by SIGSTOP), from /proc/PID/stat.
     public static func isStopped(_ pid: Int32) -> Bool {
         guard let stat = try? Files.read("/proc/\(pid)/stat", limit: 512),

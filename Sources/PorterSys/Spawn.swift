@@ -9,6 +9,8 @@ public struct SpawnPlan {
     /// child itself when `setListenPID` is set, because only it knows its pid.
     public var environment: [String]
     public var setListenPID = false
+    /// WATCHDOG_PID=, written by the child too.
+    public var setWatchdogPID = false
     /// fds[i] becomes fd i in the child; -1 leaves it closed. At least 0-2.
     public var fds: [Int32]
     public var ids: (uid: UInt32, gid: UInt32, groups: [UInt32])? = nil
@@ -74,6 +76,7 @@ final class SpawnMemory {
             extra.append("LISTEN_PID=")
             if pidfs { extra.append("LISTEN_PIDFDID=") }
         }
+        if plan.setWatchdogPID { extra.append("WATCHDOG_PID=") }
         var bytes = plan.path.utf8.count + 1 + extra.count * slot + (plan.workingDirectory?.utf8.count ?? 0) + 1
         for a in plan.arguments { bytes += a.utf8.count + 1 }
         for e in plan.environment { bytes += e.utf8.count + 1 }
@@ -109,10 +112,16 @@ final class SpawnMemory {
         for e in plan.environment { pointers[p] = put(e); p += 1 }
         var pidDigits: UnsafeMutablePointer<CChar>? = nil
         var pidfdDigits: UnsafeMutablePointer<CChar>? = nil
-        for (i, e) in extra.enumerated() {
+        var watchdogDigits: UnsafeMutablePointer<CChar>? = nil
+        for e in extra {
             let start = put(e, room: slot)
             pointers[p] = start; p += 1
-            if i == 0 { pidDigits = start + e.utf8.count } else { pidfdDigits = start + e.utf8.count }
+            let digits = start + e.utf8.count
+            switch e {
+            case "LISTEN_PID=": pidDigits = digits
+            case "LISTEN_PIDFDID=": pidfdDigits = digits
+            default: watchdogDigits = digits
+            }
         }
         pointers[p] = nil
 
@@ -122,6 +131,7 @@ final class SpawnMemory {
         rq.envp = UnsafePointer(envp)
         rq.listen_pid_digits = pidDigits
         rq.listen_pidfdid_digits = pidfdDigits
+        rq.watchdog_pid_digits = watchdogDigits
         rq.fds = UnsafePointer(fds)
         rq.nfds = Int32(plan.fds.count)
         rq.error_fd = errorFD

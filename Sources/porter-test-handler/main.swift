@@ -13,6 +13,15 @@
 //   crash               die of SIGSEGV
 //   sleep [--ignore-term] [--pidfile P]  wait for a signal
 //   say TEXT            write TEXT to stdout and stderr, then exit
+//   notify-serve        sd_notify READY=1 and STATUS=serving, then serve forever
+//   notify-never        never READY=1; wait for a signal
+//   watchdog LOG N      append "pid WATCHDOG_USEC WATCHDOG_PID" to LOG, READY=1,
+//                       N pings 100 ms apart, then hang
+//   mainpid             start a child that serves one connection from fd 3,
+//                       tell porter MAINPID=child, and exit
+//   fdstore             first run: park a pipe holding "state-PID" with porter
+//                       (FDSTORE=1, FDNAME=state) and answer "stored ...";
+//                       a run that receives it answers "restored <content>"
 import CPorter
 import Glibc
 
@@ -87,6 +96,58 @@ func writeAll(_ fd: Int32, _ s: String) {
             if n <= 0 { return }
             done += n
         }
+    }
+}
+
+/// sd_notify(3), written out: one datagram to $NOTIFY_SOCKET, with fds
+/// passed as SCM_RIGHTS when given.
+func sdNotify(_ text: String, fds: [Int32] = []) {
+    guard let target = getenv("NOTIFY_SOCKET").map({ String(cString: $0) }) else { return }
+    let s = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    defer { close(s) }
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    var path = Array(target.utf8)
+    if path.first == UInt8(ascii: "@") { path[0] = 0 }
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in path.enumerated() { raw[i] = b } }
+    let addrLen = socklen_t(MemoryLayout<sa_family_t>.size + path.count)
+    var bytes = Array(text.utf8)
+    // struct cmsghdr { size_t len; int level; int type; } + the fds, 8-aligned.
+    let dataLen = fds.count * 4
+    var control = [UInt8](repeating: 0, count: fds.isEmpty ? 0 : 16 + ((dataLen + 7) & ~7))
+    if !fds.isEmpty {
+        withUnsafeBytes(of: UInt64(16 + dataLen)) { for i in 0..<8 { control[i] = $0[i] } }
+        withUnsafeBytes(of: Int32(SOL_SOCKET)) { for i in 0..<4 { control[8 + i] = $0[i] } }
+        withUnsafeBytes(of: Int32(SCM_RIGHTS)) { for i in 0..<4 { control[12 + i] = $0[i] } }
+        for (k, fd) in fds.enumerated() { withUnsafeBytes(of: fd) { for i in 0..<4 { control[16 + 4 * k + i] = $0[i] } } }
+    }
+    _ = bytes.withUnsafeMutableBytes { body in
+        control.withUnsafeMutableBytes { ctl in
+            withUnsafeMutablePointer(to: &addr) { ap in
+                var iov = iovec(iov_base: body.baseAddress, iov_len: body.count)
+                return withUnsafeMutablePointer(to: &iov) { iovp in
+                    var msg = msghdr()
+                    msg.msg_name = UnsafeMutableRawPointer(ap)
+                    msg.msg_namelen = addrLen
+                    msg.msg_iov = iovp
+                    msg.msg_iovlen = 1
+                    if !fds.isEmpty {
+                        msg.msg_control = ctl.baseAddress
+                        msg.msg_controllen = ctl.count
+                    }
+                    return sendmsg(s, &msg, 0)
+                }
+            }
+        }
+    }
+}
+
+/// Accepts one connection on fd 3 (LISTEN_FDS).
+func acceptOne() -> Int32 {
+    while true {
+        let c = porter_accept4(3, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+        if c >= 0 { return c }
+        if errno != EINTR && errno != EAGAIN { return -1 }
     }
 }
 
@@ -181,6 +242,64 @@ case "sleep":
         rename(args[i + 1] + ".tmp", args[i + 1])
     }
     while true { pause() }
+
+case "notify-serve":
+    sdNotify("READY=1\nSTATUS=serving")
+    while true {
+        let c = acceptOne()
+        if c < 0 { break }
+        writeAll(c, "accepted-on 3\n" + report())
+        close(c)
+    }
+
+case "notify-never":
+    sdNotify("STATUS=still starting")
+    while true { pause() }
+
+case "watchdog":
+    // Die of porter's SIGABRT at once, without the Swift runtime's backtracer.
+    signal(SIGABRT, SIG_DFL)
+    let logPath = args.count > 1 ? args[1] : "/dev/null"
+    let pings = args.count > 2 ? Int(args[2]) ?? 2 : 2
+    let line = "\(getpid()) \(getenv("WATCHDOG_USEC").map { String(cString: $0) } ?? "-") \(getenv("WATCHDOG_PID").map { String(cString: $0) } ?? "-")\n"
+    let fd = porter_open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    writeAll(fd, line)
+    close(fd)
+    sdNotify("READY=1")
+    for _ in 0..<pings {
+        usleep(100_000)
+        sdNotify("WATCHDOG=1")
+    }
+    while true { pause() }
+
+case "mainpid":
+    var pid: pid_t = 0
+    let argv: [UnsafeMutablePointer<CChar>?] = [strdup(CommandLine.arguments[0]), strdup("serve-inherited"), nil]
+    guard posix_spawn(&pid, CommandLine.arguments[0], nil, nil, argv, environ) == 0 else { exit(5) }
+    sdNotify("MAINPID=\(pid)\nREADY=1")
+    usleep(100_000)  // let porter read the message while we are still its main process
+
+case "serve-inherited":
+    let c = acceptOne()
+    writeAll(c, "accepted-on 3\n" + report())
+    close(c)
+
+case "fdstore":
+    let names = getenv("LISTEN_FDNAMES").map { String(cString: $0) }?.split(separator: ":").map(String.init) ?? []
+    let c = acceptOne()
+    if let k = names.firstIndex(of: "state") {
+        var buf = [UInt8](repeating: 0, count: 256)
+        let n = read(Int32(3 + k), &buf, buf.count)
+        writeAll(c, "restored \(String(decoding: buf.prefix(max(n, 0)), as: UTF8.self))\n")
+    } else {
+        var p: [Int32] = [-1, -1]
+        porter_pipe2(&p, O_CLOEXEC)
+        writeAll(p[1], "state-\(getpid())")
+        close(p[1])
+        sdNotify("FDSTORE=1\nFDNAME=state", fds: [p[0]])
+        writeAll(c, "stored state-\(getpid())\n")
+    }
+    close(c)
 
 case "say":
     let text = args.dropFirst().joined(separator: " ")

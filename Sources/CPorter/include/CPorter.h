@@ -82,6 +82,8 @@ struct porter_spawn_request {
     int no_new_privs;
     const int *reset_signals;    /* signals porter ignores that the child must not */
     int nreset_signals;
+    /* Slot for WATCHDOG_PID (sd_watchdog_enabled(3)), like LISTEN_PID. */
+    char *watchdog_pid_digits;
     /* RLIMIT_NOFILE for the child when porter raised its own (0/0: leave). */
     uint64_t nofile_soft;
     uint64_t nofile_hard;
@@ -137,6 +139,14 @@ int porter_pidfd_open(pid_t pid);
 /* Whether pidfds live on pidfs (Linux 6.9+), where a pidfd's inode number is
  * a unique 64-bit process id: what LISTEN_PIDFDID carries. */
 int porter_pidfs_supported(void);
+/* Receives one sd_notify datagram: the text (not NUL-terminated), the
+ * sender's pid and uid from SCM_CREDENTIALS (the socket has SO_PASSCRED), and
+ * up to `max_fds` fds passed with SCM_RIGHTS (received close-on-exec; any
+ * beyond `max_fds` are closed). Returns the text length, -EAGAIN when
+ * nothing waits, or -errno. */
+long porter_notify_receive(int fd, char *text, size_t size, int32_t *pid, uint32_t *uid,
+                           int *fds, int max_fds, int *nfds);
+
 /* Raises the soft RLIMIT_NOFILE to the hard limit; stores the old soft and
  * hard limits. Returns 0 or -errno. */
 int porter_raise_nofile(uint64_t *old_soft, uint64_t *hard);

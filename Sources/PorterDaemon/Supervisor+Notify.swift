@@ -1,0 +1,120 @@
+import Glibc
+import PorterCore
+import PorterSys
+
+/// sd_notify(3) for Accept=no services: READY=1, STATUS=, STOPPING=1,
+/// ERRNO=, MAINPID=, EXTEND_TIMEOUT_USEC=, WATCHDOG=1, FDSTORE=1 with
+/// FDNAME=, FDSTOREREMOVE=1. A message counts only when its sender (the
+/// kernel's SCM_CREDENTIALS, not anything the message says) is allowed by
+/// the service's NotifyAccess=.
+extension Supervisor {
+    func notificationsArrived() {
+        guard let notify else { return }
+        while let message = notify.receive() {
+            var fds = message.fds
+            defer { for fd in fds { fd.close() } }  // whatever was not stored
+            guard let i = service(of: message.pid) else {
+                Log.debug("notification from pid \(message.pid), which belongs to no service; ignored")
+                continue
+            }
+            let s = services[i]
+            let access = s.prepared.config.effectiveNotifyAccess
+            let fromMain = message.pid == s.machine.pid
+            guard access == .all || access == .exec && (fromMain || Processes.group(of: message.pid) == s.group) || access == .main && fromMain else {
+                Log.warning("\(s.name): notification from pid \(message.pid) refused (NotifyAccess=\(access.rawValue))")
+                continue
+            }
+            let now = MonotonicClock.now()
+            let name = message.fields.last { $0.key == "FDNAME" }?.value ?? "stored"
+            for (key, value) in message.fields {
+                switch (key, value) {
+                case ("READY", "1"):
+                    perform(s.machine.handle(.ready, now: now), service: i, now: now)
+                case ("WATCHDOG", "1"):
+                    perform(s.machine.handle(.watchdogPing, now: now), service: i, now: now)
+                case ("STATUS", _):
+                    s.status = value
+                    Log.info("\(s.name): status: \(value)")
+                case ("STOPPING", "1"):
+                    Log.info("\(s.name): stopping")
+                case ("ERRNO", _):
+                    Log.info("\(s.name): errno \(value)" + (Int32(value).map { " (\(SysError.describe($0)))" } ?? ""))
+                case ("EXTEND_TIMEOUT_USEC", _):
+                    if let us = Int64(value) { perform(s.machine.handle(.extendTimeout(.microseconds(us)), now: now), service: i, now: now) }
+                case ("MAINPID", _):
+                    if let pid = Int32(value) { moveMain(i, to: pid, now: now) }
+                case ("FDSTORE", "1"):
+                    store(i, &fds, name: name)
+                case ("FDSTOREREMOVE", "1"):
+                    let removed = s.stored.filter { $0.name == name }
+                    for r in removed { r.fd.close() }
+                    s.stored.removeAll { $0.name == name }
+                    Log.info("\(s.name): removed \(removed.count) stored fd\(removed.count == 1 ? "" : "s") named \(name)")
+                default:
+                    break
+                }
+            }
+        }
+    }
+
+    /// The service a sender belongs to: its main process, or a process in
+    /// the process group of a running service.
+    private func service(of pid: Int32) -> Int? {
+        if let i = servicePIDs[pid] { return i }
+        if let i = services.firstIndex(where: { $0.mainWatch?.pid == pid }) { return i }
+        let g = Processes.group(of: pid)
+        return services.firstIndex { $0.group != nil && $0.group == g && $0.machine.pid != nil }
+    }
+
+    private func store(_ i: Int, _ fds: inout [FileDescriptor], name: String) {
+        let s = services[i]
+        let room = s.prepared.config.fdStoreMax - s.stored.count
+        guard room > 0 else {
+            Log.warning("\(s.name): FDSTORE=1 with \(fds.count) fd\(fds.count == 1 ? "" : "s") refused: FileDescriptorStoreMax=\(s.prepared.config.fdStoreMax) is full")
+            return
+        }
+        let taken = fds.prefix(room)
+        s.stored += taken.map { ($0, name) }
+        fds.removeFirst(taken.count)
+        Log.info("\(s.name): stored \(taken.count) fd\(taken.count == 1 ? "" : "s") named \(name) (\(s.stored.count) of \(s.prepared.config.fdStoreMax))")
+    }
+
+    /// MAINPID=: the service's main process is now `pid`. porter can wait
+    /// only for its own children, so another process is followed through a
+    /// pidfd, which becomes readable when it exits.
+    private func moveMain(_ i: Int, to pid: Int32, now: Instant) {
+        let s = services[i]
+        guard pid > 0, let old = s.machine.pid, pid != old else { return }
+        guard Processes.group(of: pid) == s.group else {
+            Log.warning("\(s.name): MAINPID=\(pid) refused: not in the service's process group")
+            return
+        }
+        guard let fd = Processes.pidfd(pid) else {
+            Log.warning("\(s.name): MAINPID=\(pid) refused: cannot follow it (pidfd_open)")
+            return
+        }
+        do {
+            let token = try register(fd, .mainExit(service: i))
+            if let w = s.mainWatch { unregister(w.fd, token: w.token); w.fd.close() }
+            s.mainWatch = (pid, fd, token)
+            servicePIDs[old] = nil
+            perform(s.machine.handle(.mainPID(pid), now: now), service: i, now: now)
+        } catch {
+            fd.close()
+            Log.warning("\(s.name): MAINPID=\(pid) refused: \(error.reason)")
+        }
+    }
+
+    /// The followed main process is gone. Its exit status is its parent's
+    /// to collect, not porter's: the run counts as a clean end.
+    func mainProcessExited(_ i: Int) {
+        let s = services[i]
+        guard let w = s.mainWatch else { return }
+        unregister(w.fd, token: w.token)
+        w.fd.close()
+        s.mainWatch = nil
+        Log.info("\(s.name): main pid \(w.pid) exited")
+        let now = MonotonicClock.now()
+        perform(s.machine.handle(.exited(pid: w.pid, result: .success, progress: true), now: now), service: i, now: now)
+    }
+}

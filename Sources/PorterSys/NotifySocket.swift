@@ -1,0 +1,57 @@
+import CPorter
+import Glibc
+
+/// The socket services report to with sd_notify(3): a datagram socket in
+/// the abstract namespace, with SO_PASSCRED so every message carries the
+/// sender's pid, which porter checks against the service it claims to be.
+public struct NotifySocket {
+    public let fd: FileDescriptor
+    /// NOTIFY_SOCKET for the services: `@name`.
+    public let address: String
+
+    public struct Message {
+        public var pid: Int32
+        public var uid: UInt32
+        public var fields: [(key: String, value: String)]
+        /// Passed with SCM_RIGHTS; the receiver owns them.
+        public var fds: [FileDescriptor]
+    }
+
+    /// The caller owns the socket. The corresponding C functions are
+    /// socket(2), setsockopt(2) SO_PASSCRED and bind(2).
+    public init(name: String) throws(SysError) {
+        fd = try Socket.open(family: AF_UNIX, type: Int32(SOCK_DGRAM.rawValue), nonBlocking: true)
+        do {
+            try Socket.setOption(fd, SOL_SOCKET, SO_PASSCRED, 1)
+            // sd_notify(3) services send 4 KiB at most; raise the queue so a
+            // burst of watchdog pings is not dropped.
+            try? Socket.setOption(fd, SOL_SOCKET, SO_RCVBUF, 1 << 20)
+            try Socket.bind(fd, try SocketAddress(.abstract(name)))
+        } catch {
+            fd.close()
+            throw error
+        }
+        address = "@" + name
+    }
+
+    /// The next message, nil when none waits.
+    public func receive() -> Message? {
+        var text = [CChar](repeating: 0, count: 4096)
+        var fds = [Int32](repeating: -1, count: 253)
+        var pid: Int32 = 0, uid: UInt32 = 0, nfds: Int32 = 0
+        while true {
+            let n = porter_notify_receive(fd.rawValue, &text, text.count, &pid, &uid, &fds, Int32(fds.count), &nfds)
+            if n == -Int(EINTR) { continue }
+            guard n >= 0 else { return nil }
+            let body = String(decoding: text.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            var fields: [(String, String)] = []
+            for line in body.split(separator: "\n") {
+                guard let eq = line.firstIndex(of: "=") else { continue }
+                fields.append((String(line[..<eq]), String(line[line.index(after: eq)...])))
+            }
+            return Message(pid: pid, uid: uid, fields: fields, fds: fds.prefix(Int(nfds)).map(FileDescriptor.init))
+        }
+    }
+
+    public func close() { fd.close() }
+}
