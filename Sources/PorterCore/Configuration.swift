@@ -5,6 +5,8 @@
 public struct Configuration: Sendable {
     /// Sockets that will be opened, in name order.
     public var sockets: [SocketConfig] = []
+    /// Path units that will be watched, in name order.
+    public var paths: [PathConfig] = []
     /// Services by name; Accept=yes sockets map to their `NAME@.service` template.
     public var services: [UnitName: ServiceConfig] = [:]
     /// For each Accept=no service: the sockets whose fds it receives, in order
@@ -67,16 +69,63 @@ public struct Configuration: Sendable {
             triggers[target, default: []].append(name)
         }
 
+        // Pair every path unit with the service it starts.
+        var pathTriggers: [UnitName: [UnitName]] = [:]
+        for name in units.paths.keys.sorted() {
+            let path = units.paths[name]!
+            let target = path.activates
+            guard serviceConfigs[target] != nil else {
+                let why = c.refused.contains(target) ? "refused because \(target) has errors"
+                    : path.accept ? "Accept=yes starts instances of \(target), which does not exist"
+                    : "starts \(target), which does not exist"
+                c.diagnostics.append(Diagnostic(.error, file: name.description, why))
+                c.refused.insert(name)
+                continue
+            }
+            if triggers[target] != nil {
+                c.diagnostics.append(Diagnostic(.error, file: name.description,
+                    "\(target) is already started by a socket unit; one service is started either by sockets or by paths"))
+                c.refused.insert(name)
+                continue
+            }
+            pathTriggers[target, default: []].append(name)
+        }
+
         // Cross-checks that need both sides, then the final sets.
         for serviceName in serviceConfigs.keys.sorted() {
             let service = serviceConfigs[serviceName]!
+            if let byPath = pathTriggers[serviceName] {
+                if service.standardInput == .fileTrigger && !serviceName.isTemplate {
+                    c.diagnostics.append(Diagnostic(.error, file: serviceName.description, key: "StandardInput",
+                        "file-trigger is for per-file jobs: a NAME@.service started by a path unit with Accept=yes"))
+                    c.refused.insert(serviceName)
+                    for p in byPath { c.refused.insert(p) }
+                    continue
+                }
+                if service.standardInput == .socket || service.standardOutput == .socket || service.standardError == .socket {
+                    c.diagnostics.append(Diagnostic(.error, file: serviceName.description, key: "StandardInput",
+                        "socket needs a socket unit, but \(serviceName) is started by \(byPath.map(\.description).joined(separator: ", "))"))
+                    c.refused.insert(serviceName)
+                    for p in byPath { c.refused.insert(p) }
+                    continue
+                }
+                c.services[serviceName] = service
+                if !serviceName.isTemplate { c.passedSockets[serviceName] = [] }
+                continue
+            }
+            if service.standardInput == .fileTrigger {
+                c.diagnostics.append(Diagnostic(.error, file: serviceName.description, key: "StandardInput",
+                    "file-trigger needs a path unit with Accept=yes to start \(serviceName)"))
+                c.refused.insert(serviceName)
+                continue
+            }
             guard let activating = triggers[serviceName] else {
                 c.unusedServices[serviceName] = service
                 // A socket that was refused already has its own error.
                 let refusedReferrer = c.refused.contains { $0.type == .socket && ($0.prefix == serviceName.prefix) }
                 if !refusedReferrer {
                     c.diagnostics.append(Diagnostic(.warning, file: serviceName.description,
-                        "not activated by any socket unit, so porter will not start it"))
+                        "not activated by any socket or path unit, so porter will not start it"))
                 }
                 continue
             }
@@ -110,6 +159,8 @@ public struct Configuration: Sendable {
             if !isAccept { c.passedSockets[serviceName] = passed }
         }
         c.sockets = socketConfigs.keys.sorted().filter { !c.refused.contains($0) }.map { socketConfigs[$0]! }
+        c.paths = units.paths.keys.sorted().filter { !c.refused.contains($0) && !c.refused.contains(units.paths[$0]!.activates) }
+            .map { units.paths[$0]! }
         return c
     }
 
@@ -120,6 +171,9 @@ public struct Configuration: Sendable {
             let listens = s.listens.map(\.description).joined(separator: " ")
             let mode = s.accept ? "Accept=yes, one instance per connection, at most \(s.maxConnections)" : "Accept=no"
             return "\(s.name) -> \(s.activates) (\(mode)): \(listens)"
+        } + paths.map { p in
+            let mode = p.accept ? "Accept=yes, one instance per file, at most \(p.maxConnections) at once" : "Accept=no"
+            return "\(p.name) -> \(p.activates) (\(mode)): \(p.conditions.map(\.description).joined(separator: " "))"
         }
     }
 }
@@ -130,6 +184,7 @@ public struct Configuration: Sendable {
 public struct UnitSet: Sendable {
     public private(set) var sockets: [UnitName: SocketConfig] = [:]
     public private(set) var services: [UnitName: ServiceConfig] = [:]
+    public private(set) var paths: [UnitName: PathConfig] = [:]
     public private(set) var present: Set<UnitName> = []
     public private(set) var refused: Set<UnitName> = []
     public private(set) var diagnostics: [Diagnostic] = []
@@ -174,8 +229,11 @@ public struct UnitSet: Sendable {
                 refused.insert(name)
             }
         case .path:
-            d.error(nil, nil, "path units are not supported yet; nothing would watch this path")
-            refused.insert(name)
+            if let p = PathConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
+                paths[name] = p
+            } else {
+                refused.insert(name)
+            }
         }
         diagnostics += d.all
     }

@@ -10,6 +10,8 @@ public enum NotifyAccess: String, Sendable {
 public enum StandardInput: Equatable, Sendable {
     case null, socket
     case file(String)
+    /// porter's own: the file that started a per-file job, read-only.
+    case fileTrigger
 }
 
 public enum StandardOutput: Equatable, Sendable {
@@ -232,13 +234,14 @@ public struct ServiceConfig: Sendable {
             switch a.value {
             case "null": standardInput = .null
             case "socket": standardInput = .socket
+            case "file-trigger": standardInput = .fileTrigger
             default:
                 if a.value.hasPrefix("file:"), a.value.dropFirst(5).hasPrefix("/") {
                     standardInput = .file(String(a.value.dropFirst(5)))
                 } else if ["tty", "tty-force", "tty-fail", "data"].contains(a.value) || a.value.hasPrefix("fd:") {
-                    r.error(a, "'\(a.value)' is not supported by porter, expected null, socket or file:PATH")
+                    r.error(a, "'\(a.value)' is not supported by porter, expected null, socket, file:PATH or file-trigger")
                 } else {
-                    r.error(a, "invalid value '\(a.value)', expected null, socket or file:PATH")
+                    r.error(a, "invalid value '\(a.value)', expected null, socket, file:PATH or file-trigger")
                 }
             }
         case "StandardOutput": explicitOutput = r.value(a) { (s) throws(ValueError) in try output(s, isError: false) }

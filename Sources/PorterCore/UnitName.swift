@@ -64,6 +64,26 @@ public struct UnitName: Hashable, Sendable, CustomStringConvertible, Comparable 
         return UnitName(prefix: String(decoding: prefix, as: UTF8.self), instance: instance, type: type)
     }
 
+    /// Escapes a string for use in a unit name as `systemd-escape` does:
+    /// `/` becomes `-`; `-`, a leading `.` and every byte other than ASCII
+    /// letters, digits, `:`, `_` and `.` become `\xNN`. `unescape` undoes it.
+    public static func escape(_ s: String) -> String {
+        var out = ""
+        for (i, b) in s.utf8.enumerated() {
+            switch b {
+            case UInt8(ascii: "/"): out.append("-")
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: ":"), UInt8(ascii: "_"):
+                out.append(Character(Unicode.Scalar(b)))
+            case UInt8(ascii: ".") where i > 0: out.append(".")
+            default:
+                let hex = String(b, radix: 16)
+                out += "\\x" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return out
+    }
+
     /// Undoes unit-name escaping as systemd's unit_name_unescape() does:
     /// `-` becomes `/` and `\xNN` becomes the byte NN. Used for `%I`, `%P`, `%f`.
     public static func unescape(_ s: String) -> String {

@@ -74,7 +74,10 @@ public enum Commands {
         for d in problems { Log.write(d.severity == .error ? .error : .warning, d.description) }
         let sockets = supervisor.sockets.count
         let services = supervisor.services.count + supervisor.sockets.filter { $0.template != nil }.count
-        Log.info("ready: \(sockets) socket\(sockets == 1 ? "" : "s") listening for \(services) service\(services == 1 ? "" : "s") from \(configDirectory)")
+            + supervisor.paths.filter { $0.template != nil }.count
+        let paths = supervisor.paths.count
+        let watching = paths == 0 ? "" : ", \(paths) path unit\(paths == 1 ? "" : "s") watching"
+        Log.info("ready: \(sockets) socket\(sockets == 1 ? "" : "s") listening\(watching) for \(services) service\(services == 1 ? "" : "s") from \(configDirectory)")
         return supervisor
     }
 
@@ -94,9 +97,15 @@ public enum Commands {
             let mode = s.accept ? "Accept=yes: one instance per connection, at most \(s.maxConnections)" : "Accept=no"
             out += "\(s.name) -> \(s.activates) (\(mode)): \(listens)\n"
         }
+        let usablePaths = config.paths.filter { !prep.refusedPaths.contains($0.name) }
+        for p in usablePaths {
+            let mode = p.accept ? "Accept=yes: one instance per file, at most \(p.maxConnections) at once" : "Accept=no"
+            out += "\(p.name) -> \(p.activates) (\(mode)): \(p.conditions.map(\.description).joined(separator: " "))\n"
+        }
         let errors = problems.filter { $0.severity == .error }.count
         let warnings = problems.count - errors
-        out += "\(usable.count) socket\(usable.count == 1 ? "" : "s") ready, \(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s")\n"
+        let pathCount = usablePaths.isEmpty ? "" : "\(usablePaths.count) path unit\(usablePaths.count == 1 ? "" : "s") and "
+        out += pathCount + "\(usable.count) socket\(usable.count == 1 ? "" : "s") ready, \(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s")\n"
         _ = try? FileDescriptor.standardOutput.write(out)
         return errors > 0 ? 1 : 0
     }

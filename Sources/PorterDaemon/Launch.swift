@@ -22,6 +22,7 @@ struct Launch {
     /// - activation: per-start variables (REMOTE_ADDR, TCP*, NOTIFY_SOCKET, ...).
     static func make(_ p: PreparedService, instance: ServiceInstance, socket: FileDescriptor?,
                      listen: [(fd: FileDescriptor, name: String)], stored: [(fd: FileDescriptor, name: String)] = [],
+                     triggerFile: FileDescriptor? = nil,
                      activation: [(String, String)],
                      devNull: FileDescriptor, fileLimit: (soft: UInt64, hard: UInt64)?,
                      journal: () throws(SysError) -> FileDescriptor) throws(Failure) -> Launch {
@@ -36,6 +37,8 @@ struct Launch {
                 let fd = try Files.open(path, flags: O_RDONLY)
                 launch.opened.append(fd)
                 input = fd.rawValue
+            case .fileTrigger:
+                input = triggerFile?.rawValue ?? devNull.rawValue
             }
             let output = try stream(c.standardOutput, inherit: input, &launch, devNull, socket, journal)
             let error = try stream(c.standardError, inherit: output, &launch, devNull, socket, journal)

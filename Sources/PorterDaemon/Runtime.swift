@@ -36,6 +36,8 @@ final class ServiceRuntime {
     let triggers: [Int]
     /// What the service receives from fd 3 on, with LISTEN_FDNAMES names.
     let passed: [(fd: FileDescriptor, name: String)]
+    /// Path units that start the service.
+    var paths: [Int] = []
     /// Work queued on the triggering listeners when the service started.
     var queuedAtStart: Int?
     /// The process group of the current run (porter makes the service a
@@ -59,9 +61,48 @@ final class ServiceRuntime {
     var name: String { prepared.config.name.description }
 }
 
+/// A path unit while porter runs.
+final class PathRuntime {
+    let config: PathConfig
+    /// Accept=no: the index of the service it starts.
+    var service: Int?
+    /// Accept=yes: the template and the job queue.
+    var template: PreparedService?
+    var jobs: FileJobs?
+    var jobsSinceTrim = 0
+    /// The path that fired last, for TRIGGER_PATH.
+    var fired: String?
+    /// A change fired while the service ran: start it again after it exits
+    /// (systemd would have missed it).
+    var pending = false
+    /// TriggerLimitIntervalSec=/TriggerLimitBurst= (Accept=no): recent
+    /// starts, and whether the limit was hit (the unit stops watching, as
+    /// in systemd, until porter restarts).
+    var triggers: [Instant] = []
+    var failed = false
+    /// The inotify watches each condition relies on.
+    var watchDescriptors: [[Int32]]
+    /// Whether each condition's path existed at the last look: a path
+    /// that appeared or went away while porter looked elsewhere is a change.
+    var existed: [Bool]
+
+    init(config: PathConfig) {
+        self.config = config
+        watchDescriptors = Array(repeating: [], count: config.conditions.count)
+        existed = Array(repeating: false, count: config.conditions.count)
+    }
+    var name: String { config.name.description }
+}
+
+/// What started an instance.
+enum InstanceOwner {
+    case socket(Int)
+    case path(Int, file: String)
+}
+
 /// A running Accept=yes instance.
 struct Instance {
-    var socket: Int
+    var owner: InstanceOwner
     var unit: String
     var kill: KillPolicy
     var ignoreFailure: Bool

@@ -81,7 +81,7 @@ extension Supervisor {
         // exec failure is reported when the child is reaped.
         switch spawner.spawnDetached(launch.plan) {
         case .success(let pid):
-            var instance = Instance(socket: i, unit: unitName, kill: p.kill,
+            var instance = Instance(owner: .socket(i), unit: unitName, kill: p.kill,
                                     ignoreFailure: p.config.exec?.ignoreFailure ?? false, executable: launch.plan.path)
             let now = MonotonicClock.now()
             instance.runtimeEnd = p.config.runtimeMax.map { now + $0 }
@@ -156,15 +156,25 @@ extension Supervisor {
         }
         if status == .exited(127), let failure = spawner.failure(of: pid) {
             // It never ran: say why, not "status 127".
-            if failure.isExecFailure { sockets[inst.socket].template?.forgetExecutable(inst.executable) }
+            if failure.isExecFailure { template(of: inst.owner)?.forgetExecutable(inst.executable) }
             Log.error("\(inst.unit): \(failure)")
         } else {
             let ok = status.isSuccess || inst.ignoreFailure || (inst.stopping && Self.isStopSignal(status, inst.kill))
             Log.write(ok ? .info : .warning, "\(inst.unit): pid \(pid) exited, \(status)")
         }
         for sig in inst.kill.leftovers(pid) { Signals.send(sig.signal, to: sig.pid, group: sig.group) }
-        if let actions = sockets[inst.socket].acceptMachine?.handle(.instanceExited) {
-            perform(actions, socket: inst.socket)
+        switch inst.owner {
+        case .socket(let i):
+            if let actions = sockets[i].acceptMachine?.handle(.instanceExited) { perform(actions, socket: i) }
+        case .path(let p, let file):
+            jobExited(p, file: file, success: status.isSuccess || inst.ignoreFailure)
+        }
+    }
+
+    func template(of owner: InstanceOwner) -> PreparedService? {
+        switch owner {
+        case .socket(let i): return sockets[i].template
+        case .path(let p, _): return paths[p].template
         }
     }
 

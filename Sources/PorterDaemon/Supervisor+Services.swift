@@ -10,6 +10,7 @@ extension Supervisor {
             switch action {
             case .watch:
                 for t in s.triggers { watch(socket: t) }
+                for p in s.paths { pathServiceListening(p, now: now) }
             case .unwatch, .unwatchActivity:
                 for t in s.triggers { unwatch(socket: t) }
             case .watchActivity:
@@ -46,6 +47,11 @@ extension Supervisor {
             let instance = try p.instance(nil)
             var activation: [(String, String)] = []
             if p.config.effectiveNotifyAccess != .none, let notify { activation.append(("NOTIFY_SOCKET", notify.address)) }
+            if let firing = s.paths.first(where: { paths[$0].fired != nil }) {
+                // systemd.path(5)'s variables, with the path that actually fired.
+                activation.append(("TRIGGER_UNIT", paths[firing].name))
+                activation.append(("TRIGGER_PATH", paths[firing].fired!))
+            }
             launch = try Launch.make(p, instance: instance, socket: s.passed.first?.fd, listen: s.passed, stored: s.stored,
                                      activation: activation, devNull: devNull, fileLimit: childFileLimit,
                                      journal: { () throws(SysError) in try journal(for: p) })
@@ -69,7 +75,8 @@ extension Supervisor {
             let names = launch.plan.environment.first { $0.hasPrefix("LISTEN_FDNAMES=") }.map { " (\($0))" } ?? ""
             let count = launch.plan.fds.count - 3
             let took = (MonotonicClock.now() - since).porterDescription
-            Log.info("\(s.name): started pid \(pid)" + (count > 0 ? " with \(count) fd\(count == 1 ? "" : "s")\(names)" : " with the socket on stdin/stdout") + " in \(took)")
+            let with = count > 0 ? " with \(count) fd\(count == 1 ? "" : "s")\(names)" : s.passed.isEmpty ? "" : " with the socket on stdin/stdout"
+            Log.info("\(s.name): started pid \(pid)\(with) in \(took)")
             return .started(pid: pid)
         case .failure(let error):
             if let pid = error.pid { failedSpawns.insert(pid) }

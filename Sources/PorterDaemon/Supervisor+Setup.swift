@@ -9,6 +9,8 @@ struct Preparation {
     var diagnostics: [Diagnostic] = []
     /// Sockets that cannot run because their service was refused.
     var refusedSockets: Set<UnitName> = []
+    /// Path units that cannot run because their service was refused.
+    var refusedPaths: Set<UnitName> = []
 
     /// With `unused`, services no socket activates are checked too (for `porter check`).
     init(_ config: Configuration, host: HostFacts, environment: [String: String], unused: Bool = false) {
@@ -28,6 +30,10 @@ struct Preparation {
                 for s in config.sockets where s.activates == name {
                     refusedSockets.insert(s.name)
                     diagnostics.append(Diagnostic(.error, file: s.name.description, "refused because \(name) has errors"))
+                }
+                for p in config.paths where p.activates == name {
+                    refusedPaths.insert(p.name)
+                    diagnostics.append(Diagnostic(.error, file: p.name.description, "refused because \(name) has errors"))
                 }
             }
         }
@@ -82,6 +88,7 @@ extension Supervisor {
             for t in triggers { watch(socket: t) }
         }
         for (i, s) in sockets.enumerated() where s.acceptMachine != nil { watch(socket: i) }
+        problems += activatePaths(config, prep)
         if services.contains(where: { $0.prepared.config.effectiveNotifyAccess != .none }) {
             do {
                 let n = try NotifySocket(name: "porter-notify-\(Processes.currentPID)")
@@ -155,6 +162,7 @@ extension Supervisor {
             perform(s.machine.handle(.stop, now: now), service: i, now: now)
         }
         stopping = true
+        stopPaths()
         for (i, s) in sockets.enumerated() {
             _ = s.acceptMachine?.handle(.stop)
             unwatch(socket: i)

@@ -20,6 +20,7 @@ public final class Supervisor {
         case notify
         /// The pidfd of a service's main process that is not porter's child.
         case mainExit(service: Int)
+        case inotify
         case journal(JournalPipe)
     }
 
@@ -38,6 +39,15 @@ public final class Supervisor {
     var sources: [UInt64: Source] = [:]
     var nextToken: UInt64 = 1
     var sockets: [SocketRuntime] = []
+    var paths: [PathRuntime] = []
+    /// One inotify instance for every path unit, when there is any.
+    var inotify: Inotify?
+    /// inotify watch descriptor → who relies on it.
+    var watches: [Int32: Set<WatchUse>] = [:]
+    /// inotify overflows not logged yet, and when the last line was written
+    /// (a flood must not flood the log too).
+    var overflows = 0
+    var overflowLogged: Instant?
     var services: [ServiceRuntime] = []
     var servicePIDs: [Int32: Int] = [:]
     var instances: [Int32: Instance] = [:]
@@ -128,6 +138,8 @@ public final class Supervisor {
             listenerReadable(socket, index)
         case .notify:
             notificationsArrived()
+        case .inotify:
+            pathEvents()
         case .mainExit(let service):
             mainProcessExited(service)
         case .instanceActivity(let pid):
@@ -148,6 +160,7 @@ public final class Supervisor {
         }
         for s in services { consider(s.machine.deadline) }
         for s in sockets { consider(s.retryAt) }
+        for p in paths { consider(p.jobs?.deadline) }
         for (_, i) in instances { consider(i.deadline) }
         guard earliest != armedDeadline else { return }
         do {
@@ -165,6 +178,9 @@ public final class Supervisor {
         for (i, s) in sockets.enumerated() where (s.retryAt.map { $0 <= now } ?? false) {
             s.retryAt = nil
             if !stopping, s.acceptMachine?.canAccept ?? false { watch(socket: i) }
+        }
+        for (i, p) in paths.enumerated() {
+            if let due = p.jobs?.deadline, due <= now { performJobs(i, p.jobs!.handle(.timer, now: now)) }
         }
         for (pid, inst) in instances where inst.deadline.map({ $0 <= now }) ?? false {
             instanceDeadline(pid, inst, now: now)

@@ -72,6 +72,7 @@ public enum Files {
         public var mode: UInt32
         public var size: Int64
         public var modified: Int64  // ns since the epoch
+        public var inode: UInt64 = 0
         public var isDirectory: Bool { mode & S_IFMT == S_IFDIR }
         public var isRegular: Bool { mode & S_IFMT == S_IFREG }
         public var isSocket: Bool { mode & S_IFMT == S_IFSOCK }
@@ -87,7 +88,8 @@ public enum Files {
             throw SysError(call: "stat(\(path))", errno: e)
         }
         return Status(mode: st.st_mode, size: Int64(st.st_size),
-                      modified: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+                      modified: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                      inode: UInt64(st.st_ino))
     }
 
     /// Creates the missing parents of `path` with `mode`, as systemd's
@@ -108,6 +110,57 @@ public enum Files {
                 throw SysError(call: "mkdir(\(prefix))", errno: e)
             }
         }
+    }
+
+    /// Whether `name` matches a shell pattern. The corresponding C function is fnmatch(3).
+    public static func matches(_ name: String, pattern: String) -> Bool {
+        fnmatch(pattern, name, FNM_PERIOD) == 0
+    }
+
+    /// The paths a pattern matches, sorted. The corresponding C function is glob(3).
+    public static func glob(_ pattern: String) -> [String] {
+        var g = glob_t()
+        defer { globfree(&g) }
+        guard Glibc.glob(pattern, 0, nil, &g) == 0 else { return [] }
+        return (0..<Int(g.gl_pathc)).compactMap { g.gl_pathv[$0].map { String(cString: $0) } }
+    }
+
+    /// Regular files directly in a directory (what a per-file unit handles).
+    public static func regularFiles(in dir: String, matching pattern: String?) -> [String] {
+        guard let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name == "." || name == ".." { continue }
+            let type = e.pointee.d_type
+            if type == UInt8(DT_DIR) { continue }
+            if type == UInt8(DT_UNKNOWN), (try? status(dir + "/" + name))?.isDirectory ?? true { continue }
+            if let pattern, !matches(name, pattern: pattern) { continue }
+            names.append(name)
+        }
+        return names
+    }
+
+    /// Whether a directory has any entry besides "." and "..".
+    public static func hasEntries(_ dir: String) -> Bool {
+        guard let d = opendir(dir) else { return false }
+        defer { closedir(d) }
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            if name != "." && name != ".." { return true }
+        }
+        return false
+    }
+
+    /// The first entry of a directory besides "." and "..", by name.
+    public static func firstEntry(_ dir: String) -> String? {
+        (try? list(dir))?.min()
+    }
+
+    /// The corresponding C function is rename(2).
+    public static func rename(_ from: String, _ to: String) throws(SysError) {
+        _ = try retrying("rename(\(from))") { Glibc.rename(from, to) }
     }
 
     /// Removes a file. The corresponding C function is unlink(2).

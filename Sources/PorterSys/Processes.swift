@@ -73,6 +73,9 @@ public enum Processes {
         return porter_release_text()
     }
 
+    /// Gives free heap memory back to the kernel, after a burst of work.
+    public static func trimHeap() { porter_trim_heap() }
+
     /// The process group of a process; nil when it is gone.
     public static func group(of pid: Int32) -> Int32? {
         let g = getpgid(pid)

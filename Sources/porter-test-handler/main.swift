@@ -22,6 +22,10 @@
 //   fdstore             first run: park a pipe holding "state-PID" with porter
 //                       (FDSTORE=1, FDNAME=state) and answer "stored ...";
 //                       a run that receives it answers "restored <content>"
+//   job LOG [OPTIONS]   a path-triggered run: append one line "pid INSTANCE
+//                       TRIGGER_UNIT TRIGGER_PATH STDIN" to LOG (one write),
+//                       then --sleep MS, --remove (unlink TRIGGER_PATH),
+//                       --fail (exit 1); --instance I names the instance
 import CPorter
 import Glibc
 
@@ -225,6 +229,27 @@ case "echo":
         if n <= 0 { break }
         _ = write(1, buf, n)
     }
+
+case "job":
+    func option(_ name: String) -> String? {
+        args.firstIndex(of: name).flatMap { $0 + 1 < args.count ? args[$0 + 1] : nil }
+    }
+    let env = { (k: String) in getenv(k).map { String(cString: $0) } ?? "-" }
+    var input: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 256)
+    while input.count < 256 {
+        let n = read(0, &buf, buf.count)
+        if n <= 0 { break }
+        input += buf[0..<n]
+    }
+    let text = String(decoding: input, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "-"
+    let instance = option("--instance") ?? "-"
+    let fd = porter_open(args[1], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    writeAll(fd, "\(getpid()) \(instance) \(env("TRIGGER_UNIT")) \(env("TRIGGER_PATH")) \(text.isEmpty ? "-" : text)\n")
+    close(fd)
+    if let ms = option("--sleep").flatMap({ UInt32($0) }) { usleep(ms * 1000) }
+    if args.contains("--remove"), let path = getenv("TRIGGER_PATH") { unlink(path) }
+    exit(args.contains("--fail") ? 1 : 0)
 
 case "exit":
     exit(Int32(args.count > 1 ? args[1] : "0") ?? 0)

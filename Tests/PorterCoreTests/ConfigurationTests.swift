@@ -41,7 +41,7 @@ struct ConfigurationTests {
 
     @Test func serviceWithoutSocketWarns() {
         let c = load([okPlainService])
-        #expect(c.diagnostics.map(\.description) == ["echo.service: not activated by any socket unit, so porter will not start it"])
+        #expect(c.diagnostics.map(\.description) == ["echo.service: not activated by any socket or path unit, so porter will not start it"])
     }
 
     @Test func acceptYesRefusesServiceKey() {

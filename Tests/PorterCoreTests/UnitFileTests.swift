@@ -131,7 +131,7 @@ struct UnitFileTests {
         ("[Service]\nExecStart=/bin/true\nStandardOutput=tty\n",
          "error: echo.service:3: StandardOutput: 'tty' is not supported by porter, expected inherit, null, socket, journal, file:PATH, append:PATH or truncate:PATH"),
         ("[Service]\nExecStart=/bin/true\nStandardInput=tty\n",
-         "error: echo.service:3: StandardInput: 'tty' is not supported by porter, expected null, socket or file:PATH"),
+         "error: echo.service:3: StandardInput: 'tty' is not supported by porter, expected null, socket, file:PATH or file-trigger"),
         ("[Service]\nExecStart=/bin/true\nPrivateTmp=yes\n",
          "error: echo.service:3: PrivateTmp: not supported: porter cannot provide it (no namespaces, cgroups or seccomp), and running the unit without it would be less safe than asked"),
         ("[Service]\nExecStart=/bin/true\nMemoryMax=100M\n",

@@ -179,7 +179,7 @@ final class PorterRun {
             kill(pid, SIGKILL)
             _ = try? waitExit(pid, seconds: 5)
         }
-        _ = dir.withCString { _ in system("rm -rf '\(dir)'") }
+        if getenv("KEEP") == nil { _ = system("rm -rf '\(dir)'") }
     }
 }
 
