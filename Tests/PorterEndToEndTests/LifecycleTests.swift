@@ -189,6 +189,16 @@ extension EndToEnd {
             #expect(out.hasSuffix("1 socket ready, 2 errors, 1 warning\n"))
         }
 
+        /// The demo in conf.d/ is valid as shipped: every unit pairs, no
+        /// error, no warning.
+        @Test func demoChecksClean() throws {
+            let repo = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+            let (code, out, _) = try runPorter(["check", "--config-dir", repo + "/conf.d"])
+            #expect(code == 0, "\(out)")
+            #expect(out.hasSuffix("1 path unit and 4 sockets ready, 0 errors, 0 warnings\n"), "\(out)")
+            #expect(out.contains("inbox.path -> inbox@.service (Accept=yes: one instance per file, at most 4 at once): DirectoryNotEmpty="))
+        }
+
         @Test func commandLine() throws {
             var (code, out, err) = try runPorter(["--version"])
             #expect(code == 0 && out.hasPrefix("porter "))
