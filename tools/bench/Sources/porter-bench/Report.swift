@@ -59,7 +59,7 @@ enum Chart {
             let top = y
             for b in p.bars where b.ratio.isFinite {
                 let w = max(1, b.ratio * scale)
-                let color = b.name == "porter" ? "#d9480f" : (b.name == "floor" ? "#868e96" : "#4263eb")
+                let color = b.name == "porter" ? "#d9480f" : (b.name.hasPrefix("floor") ? "#868e96" : "#4263eb")
                 body += "<text x=\"\(left - 8)\" y=\"\(y + barH - 4)\" text-anchor=\"end\">\(esc(b.name))</text>\n"
                 body += "<rect x=\"\(left)\" y=\"\(y)\" width=\"\(fmt(w))\" height=\"\(barH)\" fill=\"\(color)\"/>\n"
                 body += "<text x=\"\(left + w + 4)\" y=\"\(y + barH - 4)\">\(String(format: "%.2f", b.ratio))</text>\n"

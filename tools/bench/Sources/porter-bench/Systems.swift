@@ -31,6 +31,9 @@ struct System {
     var many: ((UInt16, Int) -> (() -> Running?)?)? = nil
     /// Whether the cold role execs the service in its own place (one start per trial).
     var oneShotCold = false
+    /// A trigger that runs `stamp LOG NAME` once per file closed after
+    /// writing in a directory: (directory, log).
+    var path: ((String, String) -> Running?)? = nil
 }
 
 /// Makes a fresh scratch directory for one start.
@@ -55,7 +58,66 @@ enum Systems {
     static var hello: String { Bench.build + "/hello" }
     static var fdwait: String { Bench.build + "/fdwait" }
 
-    static let all: [System] = [limitInproc, limitSpawn, xinetd, inetd, tcpserver, sdactivate, socat, porter]
+    static var stamp: String { Bench.build + "/stamp" }
+
+    static let all: [System] = [limitInproc, limitSpawn, xinetd, inetd, tcpserver, sdactivate, socat,
+                                limitInotify, incron, inotifywait, porter]
+
+    // MARK: path peers
+
+    static let limitInotify = System(
+        name: "floor-inotify", kind: .floor, unavailable: { nil },
+        version: { "one inotify watch, posix_spawn per event, no queue or rescan" },
+        path: { dir, logf in start("floor-inotify", [Bench.build + "/limit-inotify", dir, stamp, logf]) })
+
+    /// incrond in the foreground on a private system table. It syslogs two
+    /// lines per event with LOG_CONS; with nothing on /dev/log glibc writes
+    /// them to /dev/console, a serial port on a VM, which throttles it many
+    /// times over. So, as the shared bench harness does, it runs in a
+    /// private mount namespace with a file bind-mounted over /dev/console.
+    static let incron = System(
+        name: "incron", kind: .peer,
+        unavailable: {
+            if which("incrond") == nil { return "not installed: apt-get install incron" }
+            return getuid() == 0 ? nil : "needs root (a system table)"
+        },
+        version: { "incron \(debVersion("incron")) (every command through bash -c)" },
+        path: { dir, logf in
+            let d = scratch("incron")
+            let fm = FileManager.default
+            try? fm.createDirectory(atPath: d + "/incron.d", withIntermediateDirectories: true)
+            try? fm.createDirectory(atPath: d + "/spool", withIntermediateDirectories: true)
+            writeText(d + "/incron.conf", "system_table_dir = \(d)/incron.d\nuser_table_dir = \(d)/spool\nallowed_users = \(d)/incron.allow\ndenied_users = \(d)/incron.deny\nlockfile_dir = \(d)\nlockfile_name = incrond\n")
+            writeText(d + "/incron.d/bench", "\(dir) IN_CLOSE_WRITE \(stamp) \(logf) $#\n")
+            var argv = ["incrond", "-n", "-f", d + "/incron.conf"]
+            if !fm.fileExists(atPath: "/dev/log"), which("unshare") != nil {
+                writeText(d + "/console.log", "")
+                argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        "mount --bind \"$1\" /dev/console && shift && exec \"$@\"", "sh", d + "/console.log"] + argv
+            }
+            guard let pid = startProcess(argv, log: d + "/incron.log") else { return nil }
+            return Running(pids: [pid], dir: d)
+        })
+
+    /// The classic loop: inotifywait -m into a FIFO, bash reading it.
+    static let inotifywait = System(
+        name: "inotifywait loop", kind: .peer,
+        unavailable: { which("inotifywait") == nil ? "not installed: apt-get install inotify-tools" : nil },
+        version: { "inotify-tools \(debVersion("inotify-tools")), `inotifywait -m -e close_write` | bash `while read`" },
+        path: { dir, logf in
+            let d = scratch("inotifywait")
+            let fifo = d + "/events"
+            mkfifo(fifo, 0o600)
+            guard let loop = startProcess(["bash", "-c", "exec <\"$1\"; while IFS= read -r f; do \"$2\" \"$3\" \"$f\"; done",
+                                           "loop", fifo, stamp, logf], log: d + "/loop.log") else { return nil }
+            guard let iw = startProcess(["inotifywait", "-m", "-q", "-e", "close_write", "--format", "%f", "-o", fifo, dir],
+                                        log: d + "/inotifywait.log") else {
+                stopProcess(loop)
+                return nil
+            }
+            return Running(pids: [iw, loop], dir: d)
+        })
+
 
     static let limitInproc = System(
         name: "limit-inproc", kind: .reference, unavailable: { nil },
@@ -282,5 +344,12 @@ enum Systems {
                 units.append(("\(n)@.service", "[Service]\nExecStart=\(hello)\nStandardInput=socket\nStandardOutput=socket\n"))
             }
             return preparePorter(units)
+        },
+        // Per-file jobs: one bench@NAME.service per file.
+        path: { dir, logf in
+            startPorter([
+                ("bench.path", "[Path]\nDirectoryNotEmpty=\(dir)\nAccept=yes\n"),
+                ("bench@.service", "[Service]\nExecStart=\(stamp) \(logf) %I\n"),
+            ])
         })
 }

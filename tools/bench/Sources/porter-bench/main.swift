@@ -9,13 +9,14 @@ import Glibc
 #endif
 
 struct Options {
-    var scenarios = ["spawn", "cold", "idle", "scale"]
+    var scenarios = ["spawn", "cold", "idle", "scale", "path", "path-overflow"]
     var reps = 3
     var spawnN = 3000
     var coldTrials = 200
     var idleServices = 20
     var idleSeconds = 20.0
     var scaleServices = 1000
+    var pathFiles = 2000
     var maxSeconds = 90.0
     var porter: String? = nil
     var markdown: String? = nil
@@ -50,8 +51,8 @@ func log(_ s: String) {
 
 let usage = """
     usage: porter-bench [SCENARIO...] [--porter PATH] [--reps N] [--markdown FILE] [--svg FILE] [--keep]
-                        [--spawn-n N] [--cold-trials N] [--idle-seconds S] [--scale-services N]
-      scenarios: spawn cold idle scale (default: all)
+                        [--spawn-n N] [--cold-trials N] [--idle-seconds S] [--scale-services N] [--path-files N]
+      scenarios: spawn cold idle scale path path-overflow (default: all)
       --porter PATH  the porter to measure (default: build the recommended one,
                      swift build -c release --static-swift-stdlib, in the repository)
     """
@@ -76,8 +77,9 @@ while let a = args.first {
     case "--cold-trials": o.coldTrials = Int(value()) ?? 200
     case "--idle-seconds": o.idleSeconds = Double(value()) ?? 20
     case "--scale-services": o.scaleServices = Int(value()) ?? 1000
+    case "--path-files": o.pathFiles = Int(value()) ?? 2000
     case "-h", "--help": print(usage); exit(0)
-    case "spawn", "cold", "idle", "scale": chosen.append(a)
+    case "spawn", "cold", "idle", "scale", "path", "path-overflow": chosen.append(a)
     default: print("unknown argument \(a)\n" + usage); exit(2)
     }
 }
@@ -96,7 +98,7 @@ Bench.commandsLog = Bench.work + "/commands.log"
 defer { if !o.keep { try? FileManager.default.removeItem(atPath: Bench.work) } }
 
 // The floors and service programs, built for this run.
-for name in ["hello", "fdwait", "limit-spawn", "limit-inproc"] {
+for name in ["hello", "fdwait", "limit-spawn", "limit-inproc", "limit-inotify", "stamp"] {
     let r = runCommand(["cc", "-O2", "-o", "\(Bench.build)/\(name)", "\(repo)/tools/bench/floors/\(name).c"])
     if r.status != 0 {
         log("cannot build \(name): \(r.output)")
@@ -129,6 +131,8 @@ for s in o.scenarios {
     case "cold": scenarioCold(o, results)
     case "idle": scenarioIdle(o, results)
     case "scale": scenarioScale(o, results)
+    case "path": scenarioPath(o, results)
+    case "path-overflow": scenarioPath(o, results, queue: 256)
     default: break
     }
     log("\(s) took \(fmt(Double(nowNS() - t0) / 1e9, 0)) s")
@@ -151,9 +155,9 @@ for s in Systems.all {
         md += "- \(s.name): \(s.version())\n"
     }
 }
-md += "\nThe floor is the cheapest program that does each job (`tools/bench/floors/limit-spawn.c`); ratios are to it, or to porter where a column says so. Medians; the machine is shared, so compare ratios within one run, not absolute numbers across runs.\n\n"
+md += "\nThe floor is the cheapest program that does each job (`tools/bench/floors/limit-spawn.c` for sockets, `limit-inotify.c` for files); ratios are to it, or to porter where a column says so. Medians; the machine is shared, so compare ratios within one run, not absolute numbers across runs.\n\n"
 for t in results.tables { md += t.markdown + "\n" }
-md += "### targets (issue #3)\n\n| target | goal | measured | met |\n|---|---|---|---|\n"
+md += "### targets (issues #3 and #5)\n\n| target | goal | measured | met |\n|---|---|---|---|\n"
 for t in results.targets {
     md += "| \(t.name) | \(t.goal) | \(t.measured) | \(t.met.map { $0 ? "yes" : "**no**" } ?? "-") |\n"
 }
