@@ -144,30 +144,27 @@ extension Supervisor {
 
     // MARK: Events
 
+    /// What one read of the inotify queue asks for, gathered so that each
+    /// unit is looked at once per batch: a write seen as IN_CLOSE_WRITE and
+    /// IN_ATTRIB is one change, not two runs.
+    struct PathBatch {
+        /// Conditions whose watches to set up again, as [unit, condition].
+        var redo: Set<[Int]> = []
+        /// Accept=no units whose state conditions to check.
+        var touched: Set<Int> = []
+        /// Accept=yes units whose directories to scan.
+        var rescan: Set<Int> = []
+        /// Accept=no units with a change, and the path that changed.
+        var changed: [Int: String] = [:]
+    }
+
     func pathEvents() {
         guard let inotify else { return }
         let now = MonotonicClock.now()
-        var redo: Set<[Int]> = []  // conditions whose watches to set up again
-        var touched: Set<Int> = []  // Accept=no units to check after the batch
-        var rescan: Set<Int> = []
-        // Changes fired in this batch, one per unit: a write seen as
-        // IN_CLOSE_WRITE and IN_ATTRIB is one change, not two runs.
-        var changed: [Int: String] = [:]
+        var batch = PathBatch()
         for event in inotify.read() {
             if event.mask.contains(.overflow) {
-                // Events were dropped: look at everything again, and count
-                // every change condition as fired, since one may have been lost.
-                overflows += 1
-                if overflowLogged.map({ now - $0 >= .seconds(10) }) ?? true {
-                    Log.warning("inotify queue overflowed\(overflows > 1 ? " \(overflows) times" : "") (fs.inotify.max_queued_events); rescanning every watched path, nothing is lost")
-                    overflows = 0
-                    overflowLogged = now
-                }
-                for (p, rt) in paths.enumerated() where !rt.failed {
-                    if rt.jobs != nil { rescan.insert(p); continue }
-                    touched.insert(p)
-                    for c in rt.config.conditions where !c.isState { changed[p] = c.path }
-                }
+                overflowed(&batch, now: now)
                 continue
             }
             guard let uses = watches[event.wd] else { continue }
@@ -176,58 +173,82 @@ extension Supervisor {
                 watches[event.wd] = nil
             }
             for use in uses where use.path < paths.count && !paths[use.path].failed {
-                let rt = paths[use.path]
-                let cond = rt.config.conditions[use.condition]
-                let selfGone = !event.mask.isDisjoint(with: [.deleteSelf, .moveSelf, .ignored])
-                // Watches are shared by inode with the union of the masks:
-                // each use looks only at what it asked for.
-                if !selfGone && event.mask.isDisjoint(with: Self.mask(for: use.role, cond.kind)) { continue }
-                switch use.role {
-                case .ancestor:
-                    redo.insert([use.path, use.condition])
-                    if rt.jobs != nil { rescan.insert(use.path) } else { touched.insert(use.path) }
-                case .parent:
-                    if selfGone {
-                        redo.insert([use.path, use.condition])
-                        touched.insert(use.path)
-                        continue
-                    }
-                    guard event.name == Self.baseName(of: cond.path) else { continue }
-                    if !event.mask.isDisjoint(with: [.create, .movedTo]) { redo.insert([use.path, use.condition]) }
-                    if cond.isState { touched.insert(use.path) } else { changed[use.path] = cond.path }
-                case .target:
-                    if selfGone { redo.insert([use.path, use.condition]) }
-                    if event.mask == .ignored { continue }
-                    changed[use.path] = cond.path
-                case .directory:
-                    if selfGone {
-                        redo.insert([use.path, use.condition])
-                    } else if let pattern = cond.pattern, !Files.matches(event.name, pattern: pattern) {
-                        continue
-                    }
-                    touched.insert(use.path)
-                case .files:
-                    if selfGone {
-                        redo.insert([use.path, use.condition])
-                        rescan.insert(use.path)
-                        continue
-                    }
-                    if event.mask.contains(.isDirectory) || !Self.isJobFile(event.name, cond) { continue }
-                    if !event.mask.isDisjoint(with: [.closeWrite, .movedTo]) {
-                        fileSeen(use.path, cond.directory, event.name, now: now)
-                    } else {
-                        performJobs(use.path, rt.jobs!.handle(.vanished(event.name), now: now))
-                    }
-                }
+                route(event, to: use, &batch, now: now)
             }
         }
-        for key in redo {
+        for key in batch.redo {
             let cond = paths[key[0]].config.conditions[key[1]]
-            if setUpWatches(key[0], key[1]) && !cond.isState && paths[key[0]].jobs == nil { changed[key[0]] = cond.path }
+            if setUpWatches(key[0], key[1]) && !cond.isState && paths[key[0]].jobs == nil { batch.changed[key[0]] = cond.path }
         }
-        for p in rescan { scan(p, now: now) }
-        for p in changed.keys.sorted() { fire(p, changed[p]!, now: now) }
-        for p in touched.sorted() where changed[p] == nil { checkStates(p, now: now) }
+        for p in batch.rescan { scan(p, now: now) }
+        for p in batch.changed.keys.sorted() { fire(p, batch.changed[p]!, now: now) }
+        for p in batch.touched.sorted() where batch.changed[p] == nil { checkStates(p, now: now) }
+    }
+
+    /// Events were dropped: look at everything again, and count every change
+    /// condition as fired, since one may have been lost.
+    private func overflowed(_ batch: inout PathBatch, now: Instant) {
+        overflows += 1
+        if overflowLogged.map({ now - $0 >= .seconds(10) }) ?? true {
+            Log.warning("inotify queue overflowed\(overflows > 1 ? " \(overflows) times" : "") (fs.inotify.max_queued_events); rescanning every watched path, nothing is lost")
+            overflows = 0
+            overflowLogged = now
+        }
+        for (p, rt) in paths.enumerated() where !rt.failed {
+            if rt.jobs != nil {
+                batch.rescan.insert(p)
+                continue
+            }
+            batch.touched.insert(p)
+            for c in rt.config.conditions where !c.isState { batch.changed[p] = c.path }
+        }
+    }
+
+    /// What one event means for one condition that relies on its watch.
+    private func route(_ event: Inotify.Event, to use: WatchUse, _ batch: inout PathBatch, now: Instant) {
+        let rt = paths[use.path]
+        let cond = rt.config.conditions[use.condition]
+        let key = [use.path, use.condition]
+        let selfGone = !event.mask.isDisjoint(with: [.deleteSelf, .moveSelf, .ignored])
+        // Watches are shared by inode with the union of the masks: each use
+        // looks only at what it asked for.
+        if !selfGone && event.mask.isDisjoint(with: Self.mask(for: use.role, cond.kind)) { return }
+        switch use.role {
+        case .ancestor:
+            batch.redo.insert(key)
+            if rt.jobs != nil { batch.rescan.insert(use.path) } else { batch.touched.insert(use.path) }
+        case .parent:
+            if selfGone {
+                batch.redo.insert(key)
+                batch.touched.insert(use.path)
+                return
+            }
+            guard event.name == Self.baseName(of: cond.path) else { return }
+            if !event.mask.isDisjoint(with: [.create, .movedTo]) { batch.redo.insert(key) }
+            if cond.isState { batch.touched.insert(use.path) } else { batch.changed[use.path] = cond.path }
+        case .target:
+            if selfGone { batch.redo.insert(key) }
+            if event.mask != .ignored { batch.changed[use.path] = cond.path }
+        case .directory:
+            if selfGone {
+                batch.redo.insert(key)
+            } else if let pattern = cond.pattern, !Files.matches(event.name, pattern: pattern) {
+                return
+            }
+            batch.touched.insert(use.path)
+        case .files:
+            if selfGone {
+                batch.redo.insert(key)
+                batch.rescan.insert(use.path)
+                return
+            }
+            if event.mask.contains(.isDirectory) || !Self.isJobFile(event.name, cond) { return }
+            if !event.mask.isDisjoint(with: [.closeWrite, .movedTo]) {
+                fileSeen(use.path, cond.directory, event.name, now: now)
+            } else {
+                performJobs(use.path, rt.jobs!.handle(.vanished(event.name), now: now))
+            }
+        }
     }
 
     /// Per-file units take regular files whose names match the glob, or,
@@ -303,149 +324,6 @@ extension Supervisor {
             fire(p, path, now: now)
         } else {
             checkStates(p, now: now)
-        }
-    }
-
-    // MARK: Accept=yes: a job per file
-
-    private func version(_ path: String) -> FileVersion? {
-        guard let st = (try? Files.status(path, follow: false)) ?? nil, st.isRegular else { return nil }
-        return FileVersion(inode: st.inode, modified: st.modified, size: st.size)
-    }
-
-    private func fileSeen(_ p: Int, _ dir: String, _ name: String, now: Instant) {
-        let rt = paths[p]
-        guard rt.jobs != nil else { return }
-        if let v = version(dir + "/" + name) {
-            performJobs(p, rt.jobs!.handle(.seen(name, v), now: now))
-        } else {
-            performJobs(p, rt.jobs!.handle(.vanished(name), now: now))
-        }
-    }
-
-    /// Every matching file present: at start-up, after an overflow, and
-    /// when a watched directory appears or is replaced.
-    func scan(_ p: Int, now: Instant) {
-        let rt = paths[p]
-        guard rt.jobs != nil, !rt.failed else { return }
-        var present: [String: FileVersion] = [:]
-        for c in rt.config.conditions {
-            for name in Files.regularFiles(in: c.directory, matching: c.pattern ?? "*") {
-                if let v = version(c.directory + "/" + name) { present[name] = v }
-            }
-        }
-        performJobs(p, rt.jobs!.handle(.scanned(present), now: now))
-    }
-
-    /// Carries out what the job queue decided. A job that cannot start
-    /// counts as failed at once; the loop (not recursion) keeps a burst of
-    /// such failures from nesting.
-    func performJobs(_ p: Int, _ actions: [FileJobs.Action]) {
-        var work = actions
-        defer {
-            // The end of a burst: hand the heap it needed back.
-            if paths[p].jobs?.isIdle ?? false, paths[p].jobsSinceTrim >= 1000 {
-                paths[p].jobsSinceTrim = 0
-                Processes.trimHeap()
-            }
-        }
-        while !work.isEmpty {
-            let action = work.removeFirst()
-            switch action {
-            case .start(let file):
-                if let failed = startJob(p, file) { work += failed }
-            case .moveToFailed(let file):
-                moveToFailed(p, file)
-            case .log(let level, let message):
-                Log.write(level, message)
-            }
-        }
-    }
-
-    /// The directory of the condition that holds `file`.
-    private func directory(_ rt: PathRuntime, of file: String) -> String {
-        let conds = rt.config.conditions
-        if conds.count > 1, let c = conds.first(where: { Self.isJobFile(file, $0) && version($0.directory + "/" + file) != nil }) {
-            return c.directory
-        }
-        return conds[0].directory
-    }
-
-    /// Starts the job of one file; returns the queue's actions if it could
-    /// not be started.
-    private func startJob(_ p: Int, _ file: String) -> [FileJobs.Action]? {
-        let rt = paths[p]
-        guard let template = rt.template, rt.jobs != nil else { return nil }
-        let now = MonotonicClock.now()
-        if stopping { return nil }
-        let path = directory(rt, of: file) + "/" + file
-        let instanceName = UnitName.escape(file)
-        let unitName = template.config.name.withInstance(instanceName).description
-        // Opened (or looked at) now: a file removed since it was queued has no job.
-        var input: FileDescriptor? = nil
-        if template.config.standardInput == .fileTrigger {
-            guard let fd = try? Files.open(path, flags: O_RDONLY | O_NOFOLLOW | O_NONBLOCK) else {
-                return rt.jobs!.handle(.exited(file, success: true, now: nil), now: now)
-            }
-            input = fd
-        } else if version(path) == nil {
-            return rt.jobs!.handle(.exited(file, success: true, now: nil), now: now)
-        }
-        defer { input?.close() }
-        let launch: Launch
-        do {
-            let instance = try template.instance(instanceName)
-            launch = try Launch.make(template, instance: instance, socket: nil, listen: [], triggerFile: input,
-                                     activation: [("TRIGGER_UNIT", rt.name), ("TRIGGER_PATH", path)],
-                                     devNull: devNull, fileLimit: childFileLimit,
-                                     journal: { () throws(SysError) in try journal(for: template) })
-        } catch let error as ValueError {
-            Log.error("\(unitName): \(error.message)")
-            return rt.jobs!.handle(.exited(file, success: false, now: version(path)), now: now)
-        } catch let error as Launch.Failure {
-            Log.error("\(unitName): \(error.message)")
-            return rt.jobs!.handle(.exited(file, success: false, now: version(path)), now: now)
-        } catch {
-            Log.error("\(unitName): \(error)")
-            return rt.jobs!.handle(.exited(file, success: false, now: version(path)), now: now)
-        }
-        defer { launch.close() }
-        switch spawner.spawnDetached(launch.plan) {
-        case .success(let pid):
-            var instance = Instance(owner: .path(p, file: file), unit: unitName, kill: template.kill,
-                                    ignoreFailure: template.config.exec?.ignoreFailure ?? false, executable: launch.plan.path)
-            instance.runtimeEnd = template.config.runtimeMax.map { now + $0 }
-            instances[pid] = instance
-            Log.debug("\(unitName): started pid \(pid) for \(path)")
-            rt.jobsSinceTrim += 1
-            return nil
-        case .failure(let error):
-            if let pid = error.pid { failedSpawns.insert(pid) }
-            if error.isExecFailure { template.forgetExecutable(launch.plan.path) }
-            Log.error("\(unitName): \(error)")
-            return rt.jobs!.handle(.exited(file, success: false, now: version(path)), now: now)
-        }
-    }
-
-    /// A job ended: its file's fate is the queue's to decide.
-    func jobExited(_ p: Int, file: String, success: Bool) {
-        let rt = paths[p]
-        guard rt.jobs != nil else { return }
-        let now = MonotonicClock.now()
-        let after = version(directory(rt, of: file) + "/" + file)
-        performJobs(p, rt.jobs!.handle(.exited(file, success: success, now: after), now: now))
-    }
-
-    private func moveToFailed(_ p: Int, _ file: String) {
-        let rt = paths[p]
-        guard let failed = rt.config.failedDirectory else { return }
-        let from = directory(rt, of: file) + "/" + file
-        do {
-            try Files.makeParents(of: failed + "/" + file, mode: rt.config.directoryMode)
-            try Files.rename(from, failed + "/" + file)
-            Log.warning("\(rt.name): moved \(from) to \(failed)/ after its job failed")
-        } catch {
-            Log.error("\(rt.name): cannot move \(from) to FailedDirectory=\(failed): \(error); left in place")
         }
     }
 
