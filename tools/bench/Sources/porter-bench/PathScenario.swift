@@ -166,5 +166,10 @@ func scenarioPath(_ o: Options, _ results: Results, queue: Int? = nil) {
         let dups = p.map(\.duplicates).reduce(0, +)
         results.targets.append(Target(name: queue == nil ? "path: nothing lost" : "path, queue overflowing: nothing lost", goal: "every file handled, exactly once (issue #5)",
                                       measured: "\(handled) / \(created), \(dups) duplicates", met: handled == created && dups == 0))
+        if queue == nil {
+            let rate = median(p.map(\.jobsPerSecond))
+            results.targets.append(Target(name: "path: jobs/s", goal: "≥ 0.9 × the inotify floor's (issue #3)",
+                                          measured: ratio(rate, floorRate), met: rate.isNaN || floorRate.isNaN ? nil : rate / floorRate >= 0.9))
+        }
     }
 }
