@@ -73,8 +73,6 @@ public struct FileJobs: Sendable {
     }
 
     public var waiting: Int { queued.count }
-    public var runningCount: Int { running.count }
-    public func isRunning(_ file: String) -> Bool { running[file] != nil }
     /// Entries held in every table: bounded by the files present.
     public var remembered: Int { queued.count + running.count + done.count + retrying.count + failures.count }
 
