@@ -63,6 +63,10 @@ public struct FileJobs: Sendable {
     private var running: [String: (version: FileVersion, again: Bool)] = [:]
     private var done: [String: FileVersion] = [:]
     private var retrying: [String: (version: FileVersion, at: Instant)] = [:]
+    /// The earliest retry: the loop asks on every wake-up, so it is kept at
+    /// hand, and found again by a scan only when the earliest one went.
+    private var nextRetry: Instant?
+    private var nextRetryGone = false
     /// Failed attempts so far of files that have not succeeded yet.
     private var failures: [String: Int] = [:]
 
@@ -77,7 +81,7 @@ public struct FileJobs: Sendable {
     public var remembered: Int { queued.count + running.count + done.count + retrying.count + failures.count }
 
     /// The next retry, if any.
-    public var deadline: Instant? { retrying.values.map(\.at).min() }
+    public var deadline: Instant? { nextRetry }
 
     public mutating func handle(_ event: Event, now: Instant) -> [Action] {
         var actions: [Action] = []
@@ -86,7 +90,7 @@ public struct FileJobs: Sendable {
             see(file, version)
         case .scanned(let present):
             done = done.filter { present[$0.key] != nil }
-            retrying = retrying.filter { present[$0.key] != nil }
+            for file in retrying.keys where present[file] == nil { dropRetry(file) }
             failures = failures.filter { present[$0.key] != nil || running[$0.key] != nil }
             for file in queued.keys where present[file] == nil { queued[file] = nil }
             for file in present.keys.sorted() { see(file, present[file]!) }
@@ -114,17 +118,22 @@ public struct FileJobs: Sendable {
                 var wait = backoffBase
                 for _ in 1..<min(attempts, 30) { wait = min(wait * 2, backoffCap) }
                 retrying[file] = (after, now + wait)
+                nextRetry = min(nextRetry ?? now + wait, now + wait)
                 actions.append(.log(.warning, "\(name): \(file) left in place, trying again in \(wait.porterDescription) (attempt \(attempts + 1))"))
             }
         case .timer:
             for (file, r) in retrying where r.at <= now {
-                retrying[file] = nil
+                dropRetry(file)
                 enqueue(file, r.version)
             }
         }
         while running.count < maxRunning, let (next, version) = dequeue() {
             running[next] = (version, false)
             actions.append(.start(next))
+        }
+        if nextRetryGone {
+            nextRetry = retrying.values.map(\.at).min()
+            nextRetryGone = false
         }
         shrink()
         return actions
@@ -150,15 +159,19 @@ public struct FileJobs: Sendable {
         }
         if done[file] == version || retrying[file]?.version == version || queued[file] == version { return }
         done[file] = nil
-        retrying[file] = nil
+        dropRetry(file)
         failures[file] = nil
         enqueue(file, version)
     }
 
     private mutating func forget(_ file: String) {
         done[file] = nil
-        retrying[file] = nil
+        dropRetry(file)
         failures[file] = nil
+    }
+
+    private mutating func dropRetry(_ file: String) {
+        if let r = retrying.removeValue(forKey: file), r.at == nextRetry { nextRetryGone = true }
     }
 
     private mutating func enqueue(_ file: String, _ version: FileVersion) {

@@ -24,15 +24,20 @@ public struct PathCondition: Hashable, Sendable, CustomStringConvertible {
 
     /// The directory that holds the files of a per-file unit: the glob's
     /// directory, or the directory itself.
-    public var directory: String {
-        guard kind == .existsGlob else { return path }
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
-        return parts.dropLast().joined(separator: "/").isEmpty ? "/" : parts.dropLast().joined(separator: "/")
-    }
+    public var directory: String { kind == .existsGlob ? Self.parent(of: path) : path }
 
     /// The file-name pattern of a PathExistsGlob= condition.
-    public var pattern: String? {
-        kind == .existsGlob ? path.split(separator: "/").last.map(String.init) : nil
+    public var pattern: String? { kind == .existsGlob ? Self.baseName(of: path) : nil }
+
+    /// The directory part of a clean absolute path ("/" for "/x").
+    public static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
+        return String(path[..<slash])
+    }
+
+    /// The last component of a path.
+    public static func baseName(of path: String) -> String {
+        path.split(separator: "/").last.map(String.init) ?? path
     }
 
     public var description: String { "\(kind.rawValue)=\(path)" }

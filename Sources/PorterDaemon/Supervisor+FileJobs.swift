@@ -45,8 +45,10 @@ extension Supervisor {
                 Processes.trimHeap()
             }
         }
-        while !work.isEmpty {
-            let action = work.removeFirst()
+        var next = 0
+        while next < work.count {
+            let action = work[next]
+            next += 1
             switch action {
             case .start(let file):
                 if let failed = startJob(p, file) { work += failed }

@@ -105,12 +105,12 @@ extension Supervisor {
                 if add(cond.directory, directoryRole) { break }
             } else {
                 if cond.kind != .exists { _ = add(cond.path, .target) }
-                if add(Self.parent(of: cond.path), .parent) { break }
+                if add(PathCondition.parent(of: cond.path), .parent) { break }
             }
             // Missing: wait for it from the deepest ancestor that exists.
-            let missing = isDirectoryCondition ? cond.directory : Self.parent(of: cond.path)
-            var dir = Self.parent(of: missing)
-            while dir != "/" && !((try? Files.status(dir))??.isDirectory ?? false) { dir = Self.parent(of: dir) }
+            let missing = isDirectoryCondition ? cond.directory : PathCondition.parent(of: cond.path)
+            var dir = PathCondition.parent(of: missing)
+            while dir != "/" && !((try? Files.status(dir))??.isDirectory ?? false) { dir = PathCondition.parent(of: dir) }
             _ = add(dir, .ancestor)
             // Appeared since the look? Then try again from the top.
             if !((try? Files.status(missing))??.isDirectory ?? false) { break }
@@ -131,15 +131,6 @@ extension Supervisor {
             }
         }
         paths[p].watchDescriptors[c] = []
-    }
-
-    static func parent(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
-        return String(path[..<slash])
-    }
-
-    static func baseName(of path: String) -> String {
-        path.split(separator: "/").last.map(String.init) ?? path
     }
 
     // MARK: Events
@@ -223,7 +214,7 @@ extension Supervisor {
                 batch.touched.insert(use.path)
                 return
             }
-            guard event.name == Self.baseName(of: cond.path) else { return }
+            guard event.name == PathCondition.baseName(of: cond.path) else { return }
             if !event.mask.isDisjoint(with: [.create, .movedTo]) { batch.redo.insert(key) }
             if cond.isState { batch.touched.insert(use.path) } else { batch.changed[use.path] = cond.path }
         case .target:

@@ -54,16 +54,26 @@ public enum Files {
         return bytes
     }
 
-    /// Names in a directory, without "." and "..". The corresponding C function is readdir(3).
-    public static func list(_ path: String) throws(SysError) -> [String] {
+    /// Calls `body` with the name and `d_type` of each entry but "." and
+    /// "..", until it returns false. The corresponding C function is readdir(3).
+    private static func forEachEntry(_ path: String, _ body: (String, UInt8) -> Bool) throws(SysError) {
         guard let dir = opendir(path) else { throw SysError(call: "opendir(\(path))", errno: SysError.current) }
         defer { closedir(dir) }
-        var names: [String] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
-            if name != "." && name != ".." { names.append(name) }
+            if name == "." || name == ".." { continue }
+            if !body(name, entry.pointee.d_type) { return }
+        }
+    }
+
+    /// Names in a directory, without "." and "..".
+    public static func list(_ path: String) throws(SysError) -> [String] {
+        var names: [String] = []
+        try forEachEntry(path) { name, _ in
+            names.append(name)
+            return true
         }
         return names
     }
@@ -126,31 +136,28 @@ public enum Files {
     }
 
     /// Regular files directly in a directory (what a per-file unit handles).
+    /// Entries of a directory that are not directories (what a per-file
+    /// unit handles), by name; none if it cannot be read.
     public static func regularFiles(in dir: String, matching pattern: String?) -> [String] {
-        guard let d = opendir(dir) else { return [] }
-        defer { closedir(d) }
         var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if name == "." || name == ".." { continue }
-            let type = e.pointee.d_type
-            if type == UInt8(DT_DIR) { continue }
-            if type == UInt8(DT_UNKNOWN), (try? status(dir + "/" + name))?.isDirectory ?? true { continue }
-            if let pattern, !matches(name, pattern: pattern) { continue }
+        try? forEachEntry(dir) { name, type in
+            if type == UInt8(DT_DIR) { return true }
+            if type == UInt8(DT_UNKNOWN), (try? status(dir + "/" + name))?.isDirectory ?? true { return true }
+            if let pattern, !matches(name, pattern: pattern) { return true }
             names.append(name)
+            return true
         }
         return names
     }
 
     /// Whether a directory has any entry besides "." and "..".
     public static func hasEntries(_ dir: String) -> Bool {
-        guard let d = opendir(dir) else { return false }
-        defer { closedir(d) }
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            if name != "." && name != ".." { return true }
+        var any = false
+        try? forEachEntry(dir) { _, _ in
+            any = true
+            return false
         }
-        return false
+        return any
     }
 
     /// The first entry of a directory besides "." and "..", by name.
