@@ -238,6 +238,16 @@ public struct UnitSet: Sendable {
         diagnostics += d.all
     }
 
-    /// Adds a problem found outside the parser (an unreadable file).
+    /// Adds a problem found outside the parser.
     public mutating func report(_ d: Diagnostic) { diagnostics.append(d) }
+
+    /// A unit file that could not be read whole: an error, and the unit is
+    /// refused, so what depends on it says why.
+    public mutating func refuse(fileName: String, _ message: String) {
+        diagnostics.append(Diagnostic(.error, file: fileName, message))
+        if let name = UnitName.parse(fileName) {
+            present.insert(name)
+            refused.insert(name)
+        }
+    }
 }

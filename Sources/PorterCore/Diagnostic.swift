@@ -27,20 +27,40 @@ public struct Diagnostic: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Collects diagnostics while one file is read.
+/// Collects diagnostics while one file is read. At most `maxShown` are
+/// kept; the rest are counted in one closing line, so a binary file read
+/// by mistake gives a screenful, not thousands of lines.
 public struct Diagnostics: Sendable {
-    public private(set) var all: [Diagnostic] = []
+    public static let maxShown = 20
+    private var shown: [Diagnostic] = []
+    private var suppressed = 0
+    private var suppressedError = false
     public let file: String
 
     public init(file: String) { self.file = file }
 
+    public var all: [Diagnostic] {
+        guard suppressed > 0 else { return shown }
+        return shown + [Diagnostic(suppressedError ? .error : .warning, file: file,
+                                   "\(suppressed) more problem\(suppressed == 1 ? "" : "s") in this file not shown")]
+    }
+
+    private mutating func add(_ d: Diagnostic) {
+        if shown.count < Self.maxShown {
+            shown.append(d)
+        } else {
+            suppressed += 1
+            if d.severity == .error { suppressedError = true }
+        }
+    }
+
     public mutating func error(_ line: Int?, _ key: String?, _ message: String) {
-        all.append(Diagnostic(.error, file: file, line: line, key: key, message))
+        add(Diagnostic(.error, file: file, line: line, key: key, message))
     }
 
     public mutating func warning(_ line: Int?, _ key: String?, _ message: String) {
-        all.append(Diagnostic(.warning, file: file, line: line, key: key, message))
+        add(Diagnostic(.warning, file: file, line: line, key: key, message))
     }
 
-    public var hasErrors: Bool { all.contains { $0.severity == .error } }
+    public var hasErrors: Bool { suppressedError || shown.contains { $0.severity == .error } }
 }

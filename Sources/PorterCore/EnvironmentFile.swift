@@ -47,7 +47,7 @@ public enum EnvironmentParsing {
         var out: [(String, String)] = []
         for w in try Quoting.split(value) {
             guard let eq = w.text.firstIndex(of: "="), EnvironmentExpansion.isValidName(w.text[..<eq]) else {
-                warn("invalid environment assignment '\(w.text)', expected NAME=value; ignoring it")
+                warn("invalid environment assignment \(Quote.value(w.text)), expected NAME=value; ignoring it")
                 continue
             }
             out.append((String(w.text[..<eq]), String(w.text[w.text.index(after: eq)...])))
@@ -75,7 +75,7 @@ public enum EnvironmentParsing {
                 if EnvironmentExpansion.isValidName(Substring(key)) {
                     out.append((key, v))
                 } else {
-                    warn(keyLine, "invalid variable name '\(key)', ignoring the line")
+                    warn(keyLine, "invalid variable name \(Quote.value(key)), ignoring the line")
                 }
             }
             key = ""

@@ -48,17 +48,17 @@ public struct ExecCommand: Equatable, Sendable {
             case "+": fullPrivileges = true
             case ":": noExpand = true
             case "!", "|":
-                throw ValueError("the '\(c)' command prefix is not supported by porter")
+                throw ValueError("the \(Quote.value(String(c))) command prefix is not supported by porter")
             default: break prefixes
             }
             first = first.dropFirst()
         }
         let path = String(first)
-        guard !path.isEmpty else { throw ValueError("'\(whole)' has no executable, expected /path/to/program") }
+        guard !path.isEmpty else { throw ValueError("\(Quote.value(whole)) has no executable, expected /path/to/program") }
         var arguments: [String]
         if separateArgv0 {
             guard words.count >= 2 else {
-                throw ValueError("'@' needs the argv[0] word after the executable in '\(whole)'")
+                throw ValueError("'@' needs the argv[0] word after the executable in \(Quote.value(whole))")
             }
             arguments = Array(words[1...])
         } else {

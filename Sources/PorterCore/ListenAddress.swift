@@ -23,19 +23,21 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
     public static let maxUnixPathBytes = 107
 
     public static func parse(_ s: String, kind: SocketKind) throws(ValueError) -> ListenAddress {
-        let expected = "invalid address '\(s)', expected a port, IPv4:port, [IPv6]:port, /path or @abstract"
+        let expected = "invalid address \(Quote.value(s)), expected a port, IPv4:port, [IPv6]:port, /path or @abstract"
         let u = s.utf8
         guard let first = u.first else { throw ValueError(expected) }
         var address: ListenAddress
         switch first {
         case UInt8(ascii: "/"):
             guard u.count <= maxUnixPathBytes else {
-                throw ValueError("path '\(s)' too long (\(u.count) bytes), at most \(maxUnixPathBytes) for a Unix socket")
+                throw ValueError("path \(Quote.value(s)) too long (\(u.count) bytes), at most \(maxUnixPathBytes) for a Unix socket")
             }
             address = .unixPath(s)
         case UInt8(ascii: "@"):
-            guard u.count >= 2, u.count <= maxUnixPathBytes else {
-                throw ValueError("abstract name '\(s)' must be 1-\(maxUnixPathBytes - 1) bytes")
+            // sun_path holds the leading NUL and then the name: 107 bytes of
+            // name, since an abstract name needs no terminating NUL.
+            guard u.count >= 2, u.count - 1 <= maxUnixPathBytes else {
+                throw ValueError("abstract name \(Quote.value(s)) must be 1-\(maxUnixPathBytes) bytes")
             }
             address = .abstract(String(decoding: u.dropFirst(), as: UTF8.self))
         case UInt8(ascii: "["):
@@ -43,7 +45,7 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
             var host = String(decoding: u[u.index(after: u.startIndex)..<close], as: UTF8.self)
             let rest = u[u.index(after: close)...]
             guard rest.first == UInt8(ascii: ":") else {
-                throw ValueError("'\(s)' has no port, expected [IPv6]:port")
+                throw ValueError("\(Quote.value(s)) has no port, expected [IPv6]:port")
             }
             let port = try parsePort(String(decoding: rest.dropFirst(), as: UTF8.self))
             var scope: String? = nil
@@ -53,7 +55,7 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
                 guard !scope!.isEmpty else { throw ValueError(expected) }
             }
             guard let bytes = parseIP(host, family: AF_INET6, size: 16) else {
-                throw ValueError("invalid IPv6 address '\(host)' in '\(s)'")
+                throw ValueError("invalid IPv6 address \(Quote.value(host)) in \(Quote.value(s))")
             }
             address = .ipv6(address: bytes, port: port, scope: scope)
         default:
@@ -61,14 +63,14 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
                 let hostBytes = u[..<colon]
                 let host = String(decoding: hostBytes, as: UTF8.self)
                 if hostBytes.contains(UInt8(ascii: ":")) {
-                    throw ValueError("'\(s)': an IPv6 address needs brackets, expected [IPv6]:port")
+                    throw ValueError("\(Quote.value(s)): an IPv6 address needs brackets, expected [IPv6]:port")
                 }
                 if host.hasPrefix("vsock") {
-                    throw ValueError("'\(s)': vsock addresses are not supported by porter")
+                    throw ValueError("\(Quote.value(s)): vsock addresses are not supported by porter")
                 }
                 let port = try parsePort(String(decoding: u[u.index(after: colon)...], as: UTF8.self))
                 guard let bytes = parseIP(host, family: AF_INET, size: 4) else {
-                    throw ValueError("invalid IPv4 address '\(host)' in '\(s)', expected a.b.c.d:port")
+                    throw ValueError("invalid IPv4 address \(Quote.value(host)) in \(Quote.value(s)), expected a.b.c.d:port")
                 }
                 address = .ipv4(address: bytes, port: port)
             } else if u.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) {
@@ -78,7 +80,7 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
             }
         }
         if kind == .sequentialPacket, address.isInet {
-            throw ValueError("'\(s)': sequential packet sockets are Unix only, expected /path or @abstract")
+            throw ValueError("\(Quote.value(s)): sequential packet sockets are Unix only, expected /path or @abstract")
         }
         return address
     }
@@ -86,7 +88,7 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
     static func parsePort(_ s: String) throws(ValueError) -> UInt16 {
         let u = s.utf8
         guard !u.isEmpty, u.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int(String(decoding: u.prefix(9), as: UTF8.self)) else {
-            throw ValueError("invalid port '\(s)', expected a number 1-65535")
+            throw ValueError("invalid port \(Quote.value(s)), expected a number 1-65535")
         }
         guard (1...65535).contains(n), u.count < 9 else {
             throw ValueError("port \(s) out of range 1-65535")

@@ -88,7 +88,7 @@ public struct PathConfig: Sendable {
     mutating func apply(_ a: UnitFile.Assignment, _ r: inout UnitReader, _ specifiers: Specifiers) {
         func absolute(_ s: String) throws(ValueError) -> String {
             let p = try specifiers.expand(s)
-            guard p.hasPrefix("/") else { throw ValueError("'\(p)' is not an absolute path, expected /path") }
+            guard p.hasPrefix("/") else { throw ValueError("\(Quote.value(p)) is not an absolute path, expected /path") }
             // Trailing slashes name the same path; inotify wants it clean.
             var clean = p
             while clean.count > 1 && clean.hasSuffix("/") { clean.removeLast() }
@@ -105,7 +105,7 @@ public struct PathConfig: Sendable {
         case "Unit":
             guard let v = r.value(a, specifiers.expand) else { return }
             guard let n = UnitName.parse(v), n.type == .service, n.instance == nil else {
-                r.error(a, "invalid unit name '\(v)', expected NAME.service")
+                r.error(a, "invalid unit name \(Quote.value(v)), expected NAME.service")
                 return
             }
             unit = n
@@ -144,7 +144,7 @@ public struct PathConfig: Sendable {
         }
         for c in conditions where c.kind == .existsGlob {
             if c.path.split(separator: "/").dropLast().contains(where: { $0.contains("*") || $0.contains("?") || $0.contains("[") }) {
-                r.diagnostics.error(c.line, c.kind.rawValue, "only the last component of '\(c.path)' may be a pattern, expected /dir/PATTERN")
+                r.diagnostics.error(c.line, c.kind.rawValue, "only the last component of \(Quote.value(c.path)) may be a pattern, expected /dir/PATTERN")
             }
         }
     }

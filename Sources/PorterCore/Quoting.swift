@@ -33,7 +33,7 @@ public enum Quoting {
             let c = chars[i]
             if let q = quote {
                 if i == chars.count - 1 {
-                    throw ValueError("unbalanced quoting in '\(s)', expected a closing \(q)")
+                    throw ValueError("unbalanced quoting in \(Quote.value(s)), expected a closing \(q)")
                 }
                 rawWord.append(c)
                 if c == q {
@@ -58,7 +58,7 @@ public enum Quoting {
                 rawWord.append(c)
             case "\\":
                 guard i + 1 < chars.count - 1 else {
-                    throw ValueError("trailing backslash in '\(s)'")
+                    throw ValueError("trailing backslash in \(Quote.value(s))")
                 }
                 let (text, used) = try unescape(chars, i + 1, s)
                 current += text
@@ -99,15 +99,15 @@ public enum Quoting {
         case "0"..."7":
             return try codePoint(chars, at, digits: 3, radix: 8, whole, used: 0)
         default:
-            throw ValueError("invalid escape '\\\(c)' in '\(whole)'")
+            throw ValueError("invalid escape '\\\(c)' in \(Quote.value(whole))")
         }
     }
 
     private static func codePoint(_ chars: [Character], _ from: Int, digits: Int, radix: Int, _ whole: String, used: Int) throws(ValueError) -> (String, Int) {
-        guard from + digits <= chars.count else { throw ValueError("invalid escape in '\(whole)'") }
+        guard from + digits <= chars.count else { throw ValueError("invalid escape in \(Quote.value(whole))") }
         let text = String(chars[from..<(from + digits)])
         guard let v = UInt32(text, radix: radix), v != 0, let scalar = Unicode.Scalar(v) else {
-            throw ValueError("invalid escape '\\\(radix == 8 ? "" : String(chars[from - 1]))\(text)' in '\(whole)'")
+            throw ValueError("invalid escape '\\\(radix == 8 ? "" : String(chars[from - 1]))\(text)' in \(Quote.value(whole))")
         }
         return (String(Character(scalar)), used + digits)
     }

@@ -136,13 +136,13 @@ public struct ServiceConfig: Sendable {
                 for (prefix, make) in [("file:", StandardOutput.file), ("append:", StandardOutput.append), ("truncate:", StandardOutput.truncate)]
                     where s.hasPrefix(prefix) {
                     let path = String(s.dropFirst(prefix.count))
-                    guard path.hasPrefix("/") else { throw ValueError("'\(path)' is not an absolute path, expected \(prefix)/path") }
+                    guard path.hasPrefix("/") else { throw ValueError("\(Quote.value(path)) is not an absolute path, expected \(prefix)/path") }
                     return make(path)
                 }
                 if s == "tty" || s.hasPrefix("fd:") {
-                    throw ValueError("'\(s)' is not supported by porter, expected inherit, null, socket, journal, file:PATH, append:PATH or truncate:PATH")
+                    throw ValueError("\(Quote.value(s)) is not supported by porter, expected inherit, null, socket, journal, file:PATH, append:PATH or truncate:PATH")
                 }
-                throw ValueError("invalid value '\(s)', expected inherit, null, socket, journal, file:PATH, append:PATH or truncate:PATH")
+                throw ValueError("invalid value \(Quote.value(s)), expected inherit, null, socket, journal, file:PATH, append:PATH or truncate:PATH")
             }
         }
         func expanded(_ s: String) -> String? {
@@ -159,7 +159,7 @@ public struct ServiceConfig: Sendable {
             case "notify-reload", "forking", "oneshot", "dbus":
                 r.error(a, "Type=\(a.value) is not supported, expected simple, exec or notify")
             default:
-                r.error(a, "invalid value '\(a.value)', expected simple, exec or notify")
+                r.error(a, "invalid value \(Quote.value(a.value)), expected simple, exec or notify")
             }
         case "ExecStart":
             if a.value.isEmpty {
@@ -194,7 +194,7 @@ public struct ServiceConfig: Sendable {
             if optional { path.removeFirst() }
             guard let p = expanded(path) else { return }
             guard p.hasPrefix("/") || p.hasPrefix("%") else {
-                r.error(a, "'\(path)' is not an absolute path, expected /path or -/path")
+                r.error(a, "\(Quote.value(path)) is not an absolute path, expected /path or -/path")
                 return
             }
             environmentFiles.append((a.line, p, optional))
@@ -208,7 +208,7 @@ public struct ServiceConfig: Sendable {
                 unsetEnvironment += names
             }
             for n in names where a.key == "PassEnvironment" && !EnvironmentExpansion.isValidName(Substring(n)) {
-                r.warning(a, "invalid variable name '\(n)' ignored")
+                r.warning(a, "invalid variable name \(Quote.value(n)) ignored")
             }
         case "WorkingDirectory":
             workingDirectory = a.value.isEmpty ? nil : (expanded(a.value).map { (a.line, $0) })
@@ -217,7 +217,7 @@ public struct ServiceConfig: Sendable {
             if v.isEmpty {
                 if a.key == "User" { user = nil } else { group = nil }
             } else if !Self.isValidUserName(v) {
-                r.error(a, "invalid \(a.key == "User" ? "user" : "group") name '\(v)', expected a name or a numeric id")
+                r.error(a, "invalid \(a.key == "User" ? "user" : "group") name \(Quote.value(v)), expected a name or a numeric id")
             } else if a.key == "User" {
                 user = v
             } else {
@@ -228,7 +228,7 @@ public struct ServiceConfig: Sendable {
             let names = Values.words(v)
             if names.isEmpty { supplementaryGroups.removeAll() }
             for n in names {
-                if Self.isValidUserName(n) { supplementaryGroups.append(n) } else { r.error(a, "invalid group name '\(n)'") }
+                if Self.isValidUserName(n) { supplementaryGroups.append(n) } else { r.error(a, "invalid group name \(Quote.value(n))") }
             }
         case "StandardInput":
             switch a.value {
@@ -239,9 +239,9 @@ public struct ServiceConfig: Sendable {
                 if a.value.hasPrefix("file:"), a.value.dropFirst(5).hasPrefix("/") {
                     standardInput = .file(String(a.value.dropFirst(5)))
                 } else if ["tty", "tty-force", "tty-fail", "data"].contains(a.value) || a.value.hasPrefix("fd:") {
-                    r.error(a, "'\(a.value)' is not supported by porter, expected null, socket, file:PATH or file-trigger")
+                    r.error(a, "\(Quote.value(a.value)) is not supported by porter, expected null, socket, file:PATH or file-trigger")
                 } else {
-                    r.error(a, "invalid value '\(a.value)', expected null, socket, file:PATH or file-trigger")
+                    r.error(a, "invalid value \(Quote.value(a.value)), expected null, socket, file:PATH or file-trigger")
                 }
             }
         case "StandardOutput": explicitOutput = r.value(a) { (s) throws(ValueError) in try output(s, isError: false) }
@@ -250,7 +250,7 @@ public struct ServiceConfig: Sendable {
         case "FinalKillSignal": if let v = r.value(a, Values.signal) { finalKillSignal = v }
         case "KillMode":
             guard let m = KillMode(rawValue: a.value) else {
-                r.error(a, "invalid value '\(a.value)', expected control-group, mixed, process or none")
+                r.error(a, "invalid value \(Quote.value(a.value)), expected control-group, mixed, process or none")
                 return
             }
             killMode = m
@@ -270,14 +270,14 @@ public struct ServiceConfig: Sendable {
             if names.isEmpty { sockets.removeAll() }
             for n in names {
                 guard let u = UnitName.parse(n), u.type == .socket, u.instance == nil else {
-                    r.error(a, "invalid unit name '\(n)', expected NAME.socket")
+                    r.error(a, "invalid unit name \(Quote.value(n)), expected NAME.socket")
                     continue
                 }
                 sockets.append(u)
             }
         case "Restart":
             guard let p = RestartPolicy(rawValue: a.value.isEmpty ? "no" : a.value) else {
-                r.error(a, "invalid value '\(a.value)', expected no, on-success, on-failure, on-abnormal, on-abort, on-watchdog or always")
+                r.error(a, "invalid value \(Quote.value(a.value)), expected no, on-success, on-failure, on-abnormal, on-abort, on-watchdog or always")
                 return
             }
             restart = p
@@ -295,7 +295,7 @@ public struct ServiceConfig: Sendable {
             }
         case "NotifyAccess":
             guard let n = NotifyAccess(rawValue: a.value) else {
-                r.error(a, "invalid value '\(a.value)', expected none, main, exec or all")
+                r.error(a, "invalid value \(Quote.value(a.value)), expected none, main, exec or all")
                 return
             }
             notifyAccess = n
@@ -328,12 +328,12 @@ public struct ServiceConfig: Sendable {
         }
         // The executable: absolute, or a plain name for the search path.
         if let path = try? specifiers.expand(exec.path), path.contains("/"), !path.hasPrefix("/") {
-            r.diagnostics.error(execLine, "ExecStart", "executable path '\(path)' is not absolute, expected /path/to/program or a plain name found in PATH")
+            r.diagnostics.error(execLine, "ExecStart", "executable path \(Quote.value(path)) is not absolute, expected /path/to/program or a plain name found in PATH")
         }
         if let wd = workingDirectory, let p = try? specifiers.expand(wd.raw) {
             let path = p.hasPrefix("-") ? String(p.dropFirst()) : p
             if path != "~" && !path.hasPrefix("/") {
-                r.diagnostics.error(wd.line, "WorkingDirectory", "'\(path)' is not an absolute path, expected /path, -/path or ~")
+                r.diagnostics.error(wd.line, "WorkingDirectory", "\(Quote.value(path)) is not an absolute path, expected /path, -/path or ~")
             }
         }
     }

@@ -126,7 +126,7 @@ public struct SocketConfig: Sendable {
             if let v = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 0...Int(Int32.max)) }) { backlog = Int32(v) }
         case "BindIPv6Only":
             guard let v = BindIPv6Only(rawValue: a.value) else {
-                r.error(a, "invalid value '\(a.value)', expected default, both or ipv6-only")
+                r.error(a, "invalid value \(Quote.value(a.value)), expected default, both or ipv6-only")
                 return
             }
             bindIPv6Only = v
@@ -146,7 +146,7 @@ public struct SocketConfig: Sendable {
             if v.isEmpty {
                 fileDescriptorName = name.description
             } else if v.count > 255 || v.contains(":") || v.unicodeScalars.contains(where: { $0.value < 32 || $0.value >= 127 }) {
-                r.error(a, "invalid name '\(v)', expected at most 255 printable ASCII characters without ':'")
+                r.error(a, "invalid name \(Quote.value(v)), expected at most 255 printable ASCII characters without ':'")
             } else {
                 fileDescriptorName = v
             }
@@ -155,7 +155,7 @@ public struct SocketConfig: Sendable {
         case "Service":
             guard let v = r.value(a, specifiers.expand) else { return }
             guard let n = UnitName.parse(v), n.type == .service, n.instance == nil else {
-                r.error(a, "invalid unit name '\(v)', expected NAME.service")
+                r.error(a, "invalid unit name \(Quote.value(v)), expected NAME.service")
                 return
             }
             service = n

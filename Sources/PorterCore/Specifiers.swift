@@ -86,7 +86,7 @@ public struct Specifiers: Sendable {
             percent = false
             out += try value(of: c, in: s)
         }
-        if percent { throw ValueError("'\(s)' ends in a lone '%', write %% for a percent sign") }
+        if percent { throw ValueError("\(Quote.value(s)) ends in a lone '%', write %% for a percent sign") }
         return out
     }
 
@@ -128,7 +128,7 @@ public struct Specifiers: Sendable {
         case "m": return host.machineID
         case "b": return host.bootID
         default:
-            throw ValueError("unknown specifier '%\(c)' in '\(s)', write %% for a percent sign")
+            throw ValueError("unknown specifier '%\(c)' in \(Quote.value(s)), write %% for a percent sign")
         }
     }
 }

@@ -42,9 +42,21 @@ public struct UnitFile: Sendable {
             var l = logical
             while let f = l.first, isSpace(f) { l = l.dropFirst() }
             while let b = l.last, isSpace(b) { l = l.dropLast() }
+            // Refused whole, never repaired: a NUL would cut the value where
+            // it reaches C (an argument, a path), and decoding invalid UTF-8
+            // would replace bytes with U+FFFD. Refusing the line makes the
+            // unit an error, so a dropped User= cannot leave it running as root.
+            if let problem = TextCheck.problem(l) {
+                var key: String? = nil
+                if let eq = l.firstIndex(of: UInt8(ascii: "=")), TextCheck.problem(l[..<eq]) == nil {
+                    key = String(decoding: l[..<eq], as: UTF8.self).trimmingWhitespace()
+                }
+                diagnostics.error(lineNumber, key?.isEmpty == false ? key : nil, "\(problem) in this line, refused (expected UTF-8 text without NUL)")
+                return
+            }
             if l.first == UInt8(ascii: "[") {
                 guard l.last == UInt8(ascii: "]"), l.count >= 3 else {
-                    diagnostics.error(lineNumber, nil, "invalid section header '\(String(decoding: l, as: UTF8.self))', expected [Name]")
+                    diagnostics.error(lineNumber, nil, "invalid section header \(Quote.value(String(decoding: l, as: UTF8.self))), expected [Name]")
                     return
                 }
                 sections.append(Section(name: String(decoding: l.dropFirst().dropLast(), as: UTF8.self), line: lineNumber, assignments: []))

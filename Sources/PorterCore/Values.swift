@@ -28,7 +28,7 @@ public enum Values {
         switch s.lowercased() {
         case "1", "yes", "y", "true", "t", "on": return true
         case "0", "no", "n", "false", "f", "off": return false
-        default: throw ValueError("invalid boolean '\(s)', expected yes/no, true/false, on/off or 1/0")
+        default: throw ValueError("invalid boolean \(Quote.value(s)), expected yes/no, true/false, on/off or 1/0")
         }
     }
 
@@ -50,7 +50,7 @@ public enum Values {
     public static func timeSpan(_ s: String, defaultUnitNanoseconds: Int64 = 1_000_000_000) throws(ValueError) -> Timeout {
         let text = s.trimmingWhitespace()
         if text == "infinity" { return .never }
-        let expected = "invalid time span '\(s)', expected a number with an optional unit (us, ms, s, min, h, d), e.g. 5s, 2min, 500ms, or infinity"
+        let expected = "invalid time span \(Quote.value(s)), expected a number with an optional unit (us, ms, s, min, h, d), e.g. 5s, 2min, 500ms, or infinity"
         guard !text.isEmpty else { throw ValueError(expected) }
         var total: Double = 0
         var rest = Substring(text)
@@ -71,7 +71,7 @@ public enum Values {
             }
             total += value * Double(factor)
         }
-        guard total < 9.2e18 else { throw ValueError("time span '\(s)' too large") }
+        guard total < 9.2e18 else { throw ValueError("time span \(Quote.value(s)) too large") }
         return .after(.nanoseconds(Int64(total.rounded())))
     }
 
@@ -79,7 +79,7 @@ public enum Values {
     /// ReceiveBuffer= and SendBuffer= take it.
     public static func size(_ s: String) throws(ValueError) -> Int {
         let text = s.trimmingWhitespace()
-        let expected = "invalid size '\(s)', expected bytes with an optional K, M or G suffix (base 1024)"
+        let expected = "invalid size \(Quote.value(s)), expected bytes with an optional K, M or G suffix (base 1024)"
         var digits = Substring(text)
         var factor: Double = 1
         if let last = text.last, last.isLetter {
@@ -96,14 +96,14 @@ public enum Values {
         guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
               let value = Double(digits) else { throw ValueError(expected) }
         let bytes = value * factor
-        guard bytes <= Double(Int32.max) else { throw ValueError("size '\(s)' too large, at most 2G") }
+        guard bytes <= Double(Int32.max) else { throw ValueError("size \(Quote.value(s)) too large, at most 2G") }
         return Int(bytes)
     }
 
     /// An octal access mode such as 0666.
     public static func mode(_ s: String) throws(ValueError) -> UInt32 {
         guard !s.isEmpty, s.allSatisfy({ ("0"..."7").contains($0) }), let v = UInt32(s, radix: 8), v <= 0o7777 else {
-            throw ValueError("invalid mode '\(s)', expected an octal access mode such as 0666")
+            throw ValueError("invalid mode \(Quote.value(s)), expected an octal access mode such as 0666")
         }
         return v
     }
@@ -111,7 +111,7 @@ public enum Values {
     /// A decimal integer in `range`.
     public static func integer(_ s: String, in range: ClosedRange<Int>) throws(ValueError) -> Int {
         guard let v = Int(s) else {
-            throw ValueError("invalid number '\(s)', expected an integer \(range.lowerBound)-\(range.upperBound)")
+            throw ValueError("invalid number \(Quote.value(s)), expected an integer \(range.lowerBound)-\(range.upperBound)")
         }
         guard range.contains(v) else {
             throw ValueError("\(v) out of range \(range.lowerBound)-\(range.upperBound)")
@@ -132,7 +132,7 @@ public enum Values {
 
     /// A signal by name ("SIGTERM", "TERM"), number, or "SIGRTMIN+n".
     public static func signal(_ s: String) throws(ValueError) -> Int32 {
-        let expected = "invalid signal '\(s)', expected a name such as SIGTERM or a number 1-64"
+        let expected = "invalid signal \(Quote.value(s)), expected a name such as SIGTERM or a number 1-64"
         if let n = Int32(s) {
             guard (1...realtimeMaximum).contains(n) else { throw ValueError(expected) }
             return n

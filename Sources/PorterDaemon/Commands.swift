@@ -35,6 +35,7 @@ public enum Commands {
         guard let dir = openDirectory(directory) else { return nil }
         defer { dir.close() }
         var units = UnitSet()
+        dir.reportInvalidNames(to: &units)
         dir.add(dir.names, to: &units, host: host)
         return Configuration.pair(units)
     }
@@ -65,6 +66,7 @@ public enum Commands {
             return nil
         }
         var units = UnitSet()
+        dir.reportInvalidNames(to: &units)
         dir.add(dir.names.filter { $0.hasSuffix(".socket") }, to: &units, host: host)
         supervisor.openListeners(units.sockets)
         dir.add(dir.names.filter { !$0.hasSuffix(".socket") }, to: &units, host: host)

@@ -42,23 +42,43 @@ public enum ConfigLoader {
         public let path: String
         /// Unit file names, sorted.
         public let names: [String]
+        /// Names that look like unit files but are not UTF-8, escaped for
+        /// messages: refused, never decoded into a name that is not theirs.
+        public let invalidNames: [String]
 
         /// Owns the directory fd until `close()`.
         public init(_ path: String) throws(SysError) {
             self.path = path
             fd = try Files.openDirectory(path)
-            names = try Files.list(path).filter(UnitSet.isUnitFileName).sorted()
+            var names: [String] = [], invalid: [String] = []
+            for raw in try Files.listRaw(path) {
+                if let name = String(validating: raw, as: UTF8.self) {
+                    if UnitSet.isUnitFileName(name) { names.append(name) }
+                } else if UnitSet.isUnitFileName(String(decoding: raw, as: UTF8.self)) {
+                    invalid.append(Quote.escaped(bytes: raw))
+                }
+            }
+            self.names = names.sorted()
+            invalidNames = invalid.sorted()
         }
 
-        /// Reads the named files into `units`; unreadable ones are reported.
+        /// Reads the named files into `units`; unreadable ones are reported
+        /// and refused (FIFOs, devices, files over the size limit).
         public func add(_ selected: [String], to units: inout UnitSet, host: HostFacts) {
             units.reserve(selected.count)
             for name in selected {
                 do {
                     units.add(fileName: name, bytes: try Files.readBytes(at: fd, name), host: host)
                 } catch {
-                    units.report(Diagnostic(.error, file: name, "cannot read: \(error.reason)"))
+                    units.refuse(fileName: name, "\(error)")
                 }
+            }
+        }
+
+        /// Reports the names that are not UTF-8.
+        public func reportInvalidNames(to units: inout UnitSet) {
+            for name in invalidNames {
+                units.report(Diagnostic(.error, file: name, "file name is not valid UTF-8, refused (unit names are letters, digits and :-_.\\ only)"))
             }
         }
 
@@ -70,6 +90,7 @@ public enum ConfigLoader {
         let dir = try Directory(directory)
         defer { dir.close() }
         var units = UnitSet()
+        dir.reportInvalidNames(to: &units)
         dir.add(dir.names, to: &units, host: host)
         return Configuration.pair(units)
     }

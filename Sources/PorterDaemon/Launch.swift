@@ -13,6 +13,8 @@ struct Launch {
 
     struct Failure: Error {
         var message: String
+        init(message: String) { self.message = message }
+        init(_ message: String) { self.message = message }
     }
 
     /// - socket: the connection (Accept=yes) or the single listening socket
@@ -65,7 +67,7 @@ struct Launch {
         var env: [String]
         do { env = try p.environment(for: instance) } catch {
             launch.close()
-            throw Failure(message: "\(error.call): \(error.reason)")
+            throw error
         }
         if !activationEnv.isEmpty {
             // Activation variables win over configured ones of the same name;

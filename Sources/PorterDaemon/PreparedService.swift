@@ -140,7 +140,7 @@ final class PreparedService {
     /// EnvironmentFile= (read now, so a changed file applies to the next
     /// start, as in systemd), UnsetEnvironment=. Missing files that are not
     /// optional are an error.
-    func environment(for instance: ServiceInstance) throws(SysError) -> [String] {
+    func environment(for instance: ServiceInstance) throws(Launch.Failure) -> [String] {
         if let sharedStrings, instance.environmentFiles.isEmpty { return sharedStrings }
         var env = baseEnvironment
         env.merge(instance.environment)
@@ -152,13 +152,24 @@ final class PreparedService {
         return env.strings
     }
 
-    private func readEnvironmentFile(_ path: String, optional: Bool) throws(SysError) -> [(String, String)]? {
-        guard let st = try Files.status(path) else {
+    /// Read whole or refused: a file over the limit, not a regular file,
+    /// or with a NUL or invalid UTF-8 fails the start with the reason, so a
+    /// variable is never cut short or silently missing.
+    private func readEnvironmentFile(_ path: String, optional: Bool) throws(Launch.Failure) -> [(String, String)]? {
+        let st: Files.Status?
+        do { st = try Files.status(path) } catch { throw Launch.Failure("EnvironmentFile=\(path): \(error.reason)") }
+        guard let st else {
             if optional { return nil }
-            throw SysError(call: "EnvironmentFile=\(path)", errno: ENOENT)
+            throw Launch.Failure("EnvironmentFile=\(path): \(SysError.describe(ENOENT))")
         }
         if let cached = fileCache[path], cached.modified == st.modified, cached.size == st.size { return cached.pairs }
-        let text = try Files.read(path)
+        let bytes: [UInt8]
+        do { bytes = try Files.readBytes(path) } catch { throw Launch.Failure("EnvironmentFile=\(path): \(error)") }
+        if let problem = TextCheck.problem(bytes) {
+            let line = 1 + (bytes.firstIndex { $0 == 0 || $0 >= 0x80 }.map { i in bytes[..<i].filter { $0 == 0x0A }.count } ?? 0)
+            throw Launch.Failure("EnvironmentFile=\(path): \(problem) (near line \(line)), refused")
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
         let name = config.name.description
         let pairs = EnvironmentParsing.file(text) { line, message in
             Log.warning("\(name): \(path):\(line): \(message)")

@@ -4,19 +4,43 @@ import Glibc
 /// File-system calls porter needs: reading configs, preparing Unix socket
 /// paths, finding executables.
 public enum Files {
-    /// Reads a whole file as UTF-8 (invalid sequences repaired), at most `limit` bytes.
-    public static func read(_ path: String, limit: Int = 1 << 20) throws(SysError) -> String {
-        let fd = FileDescriptor(try retrying("open(\(path))") { porter_open(path, O_RDONLY | O_CLOEXEC, 0) })
-        defer { fd.close() }
-        var bytes: [UInt8] = []
-        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 1)
-        defer { chunk.deallocate() }
-        while bytes.count < limit {
-            let n = try fd.read(into: chunk) ?? 0
-            if n == 0 { break }
-            bytes += chunk[0..<n]
+    /// Why a file was not read: it is not a regular file (a FIFO would
+    /// block the loop, a device never ends), it is larger than the limit
+    /// (a partial file is never parsed: a cut could drop a `User=` line or
+    /// shorten a path), or a system call failed.
+    public enum ReadFailure: Error, CustomStringConvertible {
+        case notRegular
+        case tooLarge(limit: Int)
+        case system(SysError)
+
+        public var description: String {
+            switch self {
+            case .notRegular: return "not a regular file"
+            case .tooLarge(let limit): return "larger than \(Files.describeSize(limit)), refused"
+            case .system(let e): return "cannot read: \(e.reason)"
+            }
         }
-        return String(decoding: bytes.prefix(limit), as: UTF8.self)
+    }
+
+    /// The largest unit file or EnvironmentFile= porter reads (the README
+    /// states it); a larger one is refused whole.
+    public static let maxConfigBytes = 1 << 20
+
+    static func describeSize(_ n: Int) -> String {
+        n % (1 << 20) == 0 ? "\(n >> 20) MiB" : n % 1024 == 0 ? "\(n >> 10) KiB" : "\(n) bytes"
+    }
+
+    /// Reads a whole regular file (symlinks followed), at most `limit` bytes.
+    public static func readBytes(_ path: String, limit: Int = maxConfigBytes) throws(ReadFailure) -> [UInt8] {
+        let raw = porter_open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0)
+        if raw < 0 { throw .system(SysError(call: "open(\(path))", errno: SysError.current)) }
+        return try readAll(FileDescriptor(raw), limit: limit)
+    }
+
+    /// The same as text; invalid UTF-8 is repaired. For the kernel's own
+    /// files (/proc, /etc/machine-id), not for configuration.
+    public static func read(_ path: String, limit: Int = maxConfigBytes) throws(ReadFailure) -> String {
+        String(decoding: try readBytes(path, limit: limit), as: UTF8.self)
     }
 
     /// Opens a directory for `readBytes(at:)`. The caller owns the fd.
@@ -24,48 +48,85 @@ public enum Files {
         FileDescriptor(try retrying("open(\(path))") { porter_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0) })
     }
 
-    /// Reads a whole file relative to a directory fd, at most `limit` bytes.
-    /// One openat, one read for a small file (a short read of a regular file
-    /// is its end), one close.
-    public static func readBytes(at directory: FileDescriptor, _ name: String, limit: Int = 1 << 20) throws(SysError) -> [UInt8] {
+    /// Reads a whole regular file relative to a directory fd, at most
+    /// `limit` bytes. O_NONBLOCK: opening a FIFO must not wait for a writer
+    /// (it is refused after fstat anyway); symlinks are followed, since an
+    /// admin may link a unit in from elsewhere.
+    public static func readBytes(at directory: FileDescriptor, _ name: String, limit: Int = maxConfigBytes) throws(ReadFailure) -> [UInt8] {
         // O_NOATIME: reading configuration must not dirty inodes (on ext4 the
         // atime update cost more than the read). Only the owner (or root)
         // may ask for it; others fall back to a plain open.
-        var raw = porter_openat(directory.rawValue, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | PORTER_O_NOATIME, 0)
+        let flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK
+        var raw = porter_openat(directory.rawValue, name, flags | PORTER_O_NOATIME, 0)
         if raw < 0 && SysError.current == EPERM {
-            raw = porter_openat(directory.rawValue, name, O_RDONLY | O_CLOEXEC | O_NOCTTY, 0)
+            raw = porter_openat(directory.rawValue, name, flags, 0)
         }
-        if raw < 0 { throw SysError(call: "open(\(name))", errno: SysError.current) }
-        let fd = FileDescriptor(raw)
+        if raw < 0 { throw .system(SysError(call: "open(\(name))", errno: SysError.current)) }
+        return try readAll(FileDescriptor(raw), limit: limit)
+    }
+
+    /// Reads `fd` to its end and closes it. One fstat, then one read for a
+    /// small file; the size is checked before and while reading (a file that
+    /// grows past the limit meanwhile is refused too). Files that report no
+    /// size (/proc) are read until end of file.
+    private static func readAll(_ fd: FileDescriptor, limit: Int) throws(ReadFailure) -> [UInt8] {
         defer { fd.close() }
-        var bytes = [UInt8](repeating: 0, count: 4096)
+        var st = stat()
+        if fstat(fd.rawValue, &st) != 0 { throw .system(SysError(call: "fstat", errno: SysError.current)) }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw .notRegular }
+        guard Int(st.st_size) <= limit else { throw .tooLarge(limit: limit) }
+        // One byte more than the limit, so reaching it shows the file is larger.
+        var bytes = [UInt8](repeating: 0, count: min(max(Int(st.st_size) + 1, 4096), limit + 1))
         var used = 0
-        while used < limit {
-            if used == bytes.count { bytes += [UInt8](repeating: 0, count: min(bytes.count, limit - used)) }
+        while true {
+            if used == bytes.count {
+                guard used <= limit else { throw .tooLarge(limit: limit) }
+                bytes += [UInt8](repeating: 0, count: min(bytes.count, limit + 1 - used))
+            }
             var result: Result<Int?, SysError> = .success(0)
             bytes.withUnsafeMutableBytes { raw in
                 result = Result { () throws(SysError) -> Int? in try fd.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[used...])) }
             }
-            let n = try result.get() ?? 0
+            let n: Int
+            do { n = try result.get() ?? 0 } catch { throw .system(error) }
+            if n == 0 { break }
             used += n
-            if n == 0 || used < bytes.count { break }
         }
+        guard used <= limit else { throw .tooLarge(limit: limit) }
         bytes.removeSubrange(used...)
         return bytes
     }
 
-    /// Calls `body` with the name and `d_type` of each entry but "." and
-    /// "..", until it returns false. The corresponding C function is readdir(3).
-    private static func forEachEntry(_ path: String, _ body: (String, UInt8) -> Bool) throws(SysError) {
+    /// Calls `body` with the raw name and `d_type` of each entry but "."
+    /// and "..", until it returns false. The corresponding C function is readdir(3).
+    private static func forEachRawEntry(_ path: String, _ body: ([UInt8], UInt8) -> Bool) throws(SysError) {
         guard let dir = opendir(path) else { throw SysError(call: "opendir(\(path))", errno: SysError.current) }
         defer { closedir(dir) }
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name == "." || name == ".." { continue }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix(while: { $0 != 0 })) }
+            if name == [0x2E] || name == [0x2E, 0x2E] { continue }
             if !body(name, entry.pointee.d_type) { return }
         }
+    }
+
+    /// The same with names as text; names that are not UTF-8 are skipped
+    /// (no unit, socket or job name can contain them).
+    private static func forEachEntry(_ path: String, _ body: (String, UInt8) -> Bool) throws(SysError) {
+        try forEachRawEntry(path) { raw, type in
+            guard let name = String(validating: raw, as: UTF8.self) else { return true }
+            return body(name, type)
+        }
+    }
+
+    /// Names in a directory, without "." and "..", as bytes: a name that is
+    /// not UTF-8 must be reported as it is, not decoded into another name.
+    public static func listRaw(_ path: String) throws(SysError) -> [[UInt8]] {
+        var names: [[UInt8]] = []
+        try forEachRawEntry(path) { name, _ in
+            names.append(name)
+            return true
+        }
+        return names
     }
 
     /// Names in a directory, without "." and "..".

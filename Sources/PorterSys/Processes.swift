@@ -91,7 +91,7 @@ public enum Processes {
 
     /// Whether a process is stopped (by SIGSTOP), from /proc/PID/stat.
     public static func isStopped(_ pid: Int32) -> Bool {
-        guard let stat = try? Files.read("/proc/\(pid)/stat", limit: 512),
+        guard let stat = try? Files.read("/proc/\(pid)/stat", limit: 4096),
               let close = stat.lastIndex(of: ")"), stat.index(close, offsetBy: 2) < stat.endIndex else { return false }
         let state = stat[stat.index(close, offsetBy: 2)]
         return state == "T" || state == "t"

@@ -193,3 +193,61 @@ struct UnitFileTests {
         #expect(all.isEmpty)
     }
 }
+
+/// F9 (issue 8): bytes are refused, never repaired or cut.
+@Suite("text checks and quoting")
+struct TextCheckTests {
+    static func parse(_ bytes: [UInt8]) -> [String] {
+        var d = Diagnostics(file: "a.service")
+        _ = UnitFile.parse(fileName: "a.service", bytes: bytes, diagnostics: &d)
+        return d.all.map(\.description)
+    }
+
+    @Test func nulAndInvalidUTF8LinesAreRefused() {
+        #expect(Self.parse(Array("[Service]\nExecStart=/bin/echo a".utf8) + [0] + Array("b\n".utf8))
+                == ["a.service:2: ExecStart: NUL byte in this line, refused (expected UTF-8 text without NUL)"])
+        #expect(Self.parse(Array("[Service]\nUser=nob".utf8) + [0xC3, 0x28] + Array("\n".utf8))
+                == ["a.service:2: User: invalid UTF-8 in this line, refused (expected UTF-8 text without NUL)"])
+        #expect(Self.parse(Array("[Service]\n".utf8) + [0xFF] + Array("=x\n".utf8))
+                == ["a.service:2: invalid UTF-8 in this line, refused (expected UTF-8 text without NUL)"])
+        // Valid UTF-8 and comments with any bytes are fine.
+        #expect(Self.parse(Array("[Service]\n# \u{FF}".utf8) + [0xFF] + Array("\nDescription=Grüße\n".utf8)).isEmpty)
+    }
+
+    @Test func refusedLineMakesTheUnitAnError() {
+        let c = Configuration.load(files: [(name: "a.service", text: "[Service]\nExecStart=/bin/true\nUser=\u{0}x\n")], host: HostFacts())
+        #expect(c.refused.contains(UnitName.parse("a.service")!))
+    }
+
+    @Test func quotedValuesAreEscapedAndBounded() {
+        #expect(Quote.value("plain") == "'plain'")
+        #expect(Quote.value("a\u{1B}[31mb") == "'a\\x1b[31mb'")
+        let long = Quote.value(String(repeating: "x", count: 100_000))
+        #expect(long.utf8.count < 250)
+        #expect(long.hasSuffix("…(100000 bytes)'"))
+        #expect(Quote.escaped(bytes: Array("b".utf8) + [0xFF] + Array("é.socket".utf8)) == "b\\xffé.socket")
+    }
+
+    @Test func errorsPerFileAreCapped() {
+        var d = Diagnostics(file: "junk.service")
+        for i in 0..<100 { d.error(i + 1, nil, "bad") }
+        #expect(d.all.count == Diagnostics.maxShown + 1)
+        #expect(d.all.last?.description == "junk.service: 80 more problems in this file not shown")
+        #expect(d.hasErrors)
+    }
+
+    @Test func longValueInAnErrorIsCut() {
+        let out = diagnostics("a.socket", "[Socket]\nListenStream=" + String(repeating: "x", count: 100_000) + "\n")
+        #expect(out.count == 1 && out[0].utf8.count < 400, "\(out.first?.utf8.count ?? 0) bytes")
+    }
+}
+
+@Suite("abstract name length")
+struct AbstractNameTests {
+    /// Linux and systemd take 107 bytes of abstract name (sun_path less the leading NUL).
+    @Test func abstractNamesUpTo107Bytes() throws {
+        let ok = "@" + String(repeating: "a", count: 107)
+        #expect(try ListenAddress.parse(ok, kind: .stream) == .abstract(String(repeating: "a", count: 107)))
+        #expect(throws: ValueError.self) { try ListenAddress.parse(ok + "a", kind: .stream) }
+    }
+}

@@ -214,11 +214,8 @@ extension EndToEnd {
             #expect(try porter.stop() == 0)
         }
 
-        @Test func userSwitchesCredentials() throws {
-            guard geteuid() == 0 else {
-                print("skipped: User= needs porter to run as root")
-                return
-            }
+        @Test(.enabled(if: isRoot, "User= needs porter to run as root"))
+        func userSwitchesCredentials() throws {
             // A copy of the handler that nobody can reach (the build tree may be under /root).
             let copies = makeTempDirectory("handler")
             defer { _ = system("rm -rf '\(copies)'") }

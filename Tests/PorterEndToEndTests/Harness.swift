@@ -281,3 +281,18 @@ func inodeOfSocket(_ target: String) -> String? {
     guard target.hasPrefix("socket:[") else { return nil }
     return String(target.dropFirst(8).prefix(while: { $0 != "]" }))
 }
+
+func writeBytes(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+    precondition(fd >= 0, "cannot write \(path)")
+    var done = 0
+    while done < bytes.count {
+        let n = bytes[done...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        precondition(n > 0)
+        done += n
+    }
+    close(fd)
+}
+
+/// Whether the tests run as root (chown, User=, other users' files).
+let isRoot = geteuid() == 0

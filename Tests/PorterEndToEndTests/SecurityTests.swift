@@ -1,0 +1,124 @@
+import Glibc
+import PorterCore
+import PorterSys
+import Testing
+
+/// Regression tests for the defects in ../shared/reports/reliability-2026-12-01.md
+/// (issue 8), each named after its finding (F1-F9).
+extension EndToEnd {
+    @Suite("security and robustness (issue 8)", .timeLimit(.minutes(2)))
+    struct Security {
+        /// F4: a unit file over 1 MiB is refused whole, in check and run; a
+        /// User= line past the old cut can no longer be dropped.
+        @Test func f4_unitFileOverTheLimitIsRefusedNotCut() throws {
+            let port = freePort()
+            let padding = (0..<16000).map { "# padding line \($0) " + String(repeating: "p", count: 60) + "\n" }.joined()
+            let units = [
+                "who.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\n",
+                "who@.service": "[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\n" + padding + "User=nobody\nGroup=nogroup\n",
+            ]
+            let dir = makeTempDirectory("f4check")
+            defer { _ = system("rm -rf '\(dir)'") }
+            for (n, t) in units { writeFile(dir + "/" + n, t) }
+            let (code, out, _) = try runPorter(["check", "--config-dir", dir])
+            #expect(code == 1)
+            #expect(out.contains("error: who@.service: larger than 1 MiB, refused"), "\(out)")
+            #expect(out.contains("error: who.socket: refused because who@.service has errors"), "\(out)")
+
+            let porter = try PorterRun("f4run", units: units)
+            #expect(porter.log.contains("who@.service: larger than 1 MiB, refused"))
+            #expect(throws: (any Error).self, "nothing listens: the unit was refused, not run as root") { try Client.tcp(port) }
+            #expect(try porter.stop() == 0)
+        }
+
+        /// F4: an EnvironmentFile= over the limit fails the start with the
+        /// reason; the service never runs with half of its variables.
+        @Test func f4_environmentFileOverTheLimitFailsTheStart() throws {
+            let port = freePort()
+            let dir = makeTempDirectory("f4env")
+            defer { _ = system("rm -rf '\(dir)'") }
+            let big = (0..<20000).map { "V\($0)=" + String(repeating: "v", count: 60) + "\n" }.joined() + "LAST=yes\n"
+            writeFile(dir + "/big.env", big)
+            writeFile(dir + "/bad.env", "GOOD=1\nBAD=\u{01}\n")
+            writeBytes(dir + "/utf.env", Array("A=1\nB=x".utf8) + [0xFF] + Array("\n".utf8))
+            let porter = try PorterRun("f4envrun", units: [
+                "env.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\n",
+                "env@.service": "[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\nEnvironmentFile=\(dir)/big.env\n",
+            ])
+            let c = try Client.tcp(port)
+            #expect(try c.readAll() == "", "the start failed: the connection is closed")
+            c.close()
+            try porter.waitForLog("EnvironmentFile=\(dir)/big.env: larger than 1 MiB, refused")
+            #expect(try porter.stop() == 0)
+        }
+
+        /// F6: a FIFO or a symlink to a device in the config directory is
+        /// refused at once with one line; check and run never block on it.
+        @Test func f6_fifoAndDeviceUnitFilesAreRefusedWithoutBlocking() throws {
+            let port = freePort()
+            let dir = makeTempDirectory("f6")
+            defer { _ = system("rm -rf '\(dir)'") }
+            writeFile(dir + "/ok.socket", "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\n")
+            writeFile(dir + "/ok@.service", "[Service]\nExecStart=\(handlerBinary) say hi\nStandardInput=socket\n")
+            #expect(mkfifo(dir + "/f.socket", 0o644) == 0)
+            #expect(symlink("/dev/urandom", dir + "/r.service") == 0)
+            #expect(symlink("/dev/stdin", dir + "/s.socket") == 0)
+            let (code, out, _) = try runPorter(["check", "--config-dir", dir])
+            #expect(code == 1)
+            #expect(out.contains("error: f.socket: not a regular file\n"), "\(out)")
+            #expect(out.contains("error: r.service: not a regular file\n"), "\(out)")
+            #expect(out.contains("error: s.socket: not a regular file\n"), "\(out)")
+            #expect(out.split(separator: "\n").count < 10, "one line per bad file, not thousands: \(out)")
+
+            let pid = spawnProgram([porterBinary, "run", "--config-dir", dir], stdout: dir + "/log", stderr: dir + "/log")
+            try waitUntil(10, "ready") { readFile(dir + "/log").contains("ready:") }
+            let c = try Client.tcp(port)
+            #expect(try c.readAll().hasPrefix("hi\n"))
+            c.close()
+            kill(pid, SIGTERM)
+            #expect(try waitExit(pid) == 0)
+        }
+
+        /// F6: a binary file read by mistake gives a bounded number of lines.
+        @Test func f6_errorsPerFileAreCapped() throws {
+            let dir = makeTempDirectory("f6cap")
+            defer { _ = system("rm -rf '\(dir)'") }
+            writeFile(dir + "/junk.service", (0..<500).map { "junk line \($0)\n" }.joined())
+            let (code, out, _) = try runPorter(["check", "--config-dir", dir])
+            #expect(code == 1)
+            let lines = out.split(separator: "\n").filter { $0.contains("junk.service") }
+            #expect(lines.count <= 22, "\(lines.count) lines")
+            #expect(out.contains("more problems in this file not shown"))
+        }
+
+        /// F9: invalid UTF-8 and NUL bytes are refused with file:line, never
+        /// turned into U+FFFD or a cut argument; a file name that is not UTF-8
+        /// is named as it is.
+        @Test func f9_invalidUTF8AndNULAreRefusedNotAltered() throws {
+            let dir = makeTempDirectory("f9")
+            defer { _ = system("rm -rf '\(dir)'") }
+            writeFile(dir + "/a.socket", "[Socket]\nListenStream=127.0.0.1:\(freePort())\nAccept=yes\n")
+            writeBytes(dir + "/a@.service", Array("[Service]\nExecStart=/bin/echo hi ".utf8) + [0xFF, 0xFE] + Array(" end\nStandardInput=socket\n".utf8))
+            writeFile(dir + "/b.socket", "[Socket]\nListenStream=127.0.0.1:\(freePort())\nAccept=yes\n")
+            writeBytes(dir + "/b@.service", Array("[Service]\nExecStart=/bin/echo hi".utf8) + [0] + Array("there second\nStandardInput=socket\n".utf8))
+            writeBytes(dir + "/c.socket", Array("[Socket]\nListenStream=\(dir)/s".utf8) + [0xFF] + Array(".sock\n".utf8))
+            writeFile(dir + "/c.service", "[Service]\nExecStart=/bin/true\n")
+            writeBytes(dir + "/d" + "\u{1}", [])  // not a unit name: ignored
+            writeBytes(dir + "/e\u{FF}", [])
+            let raw = Array((dir + "/b").utf8) + [0xFF] + Array(".socket".utf8)
+            var z = raw.map { CChar(bitPattern: $0) } + [0]
+            let fd = creat(&z, 0o644)
+            #expect(fd >= 0)
+            close(fd)
+            let (code, out, _) = try runPorter(["check", "--config-dir", dir])
+            #expect(code == 1)
+            #expect(out.contains("error: a@.service:2: ExecStart: invalid UTF-8 in this line, refused"), "\(out)")
+            #expect(out.contains("error: b@.service:2: ExecStart: NUL byte in this line, refused"), "\(out)")
+            #expect(out.contains("error: c.socket:2: ListenStream: invalid UTF-8 in this line, refused"), "\(out)")
+            #expect(out.contains("error: b\\xff.socket: file name is not valid UTF-8, refused"), "\(out)")
+            #expect(!out.contains("No such file or directory"), "\(out)")
+            #expect(!out.contains("\u{FFFD}"))
+            #expect(out.contains("0 sockets ready"), "\(out)")
+        }
+    }
+}
