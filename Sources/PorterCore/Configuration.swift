@@ -46,9 +46,14 @@ public struct Configuration: Sendable {
         let serviceConfigs = units.services
         let present = units.present
 
+        for (unit, d) in ListenConflict.duplicates(Array(socketConfigs.values)) {
+            c.diagnostics.append(d)
+            c.refused.insert(unit)
+        }
+
         // Pair every socket with the service it activates.
         var triggers: [UnitName: [UnitName]] = [:]
-        for name in socketConfigs.keys.sorted() {
+        for name in socketConfigs.keys.sorted() where !c.refused.contains(name) {
             let socket = socketConfigs[name]!
             let target = socket.activates
             guard serviceConfigs[target] != nil else {

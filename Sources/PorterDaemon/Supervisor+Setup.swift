@@ -40,54 +40,53 @@ struct Preparation {
     }
 }
 
+/// Why a socket unit could not be opened, and whether trying again later
+/// may work (its address was in use).
+struct OpenFailure: Error {
+    var diagnostic: Diagnostic
+    var inUse = false
+    init(_ diagnostic: Diagnostic, inUse: Bool = false) {
+        self.diagnostic = diagnostic
+        self.inUse = inUse
+    }
+}
+
+/// A socket unit whose address was in use: when to try again.
+struct BindRetry {
+    static let first = Duration.seconds(1)
+    static let cap = Duration.seconds(60)
+    var config: SocketConfig
+    var at: Instant
+    var delay: Duration
+}
+
 extension Supervisor {
     /// Opens every socket of `config` and starts watching. Units that fail
     /// (a bind error, an unknown SocketUser=) are reported and skipped; the
-    /// rest run. Returns the problems.
+    /// rest run. An address in use (an orphan of a killed porter still
+    /// listening, another program) is retried with back-off. Returns the
+    /// problems.
     public func activate(_ config: Configuration) -> [Diagnostic] {
         let prep = Preparation(config, host: host, environment: porterEnvironment)
+        activation = (config, prep)
         var problems = prep.diagnostics
-        var socketIndex: [UnitName: Int] = [:]
+        let now = MonotonicClock.now()
 
         for socket in config.sockets where !prep.refusedSockets.contains(socket.name) {
-            guard let service = prep.services[socket.activates] else { continue }
-            let opened = preopened.removeValue(forKey: socket.name) ?? open(socket)
-            if case .success(let fds) = opened, !socket.accept, service.config.nonBlocking {
-                for fd in fds { try? fd.setNonBlocking(true) }
-            }
-            switch opened {
+            guard prep.services[socket.activates] != nil else { continue }
+            switch preopened.removeValue(forKey: socket.name) ?? open(socket) {
             case .success(let fds):
-                let rt = SocketRuntime(config: socket, fds: fds)
-                if socket.accept {
-                    rt.template = service
-                    rt.acceptMachine = AcceptMachine(name: socket.name.description, maxConnections: socket.maxConnections)
+                install(socket, fds)
+            case .failure(let failure):
+                problems.append(failure.diagnostic)
+                if failure.inUse {
+                    bindRetries[socket.name] = BindRetry(config: socket, at: now + BindRetry.first, delay: BindRetry.first)
+                    problems.append(Diagnostic(.warning, file: socket.name.description,
+                        "address in use; trying again in \(BindRetry.first.porterDescription), with back-off up to \(BindRetry.cap.porterDescription)"))
                 }
-                socketIndex[socket.name] = sockets.count
-                sockets.append(rt)
-            case .failure(let d):
-                problems.append(d)
             }
         }
-
-        for (name, passedNames) in config.passedSockets.sorted(by: { $0.key < $1.key }) {
-            guard let prepared = prep.services[name] else { continue }
-            let indices = passedNames.compactMap { socketIndex[$0] }
-            guard indices.count == passedNames.count else {
-                let missing = passedNames.filter { socketIndex[$0] == nil }.map(\.description).joined(separator: ", ")
-                problems.append(Diagnostic(.error, file: name.description, "not started: \(missing) could not be opened"))
-                continue
-            }
-            let triggers = indices.filter { sockets[$0].config.activates == name }
-            var passed: [(fd: FileDescriptor, name: String)] = []
-            for i in indices {
-                for fd in sockets[i].fds { passed.append((fd, sockets[i].config.fileDescriptorName)) }
-            }
-            let rt = ServiceRuntime(prepared: prepared, triggers: triggers, passed: passed)
-            for t in triggers { sockets[t].service = services.count }
-            services.append(rt)
-            for t in triggers { watch(socket: t) }
-        }
-        for (i, s) in sockets.enumerated() where s.acceptMachine != nil { watch(socket: i) }
+        problems += installServices()
         problems += activatePaths(config, prep)
         if services.contains(where: { $0.prepared.config.effectiveNotifyAccess != .none }) {
             do {
@@ -103,30 +102,103 @@ extension Supervisor {
             guard case .success(let fds) = opened else { continue }
             for fd in fds { fd.close() }
             for l in config.socketsRead[name]?.listens ?? [] {
-                if let path = l.address.unixPath { try? Files.unlink(path) }
+                if let path = l.address.unixPath { Listener.removeSocketFile(path) }
             }
         }
         preopened.removeAll()
         return problems
     }
 
+    /// A socket whose listeners are open joins the running set; an
+    /// Accept=yes one is watched at once.
+    private func install(_ socket: SocketConfig, _ fds: [FileDescriptor]) {
+        guard let (_, prep) = activation, let service = prep.services[socket.activates] else { return }
+        if !socket.accept, service.config.nonBlocking {
+            for fd in fds { try? fd.setNonBlocking(true) }
+        }
+        let rt = SocketRuntime(config: socket, fds: fds)
+        socketIndex[socket.name] = sockets.count
+        sockets.append(rt)
+        if socket.accept {
+            rt.template = service
+            rt.acceptMachine = AcceptMachine(name: socket.name.description, maxConnections: socket.maxConnections)
+            watch(socket: sockets.count - 1)
+        }
+    }
+
+    /// Creates the runtime of every Accept=no service whose sockets are
+    /// all open and that does not run yet; one still waiting for an
+    /// address in use is started once it is bound.
+    private func installServices() -> [Diagnostic] {
+        guard let (config, prep) = activation else { return [] }
+        var problems: [Diagnostic] = []
+        for (name, passedNames) in config.passedSockets.sorted(by: { $0.key < $1.key }) where !installedServices.contains(name) {
+            guard let prepared = prep.services[name] else { continue }
+            let indices = passedNames.compactMap { socketIndex[$0] }
+            guard indices.count == passedNames.count else {
+                let missing = passedNames.filter { socketIndex[$0] == nil }
+                if !missing.contains(where: { bindRetries[$0] != nil }) {
+                    installedServices.insert(name)  // never: reported once
+                    problems.append(Diagnostic(.error, file: name.description,
+                        "not started: \(missing.map(\.description).joined(separator: ", ")) could not be opened"))
+                }
+                continue
+            }
+            installedServices.insert(name)
+            let triggers = indices.filter { sockets[$0].config.activates == name }
+            var passed: [(fd: FileDescriptor, name: String)] = []
+            for i in indices {
+                for fd in sockets[i].fds { passed.append((fd, sockets[i].config.fileDescriptorName)) }
+            }
+            let rt = ServiceRuntime(prepared: prepared, triggers: triggers, passed: passed)
+            for t in triggers { sockets[t].service = services.count }
+            services.append(rt)
+            for t in triggers { watch(socket: t) }
+        }
+        return problems
+    }
+
+    /// A retry of an address that was in use came due.
+    func retryBinds(now: Instant) {
+        for (name, retry) in bindRetries where retry.at <= now {
+            switch open(retry.config) {
+            case .success(let fds):
+                bindRetries[name] = nil
+                Log.info("\(name): address free at last, listening")
+                install(retry.config, fds)
+                for d in installServices() { Log.write(d.severity == .error ? .error : .warning, d.description) }
+            case .failure(let failure) where failure.inUse:
+                let delay = min(retry.delay * 2, BindRetry.cap)
+                bindRetries[name] = BindRetry(config: retry.config, at: now + delay, delay: delay)
+                Log.debug("\(name): address still in use, next try in \(delay.porterDescription)")
+            case .failure(let failure):
+                bindRetries[name] = nil
+                Log.error("\(failure.diagnostic.description); no longer trying")
+                for d in installServices() { Log.write(d.severity == .error ? .error : .warning, d.description) }
+            }
+        }
+    }
+
     /// Binds and listens on every socket, before the services are read.
     /// Failures are kept and reported by `activate` with the rest.
     public func openListeners(_ sockets: [UnitName: SocketConfig]) {
-        for name in sockets.keys.sorted() {
+        // A unit that repeats another's address is refused by the pairing;
+        // binding it would only probe (or fail on) the first one's socket.
+        let duplicates = Set(ListenConflict.duplicates(Array(sockets.values)).map(\.unit))
+        for name in sockets.keys.sorted() where !duplicates.contains(name) {
             preopened[name] = open(sockets[name]!)
         }
     }
 
-    private func open(_ socket: SocketConfig) -> Result<[FileDescriptor], Diagnostic> {
+    func open(_ socket: SocketConfig) -> Result<[FileDescriptor], OpenFailure> {
         let file = socket.name.description
         var owner: (uid: UInt32?, gid: UInt32?) = (nil, nil)
         if let u = socket.socketUser {
-            guard let user = Users.user(u) else { return .failure(Diagnostic(.error, file: file, key: "SocketUser", "no such user '\(u)'")) }
+            guard let user = Users.user(u) else { return .failure(OpenFailure(Diagnostic(.error, file: file, key: "SocketUser", "no such user '\(u)'"))) }
             owner.uid = user.uid
         }
         if let g = socket.socketGroup {
-            guard let gid = Users.groupID(g) else { return .failure(Diagnostic(.error, file: file, key: "SocketGroup", "no such group '\(g)'")) }
+            guard let gid = Users.groupID(g) else { return .failure(OpenFailure(Diagnostic(.error, file: file, key: "SocketGroup", "no such group '\(g)'"))) }
             owner.gid = gid
         }
         // Accept=yes: porter accepts until EAGAIN. Accept=no: the service
@@ -140,9 +212,16 @@ extension Supervisor {
                     Log.warning("\(file):\(listen.line): \(listen.kind.rawValue): \(warning)")
                 }
                 fds.append(fd)
+                openedPorts[ListenConflict.key(listen)] = "\(file):\(listen.line)"
             } catch {
                 for fd in fds { fd.close() }
-                return .failure(Diagnostic(.error, file: file, line: listen.line, key: listen.kind.rawValue, "\(listen.address): \(error)"))
+                var error = error
+                if error.errno == EADDRINUSE, let other = openedPorts[ListenConflict.key(listen)] {
+                    // Not another process: one of porter's own units has it.
+                    error.hint = "\(other) listens there too"
+                }
+                return .failure(OpenFailure(Diagnostic(.error, file: file, line: listen.line, key: listen.kind.rawValue, "\(listen.address): \(error)"),
+                                            inUse: error.errno == EADDRINUSE))
             }
         }
         return .success(fds)
@@ -162,6 +241,7 @@ extension Supervisor {
             perform(s.machine.handle(.stop, now: now), service: i, now: now)
         }
         stopping = true
+        bindRetries.removeAll()
         stopPaths()
         for (i, s) in sockets.enumerated() {
             _ = s.acceptMachine?.handle(.stop)
@@ -170,7 +250,7 @@ extension Supervisor {
             s.fds.removeAll()
             if s.config.removeOnStop {
                 for l in s.config.listens {
-                    if let path = l.address.unixPath { try? Files.unlink(path) }
+                    if let path = l.address.unixPath { Listener.removeSocketFile(path) }
                 }
             }
         }

@@ -57,7 +57,17 @@ public final class Supervisor {
     /// NOTIFY_SOCKET, when some service uses sd_notify.
     var notify: NotifySocket?
     /// Sockets opened before the services were read, until `activate`.
-    var preopened: [UnitName: Result<[FileDescriptor], Diagnostic>] = [:]
+    var preopened: [UnitName: Result<[FileDescriptor], OpenFailure>] = [:]
+    /// What `activate` was given, for units that join later.
+    var activation: (config: Configuration, prep: Preparation)?
+    var socketIndex: [UnitName: Int] = [:]
+    /// Accept=no services that run (or were reported as unable to).
+    var installedServices: Set<UnitName> = []
+    /// Socket units whose address was in use, tried again with back-off.
+    var bindRetries: [UnitName: BindRetry] = [:]
+    /// Where each opened address came from (file:line), to say which of
+    /// porter's own units holds an address another cannot bind.
+    var openedPorts: [ListenConflict.Key: String] = [:]
     private var armedDeadline: Instant?
     var stopping = false
 
@@ -162,6 +172,7 @@ public final class Supervisor {
         for s in sockets { consider(s.retryAt) }
         for p in paths { consider(p.jobs?.deadline) }
         for (_, i) in instances { consider(i.deadline) }
+        for (_, r) in bindRetries { consider(r.at) }
         guard earliest != armedDeadline else { return }
         do {
             try timer.arm(at: earliest)
@@ -185,6 +196,7 @@ public final class Supervisor {
         for (pid, inst) in instances where inst.deadline.map({ $0 <= now }) ?? false {
             instanceDeadline(pid, inst, now: now)
         }
+        if !stopping { retryBinds(now: now) }
     }
 
     private func listenerReadable(_ socket: Int, _ index: Int) {

@@ -10,7 +10,8 @@ public struct ListenError: Error, CustomStringConvertible {
     public var hint: String?
 
     public var description: String {
-        "\(step): \(SysError.describe(errno))" + (hint.map { " (\($0))" } ?? "")
+        // errno 0: the step is the whole message.
+        (errno == 0 ? step : "\(step): \(SysError.describe(errno))") + (hint.map { " (\($0))" } ?? "")
     }
 }
 
@@ -23,9 +24,12 @@ public enum Listener {
     public struct Options {
         public var nonBlocking: Bool
         public var owner: (uid: UInt32?, gid: UInt32?)
-        public init(nonBlocking: Bool, owner: (uid: UInt32?, gid: UInt32?) = (nil, nil)) {
+        /// Whose directories may hold symlinks in the socket's path.
+        public var trust: SafePath.Trust
+        public init(nonBlocking: Bool, owner: (uid: UInt32?, gid: UInt32?) = (nil, nil), trust: SafePath.Trust = .porter) {
             self.nonBlocking = nonBlocking
             self.owner = owner
+            self.trust = trust
         }
     }
 
@@ -57,7 +61,7 @@ public enum Listener {
         }
         do throws(ListenError) {
             try configure(fd, listen: listen, family: address.family, config: config, warn: warn)
-            try bind(fd, address, listen: listen, config: config, owner: options.owner)
+            try bind(fd, address, listen: listen, config: config, owner: options.owner, trust: options.trust)
             if listen.kind != .datagram {
                 do { try Socket.listen(fd, backlog: config.backlog) } catch {
                     throw ListenError(step: "listen", errno: error.errno)
@@ -122,34 +126,100 @@ public enum Listener {
         }
     }
 
+    /// Called between bind(2) and the ownership change: lets a test swap
+    /// the file, as an attacker racing porter would.
+    nonisolated(unsafe) static var afterBindForTesting: ((String) -> Void)?
+
     static func bind(_ fd: FileDescriptor, _ address: SocketAddress, listen: Listen, config: SocketConfig,
-                     owner: (uid: UInt32?, gid: UInt32?)) throws(ListenError) {
+                     owner: (uid: UInt32?, gid: UInt32?), trust: SafePath.Trust) throws(ListenError) {
         guard let path = listen.address.unixPath else {
             do { try Socket.bind(fd, address) } catch {
                 throw ListenError(step: "bind", errno: error.errno, hint: bindHint(error.errno, listen.address))
             }
             return
         }
-        do throws(SysError) {
-            try Files.makeParents(of: path, mode: config.directoryMode)
-            if let st = try Files.status(path, follow: false) {
-                // A socket file left by an earlier run is replaced; anything
-                // else at that path is somebody's file and stays.
-                guard st.isSocket else { throw SysError(call: "\(path) exists and is not a socket;", errno: EEXIST) }
-                try Files.unlink(path)
-            }
-        } catch {
-            throw ListenError(step: error.call, errno: error.errno)
+        // The parent is resolved (and made, with DirectoryMode=) without
+        // following symlinks that others could have placed; everything
+        // after that happens relative to its fd.
+        let name = String(path.split(separator: "/").last ?? "")
+        let parent = SafePath.parent(of: path)
+        let dir: FileDescriptor
+        do { dir = try SafePath.directory(parent, trust: trust, create: config.directoryMode) } catch {
+            throw ListenError(step: error.description, errno: 0)
         }
+        defer { dir.close() }
+        try removeStale(path, name: name, in: dir)
         let old = umask(mode_t(~config.socketMode & 0o777))
         defer { umask(old) }
+        // bind(2) takes the path itself, so that getsockname(2) and the
+        // service's sd_is_socket_unix(3) see the configured name; the file
+        // it made is then checked to be the one in the verified directory.
         do { try Socket.bind(fd, address) } catch {
             throw ListenError(step: "bind", errno: error.errno, hint: bindHint(error.errno, listen.address))
         }
+        afterBindForTesting?(path)
+        let file = porter_openat(dir.rawValue, name, PORTER_O_PATH | O_NOFOLLOW | O_CLOEXEC, 0)
+        var st = stat()
+        guard file >= 0 else {
+            throw ListenError(step: "\(path) vanished after bind (replaced by someone who can write \(parent)?)", errno: 0)
+        }
+        defer { _ = Glibc.close(file) }
+        let bound = UnixDiag.boundFileInode(fd)
+        guard fstat(file, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK,
+              bound.map({ $0 == UInt32(truncatingIfNeeded: st.st_ino) }) ?? (st.st_uid == geteuid() && st.st_nlink == 1) else {
+            throw ListenError(step: "\(path) is not the socket porter bound (replaced by someone who can write \(parent)?), refused", errno: 0)
+        }
         if owner.uid != nil || owner.gid != nil {
-            do { try Files.chown(path, uid: owner.uid, gid: owner.gid) } catch {
-                throw ListenError(step: error.call, errno: error.errno)
+            // Through the O_PATH fd of the checked inode: never whatever the
+            // path names by now (a symlink swapped in would otherwise hand a
+            // root file to SocketUser=).
+            if fchownat(file, "", owner.uid ?? UInt32.max, owner.gid ?? UInt32.max, PORTER_AT_EMPTY_PATH) != 0 {
+                throw ListenError(step: "chown(\(path))", errno: SysError.current)
             }
+        }
+    }
+
+    /// A socket file is stale only when connecting to it is refused: a live
+    /// one (an orphaned service after porter was killed, another unit, a
+    /// program of someone else's) is left alone and reported as in use, as
+    /// TCP reports EADDRINUSE. Anything that is not a socket stays too.
+    static func removeStale(_ path: String, name: String, in dir: FileDescriptor) throws(ListenError) {
+        var st = stat()
+        if fstatat(dir.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) != 0 {
+            let e = SysError.current
+            if e == ENOENT { return }
+            throw ListenError(step: "stat(\(path))", errno: e)
+        }
+        guard st.st_mode & S_IFMT == S_IFSOCK else {
+            throw ListenError(step: "\(path) exists and is not a socket;", errno: EEXIST)
+        }
+        // Probe through the verified directory; SOCK_STREAM reaches a datagram
+        // socket too (EPROTOTYPE: something is bound there).
+        let probe = SafePath.procPath(dir, name)
+        let target = probe.utf8.count <= ListenAddress.maxUnixPathBytes ? probe : path
+        switch Socket.probeUnix(target) {
+        case ECONNREFUSED:
+            if unlinkat(dir.rawValue, name, 0) != 0 && SysError.current != ENOENT {
+                throw ListenError(step: "unlink(\(path))", errno: SysError.current)
+            }
+        case ENOENT:
+            return
+        case let e:
+            let how = e == 0 || e == EAGAIN || e == EINPROGRESS || e == EPROTOTYPE ? "something accepts connections on it" : SysError.describe(e)
+            throw ListenError(step: "bind", errno: EADDRINUSE, hint: "a live socket is there: \(how); stop it first")
+        }
+    }
+
+    /// Removes a socket file porter made (RemoveOnStop=, a unit refused
+    /// after its socket was bound): through the verified parent, and only
+    /// if it is still a socket.
+    public static func removeSocketFile(_ path: String, trust: SafePath.Trust = .porter) {
+        guard let name = path.split(separator: "/").last.map(String.init),
+              let dir = try? SafePath.directory(SafePath.parent(of: path), trust: trust) else { return }
+        defer { dir.close() }
+        var st = stat()
+        if fstatat(dir.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFSOCK {
+            _ = unlinkat(dir.rawValue, name, 0)
         }
     }
 

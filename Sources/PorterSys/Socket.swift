@@ -40,6 +40,18 @@ public enum Socket {
         _ = try retrying("connect") { address.withSockaddr { Glibc.connect(fd.rawValue, $0, $1) } }
     }
 
+    /// Tries a non-blocking stream connect to a Unix socket path and hangs
+    /// up: 0 when it connected, otherwise the errno (ECONNREFUSED: nothing
+    /// listens on the file; EAGAIN: a listener with a full backlog;
+    /// EPROTOTYPE: a socket of another type is bound there).
+    public static func probeUnix(_ path: String) -> Int32 {
+        guard let fd = try? open(family: AF_UNIX, type: Int32(SOCK_STREAM.rawValue), nonBlocking: true) else { return EMFILE }
+        defer { fd.close() }
+        let address = SocketAddress(unix: Array(path.utf8), abstract: false)
+        do { try connect(fd, address) } catch { return error.errno }
+        return 0
+    }
+
     /// Accepts one connection, close-on-exec and blocking (it is meant for a
     /// child that expects an ordinary socket); nil when none is waiting.
     /// ECONNABORTED (the peer gave up in the queue) also returns nil.

@@ -38,7 +38,7 @@ func writeFile(_ path: String, _ text: String, mode: mode_t = 0o644) {
     close(fd)
 }
 
-func readFile(_ path: String) -> String { (try? Files.read(path)) ?? "" }
+func readFile(_ path: String) -> String { (try? Files.read(path, limit: 1 << 30)) ?? "" }
 
 func makeTempDirectory(_ tag: String) -> String {
     var template = Array("/tmp/porter-e2e-\(tag)-XXXXXX".utf8CString)

@@ -163,3 +163,81 @@ extension EndToEnd.Security {
         #expect(try porter.stop() == 0)
     }
 }
+
+extension EndToEnd.Security {
+    /// F3: the same address in two units is an error in check and run, with
+    /// both positions; the second unit never replaces the first's socket.
+    @Test func f3_duplicateListenAddressesAreRefusedWithBothPositions() throws {
+        let (port, other) = (freePort(), freePort())
+        let dir = makeTempDirectory("f3dup")
+        defer { _ = system("rm -rf '\(dir)'") }
+        let units = [
+            "dupe.socket": "[Socket]\nListenStream=\(dir)/s.sock\nAccept=yes\n",
+            "dupe@.service": "[Service]\nExecStart=\(handlerBinary) say dupe\nStandardInput=socket\n",
+            "dupf.socket": "[Socket]\nListenStream=\(dir)/other.sock\nListenStream=\(dir)/s.sock\nAccept=yes\n",
+            "dupf@.service": "[Service]\nExecStart=\(handlerBinary) say dupf\nStandardInput=socket\n",
+            "tcpa.socket": "[Socket]\nListenStream=\(port)\nAccept=yes\n",
+            "tcpa@.service": "[Service]\nExecStart=\(handlerBinary) say tcpa\nStandardInput=socket\n",
+            "tcpb.socket": "[Socket]\nListenStream=[::]:\(port)\nAccept=yes\n",
+            "tcpb@.service": "[Service]\nExecStart=\(handlerBinary) say tcpb\nStandardInput=socket\n",
+            // Not the same address, but the same port: the kernel refuses the second.
+            "tcpc.socket": "[Socket]\nListenStream=127.0.0.1:\(other)\nAccept=yes\n",
+            "tcpc@.service": "[Service]\nExecStart=\(handlerBinary) say tcpc\nStandardInput=socket\n",
+            "tcpd.socket": "[Socket]\nListenStream=0.0.0.0:\(other)\nAccept=yes\n",
+            "tcpd@.service": "[Service]\nExecStart=\(handlerBinary) say tcpd\nStandardInput=socket\n",
+        ]
+        let conf = dir + "/conf"
+        mkdir(conf, 0o755)
+        for (n, t) in units { writeFile(conf + "/" + n, t) }
+        let (code, out, _) = try runPorter(["check", "--config-dir", conf])
+        #expect(code == 1)
+        #expect(out.contains("error: dupf.socket:3: ListenStream: \(dir)/s.sock is already a listen address of dupe.socket:2; one address, one unit"), "\(out)")
+        #expect(out.contains("error: tcpb.socket:2: ListenStream: [::]:\(port) is already a listen address of tcpa.socket:2; one address, one unit"), "\(out)")
+        let porter = try PorterRun("f3duprun", units: units)
+        #expect(porter.log.contains("dupf.socket:3: ListenStream: \(dir)/s.sock is already a listen address of dupe.socket:2"))
+        #expect(porter.log.contains("tcpd.socket:2: ListenStream: 0.0.0.0:\(other): bind: Address already in use (tcpc.socket:2 listens there too)"), "\(porter.log)")
+        #expect(!porter.log.contains("another process"), "\(porter.log)")
+        let c = try Client.unix(dir + "/s.sock")
+        #expect(try c.readAll().hasPrefix("dupe\n"), "the first unit keeps its socket")
+        c.close()
+        #expect(try porter.stop() == 0)
+    }
+
+    /// F3: after porter is killed, its orphaned Accept=no service still
+    /// listens on the Unix socket; a new porter leaves the live socket
+    /// alone (one copy of the service, not two), says so, and binds once
+    /// the orphan is gone.
+    @Test func f3_orphansLiveSocketIsNotReplacedAndRetried() throws {
+        let dir = makeTempDirectory("f3orphan")
+        defer { _ = system("rm -rf '\(dir)'") }
+        let sock = dir + "/n.sock"
+        let units = [
+            "n.socket": "[Socket]\nListenStream=\(sock)\n",
+            "n.service": "[Service]\nExecStart=\(handlerBinary) serve 0\n",
+        ]
+        var first: Int32 = 0
+        do {
+            let porter = try PorterRun("f3orph1", units: units)
+            let c = try Client.unix(sock)
+            first = Report(try c.readAll()).pid
+            c.close()
+            kill(porter.pid, SIGKILL)
+            _ = try waitExit(porter.pid)
+        }
+        #expect(first > 0 && processExists(first), "the orphan keeps serving")
+        defer { kill(first, SIGKILL) }
+        let porter = try PorterRun("f3orph2", units: units)
+        #expect(porter.log.contains("n.socket:2: ListenStream: \(sock): bind: Address already in use (a live socket is there: something accepts connections on it; stop it first)"), "\(porter.log)")
+        #expect(porter.log.contains("n.socket: address in use; trying again in 1s"))
+        let c = try Client.unix(sock)
+        #expect(Report(try c.readAll()).pid == first, "the orphan still serves: its socket was not replaced")
+        c.close()
+        kill(first, SIGKILL)
+        try porter.waitForLog("n.socket: address free at last, listening", seconds: 15)
+        let d = try Client.unix(sock)
+        let second = Report(try d.readAll()).pid
+        d.close()
+        #expect(second > 0 && second != first)
+        #expect(try porter.stop() == 0)
+    }
+}

@@ -94,8 +94,10 @@ struct porter_spawn_request {
  * semantics), so a failure message, if any, is already in the error pipe. */
 pid_t porter_spawn(const struct porter_spawn_request *request);
 
-/* Linux open(2) flag that glibc exposes only under _GNU_SOURCE. */
+/* Linux open(2) flags and *at(2) flags that glibc exposes only under _GNU_SOURCE. */
 #define PORTER_O_NOATIME 01000000
+#define PORTER_O_PATH 010000000
+#define PORTER_AT_EMPTY_PATH 0x1000
 
 /* Starts the child without waiting for its exec (CLONE_VM without
  * CLONE_VFORK), so porter can accept the next connection while the child

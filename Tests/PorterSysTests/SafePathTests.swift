@@ -1,0 +1,161 @@
+import Glibc
+import PorterCore
+@testable import PorterSys
+import Testing
+
+let runningAsRoot = geteuid() == 0
+
+func owner(_ path: String) -> uid_t {
+    var st = stat()
+    return lstat(path, &st) == 0 ? st.st_uid : uid_t.max
+}
+
+/// Issue 8: what porter binds, chowns, creates and opens in directories
+/// that others can write.
+@Suite("paths others can write", .serialized)
+struct SafePathTests {
+    let dir: String
+
+    init() {
+        dir = "/tmp/porter-safe-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        mkdir(dir, 0o755)
+    }
+
+    func cleanUp() { _ = system("rm -rf '\(dir)'") }
+
+    /// F1: a symlink swapped in between bind(2) and the ownership change
+    /// is never followed: the target keeps its owner, the unit fails.
+    @Test(.enabled(if: runningAsRoot, "chown to another user needs root"))
+    func f1_socketUserChownDoesNotFollowASwappedSymlink() throws {
+        defer { cleanUp() }
+        let target = dir + "/target"
+        writeTestFile(target, "root file\n")
+        var config = SocketConfig(name: UnitName.parse("app.socket")!)
+        config.socketMode = 0o660
+        let path = dir + "/app.sock"
+        let listen = Listen(kind: .stream, address: .unixPath(path), line: 1)
+        Listener.afterBindForTesting = { p in
+            // What the racing user did: rename a symlink over the new socket
+            // (this test's only: other suites may bind meanwhile).
+            guard p == path else { return }
+            _ = symlink(target, dir + "/lnk")
+            _ = rename(dir + "/lnk", p)
+        }
+        defer { Listener.afterBindForTesting = nil }
+        let result = Result { () throws(ListenError) -> FileDescriptor in
+            try Listener.open(listen, config: config, options: .init(nonBlocking: true, owner: (65534, 65534))) { _ in }
+        }
+        #expect(owner(target) == 0, "the root file was chowned through the symlink")
+        #expect(result.failureValue?.description.contains("is not the socket porter bound") == true, "\(result)")
+        if case .success(let fd) = result { fd.close() }
+    }
+
+    /// F1, without the race: the socket itself is chowned.
+    @Test(.enabled(if: runningAsRoot, "chown to another user needs root"))
+    func f1_socketUserChownsTheBoundSocket() throws {
+        defer { cleanUp() }
+        let config = SocketConfig(name: UnitName.parse("app.socket")!)
+        let path = dir + "/app.sock"
+        let fd = try Listener.open(Listen(kind: .stream, address: .unixPath(path), line: 1), config: config,
+                                   options: .init(nonBlocking: true, owner: (65534, nil))) { _ in }
+        defer { fd.close() }
+        #expect(owner(path) == 65534)
+    }
+
+    /// F3: a socket file something still listens on is not stale: it stays,
+    /// and the bind is reported as in use; a dead one is replaced.
+    @Test func f3_liveUnixSocketIsNotReplaced() throws {
+        defer { cleanUp() }
+        let config = SocketConfig(name: UnitName.parse("n.socket")!)
+        let path = dir + "/n.sock"
+        let listen = Listen(kind: .stream, address: .unixPath(path), line: 1)
+        let live = try Listener.open(listen, config: config, options: .init(nonBlocking: true)) { _ in }
+        var st = stat()
+        lstat(path, &st)
+        let inode = st.st_ino
+        let second = Result { () throws(ListenError) -> FileDescriptor in
+            try Listener.open(listen, config: config, options: .init(nonBlocking: true)) { _ in }
+        }
+        #expect(second.failureValue?.description == "bind: Address already in use (a live socket is there: something accepts connections on it; stop it first)")
+        lstat(path, &st)
+        #expect(st.st_ino == inode, "the live socket file was replaced")
+        // A live datagram socket counts too.
+        live.close()
+        let dgram = try Listener.open(Listen(kind: .datagram, address: .unixPath(path), line: 1), config: config,
+                                      options: .init(nonBlocking: true)) { _ in }
+        #expect(throws: ListenError.self) { try Listener.open(listen, config: config, options: .init(nonBlocking: true)) { _ in } }
+        dgram.close()
+        // Nobody listens any more: stale, replaced.
+        let again = try Listener.open(listen, config: config, options: .init(nonBlocking: true)) { _ in }
+        again.close()
+    }
+
+    /// F3: a parent directory that is a symlink in a directory others can
+    /// write is refused; the victim's socket behind it stays untouched.
+    @Test func f3_symlinkedParentInAWritableDirectoryIsRefused() throws {
+        defer { cleanUp() }
+        let rootdir = dir + "/rootdir", writable = dir + "/x"
+        mkdir(rootdir, 0o755)
+        mkdir(writable, 0o777)
+        chmod(writable, 0o777)
+        let config = SocketConfig(name: UnitName.parse("a.socket")!)
+        let victim = try Listener.open(Listen(kind: .stream, address: .unixPath(rootdir + "/victim.sock"), line: 1),
+                                       config: config, options: .init(nonBlocking: true)) { _ in }
+        defer { victim.close() }
+        #expect(symlink(rootdir, writable + "/sub") == 0)
+        let result = Result { () throws(ListenError) -> FileDescriptor in
+            try Listener.open(Listen(kind: .stream, address: .unixPath(writable + "/sub/victim.sock"), line: 1),
+                              config: config, options: .init(nonBlocking: true)) { _ in }
+        }
+        #expect(result.failureValue?.description == "\(writable)/sub is a symlink in a directory that others can write (anyone can write it); porter follows symlinks only in directories that only root can write", "\(result)")
+        // A symlink in a directory only root (or porter) can write is followed.
+        let trusted = dir + "/link"
+        #expect(symlink(rootdir, trusted) == 0)
+        let ok = try Listener.open(Listen(kind: .stream, address: .unixPath(trusted + "/other.sock"), line: 1),
+                                   config: config, options: .init(nonBlocking: true)) { _ in }
+        ok.close()
+        #expect(access(rootdir + "/other.sock", F_OK) == 0)
+    }
+
+    @Test func resolutionCreatesFollowsAndRefuses() throws {
+        defer { cleanUp() }
+        let trust = SafePath.Trust.porter
+        // Made with the mode, component by component.
+        let made = try SafePath.directory(dir + "/m/n/o", trust: trust, create: 0o700)
+        made.close()
+        var st = stat()
+        stat(dir + "/m/n", &st)
+        #expect(st.st_mode & 0o777 == 0o700)
+        // Missing: the deepest existing directory.
+        if case .missing(let fd, let at) = try SafePath.open(dir + "/m/zz/yy", trust: trust) {
+            #expect(at == dir + "/m")
+            fd.close()
+        } else {
+            Issue.record("expected .missing")
+        }
+        // Relative and absolute symlinks, "..", in a trusted directory.
+        #expect(symlink("m/n", dir + "/rel") == 0)
+        #expect(symlink(dir + "/m/../m/n", dir + "/abs") == 0)
+        for p in [dir + "/rel/o", dir + "/abs/o"] {
+            let fd = try SafePath.directory(p, trust: trust)
+            var a = stat(), b = stat()
+            fstat(fd.rawValue, &a)
+            stat(dir + "/m/n/o", &b)
+            #expect(a.st_ino == b.st_ino, "\(p)")
+            fd.close()
+        }
+        // A loop ends with ELOOP, not forever.
+        #expect(symlink(dir + "/loop", dir + "/loop") == 0)
+        #expect(throws: SafePath.Problem.self) { try SafePath.directory(dir + "/loop/x", trust: trust) }
+        // A file in the way.
+        writeTestFile(dir + "/file", "")
+        #expect(throws: SafePath.Problem.self) { try SafePath.directory(dir + "/file/x", trust: trust, create: 0o755) }
+    }
+}
+
+func writeTestFile(_ path: String, _ text: String) {
+    let fd = creat(path, 0o644)
+    precondition(fd >= 0)
+    _ = text.withCString { write(fd, $0, strlen($0)) }
+    close(fd)
+}
