@@ -85,11 +85,21 @@ final class PathRuntime {
     /// Whether each condition's path existed at the last look: a path
     /// that appeared or went away while porter looked elsewhere is a change.
     var existed: [Bool]
+    /// The directory each condition looks into (the directory itself for
+    /// DirectoryNotEmpty= and PathExistsGlob=, the parent otherwise),
+    /// resolved through SafePath and held open: every look, open and
+    /// rename goes through it, so a swapped path component cannot redirect
+    /// porter. nil while it is missing or refused.
+    var directories: [FileDescriptor?]
+    /// Why a condition's directory was refused, to log each reason once.
+    var refusals: [String?]
 
     init(config: PathConfig) {
         self.config = config
         watchDescriptors = Array(repeating: [], count: config.conditions.count)
         existed = Array(repeating: false, count: config.conditions.count)
+        directories = Array(repeating: nil, count: config.conditions.count)
+        refusals = Array(repeating: nil, count: config.conditions.count)
     }
     var name: String { config.name.description }
 }

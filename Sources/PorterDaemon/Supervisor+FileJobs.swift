@@ -4,15 +4,17 @@ import PorterSys
 
 /// Accept=yes path units: one job per file, as FileJobs decides.
 extension Supervisor {
-    func version(_ path: String) -> FileVersion? {
-        guard let st = (try? Files.status(path, follow: false)) ?? nil, st.isRegular else { return nil }
+    /// What a job's file is now, looked up in the verified directory
+    /// without following a symlink: only regular files become jobs.
+    func version(_ dir: FileDescriptor?, _ name: String) -> FileVersion? {
+        guard let dir, let st = Files.status(at: dir, name), st.isRegular else { return nil }
         return FileVersion(inode: st.inode, modified: st.modified, size: st.size)
     }
 
-    func fileSeen(_ p: Int, _ dir: String, _ name: String, now: Instant) {
+    func fileSeen(_ p: Int, _ c: Int, _ name: String, now: Instant) {
         let rt = paths[p]
         guard rt.jobs != nil else { return }
-        if let v = version(dir + "/" + name) {
+        if let v = version(rt.directories[c], name) {
             performJobs(p, rt.jobs!.handle(.seen(name, v), now: now))
         } else {
             performJobs(p, rt.jobs!.handle(.vanished(name), now: now))
@@ -25,9 +27,10 @@ extension Supervisor {
         let rt = paths[p]
         guard rt.jobs != nil, !rt.failed else { return }
         var present: [String: FileVersion] = [:]
-        for c in rt.config.conditions {
-            for name in Files.regularFiles(in: c.directory, matching: c.pattern ?? "*") {
-                if let v = version(c.directory + "/" + name) { present[name] = v }
+        for (c, cond) in rt.config.conditions.enumerated() {
+            guard let dir = rt.directories[c] else { continue }
+            for name in Files.regularFiles(in: dir, matching: cond.pattern ?? "*") {
+                if let v = version(dir, name) { present[name] = v }
             }
         }
         performJobs(p, rt.jobs!.handle(.scanned(present), now: now))
@@ -60,13 +63,13 @@ extension Supervisor {
         }
     }
 
-    /// The directory of the condition that holds `file`.
-    private func directory(_ rt: PathRuntime, of file: String) -> String {
+    /// The condition whose directory holds `file`.
+    private func condition(_ rt: PathRuntime, of file: String) -> Int {
         let conds = rt.config.conditions
-        if conds.count > 1, let c = conds.first(where: { Self.isJobFile(file, $0) && version($0.directory + "/" + file) != nil }) {
-            return c.directory
+        if conds.count > 1, let c = conds.indices.first(where: { Self.isJobFile(file, conds[$0]) && version(rt.directories[$0], file) != nil }) {
+            return c
         }
-        return conds[0].directory
+        return 0
     }
 
     /// Starts the job of one file; returns the queue's actions if it could
@@ -76,17 +79,20 @@ extension Supervisor {
         guard let template = rt.template, rt.jobs != nil else { return nil }
         let now = MonotonicClock.now()
         if stopping { return nil }
-        let path = directory(rt, of: file) + "/" + file
+        let c = condition(rt, of: file)
+        let dir = rt.directories[c]
+        let path = rt.config.conditions[c].directory + "/" + file
         let instanceName = UnitName.escape(file)
         let unitName = template.config.name.withInstance(instanceName).description
-        // Opened (or looked at) now: a file removed since it was queued has no job.
+        // Opened (or looked at) now, in the verified directory and without
+        // following a symlink: a file removed since it was queued has no job.
         var input: FileDescriptor? = nil
         if template.config.standardInput == .fileTrigger {
-            guard let fd = try? Files.open(path, flags: O_RDONLY | O_NOFOLLOW | O_NONBLOCK) else {
+            guard let dir, let fd = try? Files.open(at: dir, file, flags: O_RDONLY | O_NONBLOCK) else {
                 return rt.jobs!.handle(.exited(file, success: true, now: nil), now: now)
             }
             input = fd
-        } else if version(path) == nil {
+        } else if version(dir, file) == nil {
             return rt.jobs!.handle(.exited(file, success: true, now: nil), now: now)
         }
         defer { input?.close() }
@@ -99,13 +105,13 @@ extension Supervisor {
                                      journal: { () throws(SysError) in try journal(for: template) })
         } catch let error as ValueError {
             Log.error("\(unitName): \(error.message)")
-            return rt.jobs!.handle(.exited(file, success: false, now: version(path)), now: now)
+            return rt.jobs!.handle(.exited(file, success: false, now: version(dir, file)), now: now)
         } catch let error as Launch.Failure {
             Log.error("\(unitName): \(error.message)")
-            return rt.jobs!.handle(.exited(file, success: false, now: version(path)), now: now)
+            return rt.jobs!.handle(.exited(file, success: false, now: version(dir, file)), now: now)
         } catch {
             Log.error("\(unitName): \(error)")
-            return rt.jobs!.handle(.exited(file, success: false, now: version(path)), now: now)
+            return rt.jobs!.handle(.exited(file, success: false, now: version(dir, file)), now: now)
         }
         defer { launch.close() }
         switch spawner.spawnDetached(launch.plan) {
@@ -121,7 +127,7 @@ extension Supervisor {
             if let pid = error.pid { failedSpawns.insert(pid) }
             if error.isExecFailure { template.forgetExecutable(launch.plan.path) }
             Log.error("\(unitName): \(error)")
-            return rt.jobs!.handle(.exited(file, success: false, now: version(path)), now: now)
+            return rt.jobs!.handle(.exited(file, success: false, now: version(dir, file)), now: now)
         }
     }
 
@@ -130,17 +136,29 @@ extension Supervisor {
         let rt = paths[p]
         guard rt.jobs != nil else { return }
         let now = MonotonicClock.now()
-        let after = version(directory(rt, of: file) + "/" + file)
+        let after = version(rt.directories[condition(rt, of: file)], file)
         performJobs(p, rt.jobs!.handle(.exited(file, success: success, now: after), now: now))
     }
 
+    /// FailedDirectory= is resolved (and made) like a watched directory,
+    /// and the file moved between the two verified directory fds: neither
+    /// a symlinked inbox nor a symlinked failed/ can make porter move
+    /// someone else's file.
     private func moveToFailed(_ p: Int, _ file: String) {
         let rt = paths[p]
         guard let failed = rt.config.failedDirectory else { return }
-        let from = directory(rt, of: file) + "/" + file
+        let c = condition(rt, of: file)
+        let from = rt.config.conditions[c].directory + "/" + file
+        guard let dir = rt.directories[c] else {
+            Log.error("\(rt.name): cannot move \(from) to FailedDirectory=\(failed): its directory is not watched any more; left in place")
+            return
+        }
         do {
-            try Files.makeParents(of: failed + "/" + file, mode: rt.config.directoryMode)
-            try Files.rename(from, failed + "/" + file)
+            let target = try SafePath.directory(failed, trust: .porter, create: rt.config.directoryMode)
+            defer { target.close() }
+            do { try Files.rename(at: dir, file, to: target, file) } catch {
+                throw SafePath.Problem(description: error.description)
+            }
             Log.warning("\(rt.name): moved \(from) to \(failed)/ after its job failed")
         } catch {
             Log.error("\(rt.name): cannot move \(from) to FailedDirectory=\(failed): \(error); left in place")

@@ -60,8 +60,10 @@ extension Supervisor {
         let now = MonotonicClock.now()
         for (p, rt) in paths.enumerated() {
             if rt.config.makeDirectory {
+                // Made component by component in verified parents: never
+                // through a symlink someone else could have placed.
                 for c in rt.config.conditions where c.kind != .exists && c.kind != .existsGlob {
-                    do { try Files.makeParents(of: c.path + "/.", mode: rt.config.directoryMode) } catch {
+                    do { try SafePath.directory(c.path, trust: .porter, create: rt.config.directoryMode).close() } catch {
                         problems.append(Diagnostic(.warning, file: rt.name, line: c.line, key: c.kind.rawValue,
                                                    "MakeDirectory=: \(error)"))
                     }
@@ -80,11 +82,15 @@ extension Supervisor {
 
     // MARK: Watches
 
-    /// (Re)creates the watches of one condition: the path and its parent if
-    /// they exist, otherwise the deepest existing ancestor. Each watch is
-    /// added before the next level is checked, so a directory created in
-    /// between is either seen by the check or reported by the watch.
-    /// Returns whether the path appeared or vanished since the last look.
+    /// (Re)creates the watches of one condition. The directory it looks
+    /// into is resolved through SafePath and kept open; the watches are
+    /// added through /proc/self/fd/N, so they sit on the verified inodes.
+    /// When the directory is missing or refused, the deepest verified
+    /// directory above it is watched instead, until the next component
+    /// appears or the symlink is replaced. Each watch is added before the
+    /// next look, so a directory created in between is either seen by the
+    /// look or reported by the watch. Returns whether the path appeared or
+    /// vanished since the last look.
     @discardableResult
     func setUpWatches(_ p: Int, _ c: Int) -> Bool {
         guard let inotify else { return false }
@@ -92,36 +98,98 @@ extension Supervisor {
         let cond = rt.config.conditions[c]
         dropWatches(p, c)
         var added: [Int32] = []
-        func add(_ path: String, _ role: WatchUse.Role) -> Bool {
-            guard let wd = try? inotify.add(path, mask: Self.mask(for: role, cond.kind)) else { return false }
+        func add(_ dir: FileDescriptor, _ name: String?, _ role: WatchUse.Role, follow: Bool = true) {
+            var mask = Self.mask(for: role, cond.kind)
+            if !follow { mask.insert(.dontFollow) }
+            guard let wd = try? inotify.add(SafePath.procPath(dir, name), mask: mask) else { return }
             added.append(wd)
             watches[wd, default: []].insert(WatchUse(path: p, condition: c, role: role))
-            return true
         }
         let isDirectoryCondition = cond.kind == .directoryNotEmpty || cond.kind == .existsGlob
-        let directoryRole: WatchUse.Role = rt.config.accept ? .files : .directory
+        let looked = isDirectoryCondition ? cond.directory : PathCondition.parent(of: cond.path)
+        var lastAncestor: String? = nil
         for _ in 0..<8 {
-            if isDirectoryCondition {
-                if add(cond.directory, directoryRole) { break }
-            } else {
-                if cond.kind != .exists { _ = add(cond.path, .target) }
-                if add(PathCondition.parent(of: cond.path), .parent) { break }
+            let outcome: SafePath.Outcome
+            do { outcome = try SafePath.open(looked, trust: .porter) } catch {
+                refuse(p, c, "\(looked): \(error.reason)")
+                break
             }
-            // Missing: wait for it from the deepest ancestor that exists.
-            let missing = isDirectoryCondition ? cond.directory : PathCondition.parent(of: cond.path)
-            var dir = PathCondition.parent(of: missing)
-            while dir != "/" && !((try? Files.status(dir))??.isDirectory ?? false) { dir = PathCondition.parent(of: dir) }
-            _ = add(dir, .ancestor)
-            // Appeared since the look? Then try again from the top.
-            if !((try? Files.status(missing))??.isDirectory ?? false) { break }
+            switch outcome {
+            case .found(let dir):
+                // Per-file units keep the fd: every job opens and moves its
+                // file through it. Other units look again when an event
+                // comes (rarely), so 10 000 of them cost no fd at all.
+                rt.refusals[c] = nil
+                if isDirectoryCondition {
+                    add(dir, nil, rt.config.accept ? .files : .directory)
+                } else {
+                    // The parent first: a target created after the attempt
+                    // below is then reported by it (and watched on the redo).
+                    add(dir, nil, .parent)
+                    // The target itself; a symlink there is followed only
+                    // where nobody else could have placed it.
+                    if cond.kind != .exists {
+                        add(dir, PathCondition.baseName(of: cond.path), .target, follow: SafePath.allowsLinks(in: dir, trust: .porter))
+                    }
+                }
+                if rt.config.accept { rt.directories[c] = dir } else { dir.close() }
+            case .missing(let ancestor, let at), .notDirectory(let ancestor, let at, _):
+                rt.refusals[c] = nil
+                add(ancestor, nil, .ancestor)
+                ancestor.close()
+                // Appeared since the look? Then look again.
+                if at != lastAncestor { lastAncestor = at; continue }
+            case .refused(let ancestor, let at, let reason):
+                refuse(p, c, reason)
+                add(ancestor, nil, .ancestor)
+                ancestor.close()
+                if at != lastAncestor { lastAncestor = at; continue }
+            }
+            break
         }
         paths[p].watchDescriptors[c] = added
-        let exists = ((try? Files.status(cond.path)) ?? nil) != nil
+        let exists = conditionPathExists(rt, c)
         defer { paths[p].existed[c] = exists }
         return exists != paths[p].existed[c]
     }
 
+    /// A condition's directory cannot be used: said once per reason.
+    private func refuse(_ p: Int, _ c: Int, _ reason: String) {
+        let rt = paths[p]
+        guard rt.refusals[c] != reason else { return }
+        rt.refusals[c] = reason
+        let cond = rt.config.conditions[c]
+        Log.error("\(rt.name):\(cond.line): \(cond.kind.rawValue): \(reason); not watching \(cond.path) until that changes")
+    }
+
+    /// Calls `body` with the verified directory a condition looks into:
+    /// the one a per-file unit holds, or for other units a fresh resolution
+    /// (closed afterwards). nil while it is missing or refused.
+    func withDirectory<T>(_ rt: PathRuntime, _ c: Int, _ body: (FileDescriptor) -> T) -> T? {
+        if let dir = rt.directories[c] { return body(dir) }
+        guard !rt.config.accept else { return nil }
+        let cond = rt.config.conditions[c]
+        let looked = cond.kind == .directoryNotEmpty || cond.kind == .existsGlob ? cond.directory : PathCondition.parent(of: cond.path)
+        guard let dir = SafePath.existingDirectory(looked, trust: .porter) else { return nil }
+        defer { dir.close() }
+        return body(dir)
+    }
+
+    /// Whether the condition's path exists, looked up in its verified directory.
+    func conditionPathExists(_ rt: PathRuntime, _ c: Int) -> Bool {
+        let cond = rt.config.conditions[c]
+        return withDirectory(rt, c) { dir in
+            switch cond.kind {
+            case .directoryNotEmpty, .existsGlob: return true
+            case .exists, .changed, .modified:
+                return Files.status(at: dir, PathCondition.baseName(of: cond.path), follow: SafePath.allowsLinks(in: dir, trust: .porter)) != nil
+            }
+        } ?? false
+    }
+
     private func dropWatches(_ p: Int, _ c: Int) {
+        paths[p].directories[c]?.close()
+        paths[p].directories[c] = nil
         for wd in paths[p].watchDescriptors[c] {
             guard let uses = watches[wd] else { continue }
             watches[wd] = uses.filter { $0.path != p || $0.condition != c }
@@ -235,7 +303,7 @@ extension Supervisor {
             }
             if event.mask.contains(.isDirectory) || !Self.isJobFile(event.name, cond) { return }
             if !event.mask.isDisjoint(with: [.closeWrite, .movedTo]) {
-                fileSeen(use.path, cond.directory, event.name, now: now)
+                fileSeen(use.path, use.condition, event.name, now: now)
             } else {
                 performJobs(use.path, rt.jobs!.handle(.vanished(event.name), now: now))
             }
@@ -256,20 +324,22 @@ extension Supervisor {
     func checkStates(_ p: Int, now: Instant) {
         let rt = paths[p]
         guard rt.jobs == nil, !rt.failed else { return }
-        for c in rt.config.conditions where c.isState {
-            if let hit = Self.holds(c) {
+        for c in rt.config.conditions.indices where rt.config.conditions[c].isState {
+            if let hit = holds(rt, c) {
                 fire(p, hit, now: now, fromState: true)
                 return
             }
         }
     }
 
-    /// The path that makes a state condition true, or nil.
-    static func holds(_ c: PathCondition) -> String? {
-        switch c.kind {
-        case .exists: return ((try? Files.status(c.path)) ?? nil) != nil ? c.path : nil
-        case .existsGlob: return Files.glob(c.path).first
-        case .directoryNotEmpty: return Files.firstEntry(c.path).map { c.directory + "/" + $0 }
+    /// The path that makes a state condition true, or nil; looked up in
+    /// the condition's verified directory.
+    func holds(_ rt: PathRuntime, _ c: Int) -> String? {
+        let cond = rt.config.conditions[c]
+        switch cond.kind {
+        case .exists: return conditionPathExists(rt, c) ? cond.path : nil
+        case .existsGlob: return withDirectory(rt, c) { Files.firstEntry(in: $0, matching: cond.pattern) }?.map { cond.directory + "/" + $0 }
+        case .directoryNotEmpty: return withDirectory(rt, c) { Files.firstEntry(in: $0) }?.map { cond.directory + "/" + $0 }
         case .changed, .modified: return nil
         }
     }
@@ -320,6 +390,10 @@ extension Supervisor {
 
     /// Shutdown: no new jobs, no more events.
     func stopPaths() {
+        for rt in paths {
+            for fd in rt.directories { fd?.close() }
+            rt.directories = rt.directories.map { _ in nil }
+        }
         if let inotify {
             for (token, source) in sources {
                 if case .inotify = source { unregister(inotify.fd, token: token) }

@@ -118,6 +118,72 @@ public enum Files {
         }
     }
 
+    /// Calls `body` with the name and `d_type` of each entry of the
+    /// directory `dir` (any fd of it, O_PATH included), until it returns
+    /// false; names that are not UTF-8 are skipped. The corresponding C
+    /// functions are openat(2) and fdopendir(3).
+    public static func forEachEntry(in dir: FileDescriptor, _ body: (String, UInt8) -> Bool) throws(SysError) {
+        let raw = porter_openat(dir.rawValue, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
+        if raw < 0 { throw SysError(call: "open(.)", errno: SysError.current) }
+        guard let d = fdopendir(raw) else {
+            let e = SysError.current
+            _ = Glibc.close(raw)
+            throw SysError(call: "fdopendir", errno: e)
+        }
+        defer { closedir(d) }
+        while let entry = readdir(d) {
+            let bytes = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix(while: { $0 != 0 })) }
+            if bytes == [0x2E] || bytes == [0x2E, 0x2E] { continue }
+            guard let name = String(validating: bytes, as: UTF8.self) else { continue }
+            if !body(name, entry.pointee.d_type) { return }
+        }
+    }
+
+    /// lstat(2) (or stat(2) with `follow`) of `name` in the directory `dir`;
+    /// nil if missing. The corresponding C function is fstatat(2).
+    public static func status(at dir: FileDescriptor, _ name: String, follow: Bool = false) -> Status? {
+        var st = stat()
+        guard fstatat(dir.rawValue, name, &st, follow ? 0 : AT_SYMLINK_NOFOLLOW) == 0 else { return nil }
+        return Status(mode: st.st_mode, size: Int64(st.st_size),
+                      modified: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec),
+                      inode: UInt64(st.st_ino))
+    }
+
+    /// Entries of `dir` that are not directories, matching `pattern`.
+    public static func regularFiles(in dir: FileDescriptor, matching pattern: String?) -> [String] {
+        var names: [String] = []
+        try? forEachEntry(in: dir) { name, type in
+            if type == UInt8(DT_DIR) { return true }
+            if type == UInt8(DT_UNKNOWN), status(at: dir, name)?.isDirectory ?? true { return true }
+            if let pattern, !matches(name, pattern: pattern) { return true }
+            names.append(name)
+            return true
+        }
+        return names
+    }
+
+    /// The first entry of `dir` by name (matching `pattern`, if any).
+    public static func firstEntry(in dir: FileDescriptor, matching pattern: String? = nil) -> String? {
+        var first: String? = nil
+        try? forEachEntry(in: dir) { name, _ in
+            if let pattern, !matches(name, pattern: pattern) { return true }
+            if first == nil || name < first! { first = name }
+            return true
+        }
+        return first
+    }
+
+    /// Opens `name` in `dir` without following a symlink there. The caller
+    /// owns the fd. The corresponding C function is openat(2).
+    public static func open(at dir: FileDescriptor, _ name: String, flags: Int32) throws(SysError) -> FileDescriptor {
+        FileDescriptor(try retrying("open(\(name))") { porter_openat(dir.rawValue, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0) })
+    }
+
+    /// The corresponding C function is renameat(2).
+    public static func rename(at from: FileDescriptor, _ name: String, to: FileDescriptor, _ newName: String) throws(SysError) {
+        _ = try retrying("rename(\(name))") { renameat(from.rawValue, name, to.rawValue, newName) }
+    }
+
     /// Names in a directory, without "." and "..", as bytes: a name that is
     /// not UTF-8 must be reported as it is, not decoded into another name.
     public static func listRaw(_ path: String) throws(SysError) -> [[UInt8]] {

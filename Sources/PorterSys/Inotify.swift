@@ -20,6 +20,7 @@ public struct Inotify {
         public static let moveSelf = Mask(rawValue: UInt32(IN_MOVE_SELF))
         public static let onlyDirectory = Mask(rawValue: UInt32(IN_ONLYDIR))
         public static let maskAdd = Mask(rawValue: UInt32(IN_MASK_ADD))
+        public static let dontFollow = Mask(rawValue: UInt32(IN_DONT_FOLLOW))
         // Reported only:
         public static let ignored = Mask(rawValue: UInt32(IN_IGNORED))
         public static let isDirectory = Mask(rawValue: UInt32(IN_ISDIR))

@@ -39,6 +39,9 @@ public enum SafePath {
         /// A symlink that may not be followed: the directory holding it
         /// (owned by the caller), its path, and why.
         case refused(FileDescriptor, path: String, reason: String)
+        /// Something that is not a directory stands where one is needed: the
+        /// directory holding it (owned by the caller), its path, and its name.
+        case notDirectory(FileDescriptor, path: String, name: String)
     }
 
     static let maxLinks = 40  // as the kernel's MAXSYMLINKS
@@ -113,8 +116,8 @@ public enum SafePath {
                 rest = components(target) + rest
             default:
                 guard rest.isEmpty, !directory else {
-                    fd.close(); dir.close()
-                    throw SysError(call: "open(\(here))", errno: ENOTDIR)
+                    fd.close()
+                    return .notDirectory(dir, path: dirPath, name: name)
                 }
                 dir.close()
                 return .found(fd)
@@ -126,6 +129,7 @@ public enum SafePath {
     /// What stood in the way of a directory, as one message.
     public struct Problem: Error, CustomStringConvertible {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
     /// The directory at `path` (O_PATH, owned by the caller), or a problem
@@ -141,6 +145,9 @@ public enum SafePath {
         case .refused(let fd, _, let reason):
             fd.close()
             throw Problem(description: reason)
+        case .notDirectory(let fd, let at, let name):
+            fd.close()
+            throw Problem(description: "open(\(join(at, name))): \(SysError.describe(ENOTDIR))")
         }
     }
 
@@ -167,6 +174,18 @@ public enum SafePath {
     static func parent(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
         return String(path[..<slash])
+    }
+
+    /// The directory at `path` if it exists and may be used, else nil
+    /// (whatever fd the resolution held is closed).
+    public static func existingDirectory(_ path: String, trust: Trust) -> FileDescriptor? {
+        try? directory(path, trust: trust)
+    }
+
+    /// Whether symlinks in the directory `fd` may be followed.
+    public static func allowsLinks(in fd: FileDescriptor, trust: Trust) -> Bool {
+        var st = stat()
+        return fstat(fd.rawValue, &st) == 0 && trust.distrust(st) == nil
     }
 
     /// A path through which a path-taking call (inotify_add_watch, bind)

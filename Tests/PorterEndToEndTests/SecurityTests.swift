@@ -241,3 +241,118 @@ extension EndToEnd.Security {
         #expect(try porter.stop() == 0)
     }
 }
+
+extension EndToEnd.Security {
+    /// A directory that anyone may write, like a user's own: where the
+    /// report's attacker (uid 65534) placed symlinks.
+    static func writableDirectory(_ path: String) {
+        mkdir(path, 0o777)
+        chmod(path, 0o777)
+    }
+
+    /// A root-only directory with a secret, the attacker's target.
+    static func secretDirectory(_ path: String) -> String {
+        mkdir(path, 0o700)
+        writeFile(path + "/config.conf", "important\n", mode: 0o600)
+        return path + "/config.conf"
+    }
+
+    /// F2: a watched directory that is a symlink placed in a directory
+    /// others can write is refused before start: no job sees the root file,
+    /// FailedDirectory= does not move it.
+    @Test func f2_symlinkedWatchedDirectoryIsRefused() throws {
+        let dir = makeTempDirectory("f2pre")
+        defer { _ = system("rm -rf '\(dir)'") }
+        Self.writableDirectory(dir + "/x")
+        let secret = Self.secretDirectory(dir + "/rootdir")
+        #expect(symlink(dir + "/rootdir", dir + "/x/inbox") == 0)
+        let porter = try PorterRun("f2prerun", units: [
+            "job.path": "[Path]\nDirectoryNotEmpty=\(dir)/x/inbox\nMakeDirectory=yes\nAccept=yes\nFailedDirectory=\(dir)/x/failed\n",
+            "job@.service": "[Service]\nExecStart=\(handlerBinary) job \(dir)/runs --fail\nStandardInput=file-trigger\n",
+        ])
+        try porter.waitForLog("job.path:2: DirectoryNotEmpty: \(dir)/x/inbox is a symlink in a directory that others can write (anyone can write it); porter follows symlinks only in directories that only root can write; not watching \(dir)/x/inbox until that changes")
+        #expect(porter.log.contains("MakeDirectory=: \(dir)/x/inbox is a symlink in a directory that others can write"))
+        // The refusal is said once, not per event.
+        writeFile(dir + "/x/other", "")
+        usleep(200_000)
+        #expect(porter.count("is a symlink in a directory that others can write (anyone can write it); porter follows symlinks only in directories that only root can write; not watching") == 1)
+        #expect(jobRuns(dir + "/runs").isEmpty)
+        #expect(access(secret, F_OK) == 0, "the root file stays where it is")
+        // The symlink replaced by a real directory: watched again.
+        #expect(unlink(dir + "/x/inbox") == 0)
+        mkdir(dir + "/x/inbox", 0o755)
+        try waitUntil(10, "the new inbox watched") {
+            renameIn(dir + "/x/inbox", "probe-\(UInt32.random(in: 0...UInt32.max))", "ok")
+            usleep(50_000)
+            return !jobRuns(dir + "/runs").isEmpty
+        }
+        #expect(try porter.stop() == 0)
+    }
+
+    /// F2: the watched directory swapped for a symlink while porter runs
+    /// (the report's `mv inbox inbox.old && ln -s rootdir inbox`).
+    @Test func f2_watchedDirectorySwappedForASymlinkIsNotFollowed() throws {
+        let dir = makeTempDirectory("f2swap")
+        defer { _ = system("rm -rf '\(dir)'") }
+        Self.writableDirectory(dir + "/x")
+        let secret = Self.secretDirectory(dir + "/rootdir2")
+        let porter = try PorterRun("f2swaprun", units: [
+            "job.path": "[Path]\nDirectoryNotEmpty=\(dir)/x/inbox\nMakeDirectory=yes\nAccept=yes\nFailedDirectory=\(dir)/x/failed\n",
+            "job@.service": "[Service]\nExecStart=\(handlerBinary) job \(dir)/runs --fail\nStandardInput=file-trigger\n",
+        ])
+        renameIn(dir + "/x/inbox", "first", "hello")
+        try waitUntil(10, "the first job") { jobRuns(dir + "/runs").count == 1 }
+        try porter.waitForLog("moved \(dir)/x/inbox/first to \(dir)/x/failed/")
+        #expect(rename(dir + "/x/inbox", dir + "/x/inbox.old") == 0)
+        #expect(symlink(dir + "/rootdir2", dir + "/x/inbox") == 0)
+        try porter.waitForLog("\(dir)/x/inbox is a symlink in a directory that others can write")
+        // A file in the old inbox is still the verified directory's: fine to
+        // handle or not, but nothing from the root directory may be.
+        usleep(300_000)
+        for run in jobRuns(dir + "/runs") {
+            #expect(!run.joined(separator: " ").contains("important"), "a job read the root file: \(run)")
+            #expect(!run.joined(separator: " ").contains("rootdir2"))
+        }
+        #expect(access(secret, F_OK) == 0, "FailedDirectory= moved the root file")
+        #expect(try porter.stop() == 0)
+    }
+
+    /// F2: a FailedDirectory= that is a symlink in a writable directory is
+    /// refused: the failed file stays where it was.
+    @Test func f2_symlinkedFailedDirectoryIsRefused() throws {
+        let dir = makeTempDirectory("f2failed")
+        defer { _ = system("rm -rf '\(dir)'") }
+        Self.writableDirectory(dir + "/x")
+        mkdir(dir + "/rootdir3", 0o700)
+        mkdir(dir + "/x/inbox", 0o755)
+        #expect(symlink(dir + "/rootdir3", dir + "/x/failed") == 0)
+        let porter = try PorterRun("f2failedrun", units: [
+            "job.path": "[Path]\nDirectoryNotEmpty=\(dir)/x/inbox\nAccept=yes\nFailedDirectory=\(dir)/x/failed\n",
+            "job@.service": "[Service]\nExecStart=\(handlerBinary) job \(dir)/runs --fail\nStandardInput=file-trigger\n",
+        ])
+        renameIn(dir + "/x/inbox", "bad", "data")
+        try porter.waitForLog("cannot move \(dir)/x/inbox/bad to FailedDirectory=\(dir)/x/failed: \(dir)/x/failed is a symlink in a directory that others can write")
+        #expect(access(dir + "/x/inbox/bad", F_OK) == 0, "left in place")
+        #expect(((try? Files.list(dir + "/rootdir3")) ?? ["?"]).isEmpty)
+        #expect(try porter.stop() == 0)
+    }
+
+    /// F2: an admin's symlink in a directory only root (or porter) can
+    /// write is followed, as `/var/spool -> /srv/spool` must keep working.
+    @Test func f2_trustedSymlinkIsFollowed() throws {
+        let dir = makeTempDirectory("f2trusted")
+        defer { _ = system("rm -rf '\(dir)'") }
+        mkdir(dir + "/real", 0o755)
+        #expect(symlink(dir + "/real", dir + "/spool") == 0)
+        let porter = try PorterRun("f2trustedrun", units: [
+            "job.path": "[Path]\nDirectoryNotEmpty=\(dir)/spool\nAccept=yes\n",
+            "job@.service": "[Service]\nExecStart=\(handlerBinary) job \(dir)/runs --remove\nStandardInput=file-trigger\n",
+        ])
+        renameIn(dir + "/real", "letter", "hello")
+        try waitUntil(10, "the job") { jobRuns(dir + "/runs").count == 1 }
+        let run = jobRuns(dir + "/runs")[0]
+        #expect(run[3] == "\(dir)/spool/letter" && run[4] == "hello", "\(run)")
+        #expect(!porter.log.contains("symlink"))
+        #expect(try porter.stop() == 0)
+    }
+}
