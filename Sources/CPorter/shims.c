@@ -62,6 +62,12 @@ int porter_pidfd_open(pid_t pid)
     return r < 0 ? -errno : (int)r;
 }
 
+int porter_pidfd_send_signal(int pidfd, int sig)
+{
+    long r = syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+    return r < 0 ? -errno : 0;
+}
+
 int porter_pidfs_supported(void)
 {
     int fd = porter_pidfd_open(getpid());

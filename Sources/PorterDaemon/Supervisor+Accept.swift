@@ -163,6 +163,8 @@ extension Supervisor {
             Log.write(ok ? .info : .warning, "\(inst.unit): pid \(pid) exited, \(status)")
         }
         for sig in inst.kill.leftovers(pid) { Signals.send(sig.signal, to: sig.pid, group: sig.group) }
+        // The instance is its group's leader: the group id is its pid.
+        trackLeftovers(group: pid, unit: inst.unit, kill: inst.kill, now: MonotonicClock.now())
         switch inst.owner {
         case .socket(let i):
             if let actions = sockets[i].acceptMachine?.handle(.instanceExited) { perform(actions, socket: i) }

@@ -105,7 +105,11 @@ extension Supervisor {
                 let fine = (result == .success && progress) || stoppedByPorter
                 Log.write(fine ? .info : .warning, "\(s.name): pid \(pid) exited, \(status)\(note)")
                 let now = MonotonicClock.now()
+                let group = s.group
                 perform(s.machine.handle(.exited(pid: pid, result: result, progress: progress), now: now), service: i, now: now)
+                if let group, !s.machine.state.isRunningOrStarting || s.group != group {
+                    trackLeftovers(group: group, unit: s.name, kill: s.prepared.kill, now: now)
+                }
             } else {
                 // Not started by porter: an orphan adopted by porter as PID 1.
                 Log.debug("reaped pid \(pid) (\(status)), not a service of porter's")
@@ -163,5 +167,14 @@ extension ServiceMachine.State {
     var isStopping: Bool {
         if case .stopping = self { return true }
         return false
+    }
+
+    /// Whether a run is still going on (MAINPID= moved the main process,
+    /// so the exit of the first pid is not the end of the group).
+    var isRunningOrStarting: Bool {
+        switch self {
+        case .running, .freezing, .starting: return true
+        case .listening, .stopping, .waitingRestart, .holdingOff, .stopped: return false
+        }
     }
 }

@@ -242,6 +242,7 @@ extension Supervisor {
         }
         stopping = true
         bindRetries.removeAll()
+        stopLeftovers()
         stopPaths()
         for (i, s) in sockets.enumerated() {
             _ = s.acceptMachine?.handle(.stop)

@@ -22,6 +22,8 @@ public final class Supervisor {
         case mainExit(service: Int)
         case inotify
         case journal(JournalPipe)
+        /// The pidfd of a process left in a group after its main process exited.
+        case leftover(group: Int32, pid: Int32)
     }
 
     let epoll: Epoll
@@ -65,6 +67,8 @@ public final class Supervisor {
     var installedServices: Set<UnitName> = []
     /// Socket units whose address was in use, tried again with back-off.
     var bindRetries: [UnitName: BindRetry] = [:]
+    /// Process groups that outlived their main process, by group id.
+    var leftovers: [Int32: LeftoverGroup] = [:]
     /// Where each opened address came from (file:line), to say which of
     /// porter's own units holds an address another cannot bind.
     var openedPorts: [ListenConflict.Key: String] = [:]
@@ -159,6 +163,8 @@ public final class Supervisor {
             perform(services[service].machine.handle(.activity, now: now), service: service, now: now)
         case .journal(let pipe):
             pipe.drain()
+        case .leftover(let group, let pid):
+            leftoverExited(group: group, pid: pid)
         }
     }
 
@@ -173,6 +179,7 @@ public final class Supervisor {
         for p in paths { consider(p.jobs?.deadline) }
         for (_, i) in instances { consider(i.deadline) }
         for (_, r) in bindRetries { consider(r.at) }
+        for (_, g) in leftovers { consider(g.killAt) }
         guard earliest != armedDeadline else { return }
         do {
             try timer.arm(at: earliest)
@@ -197,6 +204,7 @@ public final class Supervisor {
             instanceDeadline(pid, inst, now: now)
         }
         if !stopping { retryBinds(now: now) }
+        leftoversDue(now: now)
     }
 
     private func listenerReadable(_ socket: Int, _ index: Int) {
@@ -249,6 +257,6 @@ public final class Supervisor {
     }
 
     var finished: Bool {
-        instances.isEmpty && servicePIDs.isEmpty && services.allSatisfy { $0.mainWatch == nil }
+        instances.isEmpty && servicePIDs.isEmpty && services.allSatisfy { $0.mainWatch == nil } && leftovers.isEmpty
     }
 }

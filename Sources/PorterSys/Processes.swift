@@ -89,6 +89,33 @@ public enum Processes {
         return fd < 0 ? nil : FileDescriptor(fd)
     }
 
+    /// Signals the process a pidfd refers to: never another process that
+    /// reused its pid. False once it has exited.
+    /// The corresponding C function is pidfd_send_signal(2).
+    @discardableResult
+    public static func signal(_ pidfd: FileDescriptor, _ signal: Int32) -> Bool {
+        porter_pidfd_send_signal(pidfd.rawValue, signal) == 0
+    }
+
+    /// Whether any process is in the process group `group`.
+    public static func groupHasMembers(_ group: Int32) -> Bool {
+        Glibc.kill(-group, 0) == 0 || SysError.current == EPERM
+    }
+
+    /// The processes in the process group `group`, from /proc/PID/stat
+    /// (field 5). Only asked when a group outlives its main process.
+    public static func members(ofGroup group: Int32) -> [Int32] {
+        var out: [Int32] = []
+        for name in (try? Files.list("/proc")) ?? [] {
+            guard let pid = Int32(name), let stat = try? Files.read("/proc/\(pid)/stat", limit: 4096),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            // state, ppid, pgrp
+            if fields.count > 2, fields[0] != "Z", Int32(fields[2]) == group { out.append(pid) }
+        }
+        return out
+    }
+
     /// Whether a process is stopped (by SIGSTOP), from /proc/PID/stat.
     public static func isStopped(_ pid: Int32) -> Bool {
         guard let stat = try? Files.read("/proc/\(pid)/stat", limit: 4096),

@@ -356,3 +356,71 @@ extension EndToEnd.Security {
         #expect(try porter.stop() == 0)
     }
 }
+
+/// A script whose main process leaves a member of its group behind that
+/// ignores SIGTERM (set before the main process exits), then prints its
+/// arguments and exits; the member's pid goes to DIR/pid.
+func leftover(_ dir: String) -> String {
+    writeFile(dir + "/leftover.sh", """
+        /bin/sh -c 'trap "" TERM; echo $$ > \(dir)/pid.tmp; mv \(dir)/pid.tmp \(dir)/pid; exec sleep 301' &
+        while [ ! -s \(dir)/pid ]; do sleep 0.01; done
+        [ $# -gt 0 ] && echo "$@"
+        exit 0
+
+        """)
+    return dir + "/leftover.sh"
+}
+
+/// Alive and not a zombie (an orphan's zombie waits for PID 1 to reap it).
+func isRunning(_ pid: Int32) -> Bool {
+    let stat = readFile("/proc/\(pid)/stat")
+    guard let close = stat.lastIndex(of: ")") else { return false }
+    return stat[stat.index(close, offsetBy: 2)] != "Z"
+}
+
+extension EndToEnd.Security {
+    /// F7: a leftover of the instance's group that ignores SIGTERM is
+    /// killed after TimeoutStopSec=, and the client's connection, which it
+    /// held, ends.
+    @Test func f7_leftoversIgnoringTheKillSignalAreEscalated() throws {
+        let port = freePort()
+        let dir = makeTempDirectory("f7")
+        defer { _ = system("rm -rf '\(dir)'") }
+        let porter = try PorterRun("f7run", units: [
+            "b.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\n",
+            // The leftover has its TERM ignored before the main process exits.
+            "b@.service": "[Service]\nExecStart=/bin/sh \(leftover(dir)) hi\nStandardInput=socket\nTimeoutStopSec=1\n",
+        ])
+        let start = now()
+        let c = try Client.tcp(port)
+        #expect(try c.readAll(seconds: 10) == "hi\n", "EOF once the leftover is killed")
+        c.close()
+        let took = now() - start
+        #expect(took >= .milliseconds(900) && took < .seconds(8), "\(took)")
+        let pid = Int32(readFile(dir + "/pid").trimmingWhitespace()) ?? -1
+        try waitUntil(5, "the leftover gone") { !isRunning(pid) }
+        #expect(porter.log.contains("still running after TimeoutStopSec=, sending SIGKILL"), "\(porter.log)")
+        #expect(try porter.stop() == 0)
+    }
+
+    /// F7: at shutdown porter waits for a group whose main process already
+    /// exited, escalates after TimeoutStopSec=, and exits only when it is gone.
+    @Test func f7_shutdownWaitsForLeftoverGroups() throws {
+        let dir = makeTempDirectory("f7stop")
+        defer { _ = system("rm -rf '\(dir)'") }
+        let porter = try PorterRun("f7stoprun", units: [
+            "go.path": "[Path]\nPathExists=\(dir)/go\n",
+            "go.service": "[Service]\nExecStart=/bin/sh -c 'rm -f \(dir)/go; exec /bin/sh \(leftover(dir))'\nTimeoutStopSec=2\n",
+        ])
+        writeFile(dir + "/go", "")
+        try porter.waitForLog("still running after the main process exited; SIGKILL in 2s unless it exits")
+        let pid = Int32(readFile(dir + "/pid").trimmingWhitespace()) ?? -1
+        #expect(pid > 0 && processExists(pid))
+        kill(porter.pid, SIGTERM)
+        usleep(300_000)
+        #expect(processExists(porter.pid), "porter exited with a member of a group left behind")
+        #expect(try porter.stop(seconds: 10) == 0)
+        #expect(!isRunning(pid), "the leftover outlived porter")
+        #expect(porter.log.contains("still running after TimeoutStopSec=, sending SIGKILL"))
+    }
+}

@@ -138,6 +138,8 @@ int porter_wcoredump(int status);
 
 /* pidfd_open(2), where the kernel has it; -errno otherwise. */
 int porter_pidfd_open(pid_t pid);
+/* pidfd_send_signal(2): 0, or -errno (ESRCH once the process has exited). */
+int porter_pidfd_send_signal(int pidfd, int sig);
 /* Whether pidfds live on pidfs (Linux 6.9+), where a pidfd's inode number is
  * a unique 64-bit process id: what LISTEN_PIDFDID carries. */
 int porter_pidfs_supported(void);
