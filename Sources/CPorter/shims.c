@@ -133,7 +133,7 @@ long porter_release_text(void)
 }
 
 long porter_notify_receive(int fd, char *text, size_t size, int32_t *pid, uint32_t *uid,
-                           int *fds, int max_fds, int *nfds)
+                           int *fds, int max_fds, int *nfds, int *truncated)
 {
     union {
         struct cmsghdr align;
@@ -147,6 +147,9 @@ long porter_notify_receive(int fd, char *text, size_t size, int32_t *pid, uint32
     *pid = 0;
     *uid = (uint32_t)-1;
     *nfds = 0;
+    /* The kernel cut the control data (fds past our room, or past the fd
+     * limit: the message lost fds) or the text: the caller rejects it. */
+    *truncated = (msg.msg_flags & MSG_CTRUNC) ? 1 : ((size_t)n > size ? 2 : 0);
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
             struct ucred u;
@@ -160,12 +163,14 @@ long porter_notify_receive(int fd, char *text, size_t size, int32_t *pid, uint32
                 memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
                 if (*nfds < max_fds)
                     fds[(*nfds)++] = f;
-                else
+                else {
                     close(f);
+                    *truncated = 1;
+                }
             }
         }
     }
     if ((size_t)n > size)
-        n = (ssize_t)size; /* truncated: what fits */
+        n = (ssize_t)size; /* truncated: rejected by the caller */
     return n;
 }

@@ -18,6 +18,10 @@ final class SocketRuntime {
     var accepted: UInt32 = 0
     /// After an accept error (EMFILE...): when to try again.
     var retryAt: Instant?
+    /// Per-connection failures and the at-the-limit line: a remote client
+    /// can drive them, so they are rate-limited.
+    var failureLog = LogRateLimit(interval: .seconds(10), burst: 10)
+    var limitLog = LogRateLimit(interval: .seconds(60), burst: 1)
 
     init(config: SocketConfig, fds: [FileDescriptor]) {
         self.config = config
@@ -70,6 +74,8 @@ final class PathRuntime {
     var template: PreparedService?
     var jobs: FileJobs?
     var jobsSinceTrim = 0
+    /// Per-job failures: anyone who may write the directory can drive them.
+    var failureLog = LogRateLimit(interval: .seconds(10), burst: 10)
     /// The path that fired last, for TRIGGER_PATH.
     var fired: String?
     /// A change fired while the service ran: start it again after it exits

@@ -33,7 +33,7 @@ extension Supervisor {
     /// socket for a second instead; clients wait in the backlog.
     private func acceptFailed(_ i: Int, _ error: SysError) {
         let s = sockets[i]
-        Log.error("\(s.name): accept: \(error.reason); pausing this socket for 1s")
+        failure(i, "\(s.name): accept: \(error.reason); pausing this socket for 1s")
         unwatch(socket: i)
         s.retryAt = MonotonicClock.now() + .seconds(1)
     }
@@ -67,16 +67,31 @@ extension Supervisor {
                                      activation: info.environment, devNull: devNull, fileLimit: childFileLimit,
                                      journal: { () throws(SysError) in try journal(for: p) })
         } catch let error as ValueError {
-            Log.error("\(unitName): \(error.message)")
+            failure(i, "\(unitName): \(error.message)")
             return
         } catch let error as Launch.Failure {
-            Log.error("\(unitName): \(error.message)")
+            failure(i, "\(unitName): \(error.message)")
             return
         } catch {
-            Log.error("\(unitName): \(error)")
+            failure(i, "\(unitName): \(error)")
             return
         }
         defer { launch.close() }
+        // IdleTimeoutSec= needs porter's own copy of the connection, made
+        // before the spawn: when it cannot be made (the fd limit), the
+        // connection is closed with the reason rather than served by an
+        // instance nobody would stop (report F8).
+        var watcher: Instance.IdleWatch? = nil
+        if let timeout = p.config.idleTimeout {
+            do throws(SysError) {
+                watcher = try watchIdle(fd, timeout: timeout, tcp: peer.ipString != nil, now: MonotonicClock.now())
+            } catch {
+                failure(i, "\(unitName): cannot watch IdleTimeoutSec= (\(error)); connection closed, pausing this socket for 1s")
+                unwatch(socket: i)
+                s.retryAt = MonotonicClock.now() + .seconds(1)
+                return
+            }
+        }
         // Detached: porter goes back to accepting while the child execs; an
         // exec failure is reported when the child is reaped.
         switch spawner.spawnDetached(launch.plan) {
@@ -85,16 +100,16 @@ extension Supervisor {
                                     ignoreFailure: p.config.exec?.ignoreFailure ?? false, executable: launch.plan.path)
             let now = MonotonicClock.now()
             instance.runtimeEnd = p.config.runtimeMax.map { now + $0 }
-            if let timeout = p.config.idleTimeout {
-                instance.idle = watchIdle(pid, fd, timeout: timeout, tcp: peer.ipString != nil, now: now)
-            }
+            if let token = watcher?.token { sources[token] = .instanceActivity(pid: pid) }
+            instance.idle = watcher
             instances[pid] = instance
             Log.debug("\(unitName): started pid \(pid)")
             if let actions = s.acceptMachine?.handle(.instanceStarted) { perform(actions, socket: i) }
         case .failure(let error):
+            if let watcher { dropIdleWatch(watcher) }
             if let pid = error.pid { failedSpawns.insert(pid) }
             if error.isExecFailure { p.forgetExecutable(launch.plan.path) }
-            Log.error("\(unitName): \(error)")
+            failure(i, "\(unitName): \(error)")
         }
     }
 
@@ -102,18 +117,24 @@ extension Supervisor {
     /// data last went either way; for Unix sockets, the copy is watched
     /// edge-triggered, so each arrival (and each drain of what the service
     /// sent) is one event.
-    private func watchIdle(_ pid: Int32, _ fd: FileDescriptor, timeout: Duration, tcp: Bool, now: Instant) -> Instance.IdleWatch? {
-        guard let copy = try? fd.duplicate() else { return nil }
+    private func watchIdle(_ fd: FileDescriptor, timeout: Duration, tcp: Bool, now: Instant) throws(SysError) -> Instance.IdleWatch {
+        let copy = try fd.duplicate()
         var watch = Instance.IdleWatch(timeout: timeout, connection: copy, tcp: tcp, token: nil, lastActivity: now, checkAt: now + timeout)
         if !tcp {
             let token = nextToken
             nextToken += 1
-            if (try? epoll.add(copy, events: [.readable, .writable, .edgeTriggered], token: token)) != nil {
-                sources[token] = .instanceActivity(pid: pid)
-                watch.token = token
+            do { try epoll.add(copy, events: [.readable, .writable, .edgeTriggered], token: token) } catch {
+                copy.close()
+                throw error
             }
+            watch.token = token
         }
         return watch
+    }
+
+    func dropIdleWatch(_ idle: Instance.IdleWatch) {
+        if let token = idle.token { unregister(idle.connection, token: token) }
+        idle.connection.close()
     }
 
     /// RuntimeMaxSec= or IdleTimeoutSec= of an instance came due, or its
@@ -150,17 +171,18 @@ extension Supervisor {
     }
 
     func instanceExited(_ pid: Int32, _ inst: Instance, _ status: ExitStatus) {
-        if let idle = inst.idle {
-            if let token = idle.token { unregister(idle.connection, token: token) }
-            idle.connection.close()
-        }
-        if status == .exited(127), let failure = spawner.failure(of: pid) {
+        if let idle = inst.idle { dropIdleWatch(idle) }
+        if status == .exited(127), let failed = spawner.failure(of: pid) {
             // It never ran: say why, not "status 127".
-            if failure.isExecFailure { template(of: inst.owner)?.forgetExecutable(inst.executable) }
-            Log.error("\(inst.unit): \(failure)")
+            if failed.isExecFailure { template(of: inst.owner)?.forgetExecutable(inst.executable) }
+            failure(inst.owner, "\(inst.unit): \(failed)")
         } else {
             let ok = status.isSuccess || inst.ignoreFailure || (inst.stopping && Self.isStopSignal(status, inst.kill))
-            Log.write(ok ? .info : .warning, "\(inst.unit): pid \(pid) exited, \(status)")
+            if ok {
+                Log.info("\(inst.unit): pid \(pid) exited, \(status)")
+            } else {
+                failure(inst.owner, "\(inst.unit): pid \(pid) exited, \(status)", level: .warning)
+            }
         }
         for sig in inst.kill.leftovers(pid) { Signals.send(sig.signal, to: sig.pid, group: sig.group) }
         // The instance is its group's leader: the group id is its pid.
@@ -185,8 +207,29 @@ extension Supervisor {
             switch action {
             case .watch: if sockets[i].retryAt == nil { watch(socket: i) }
             case .unwatch: unwatch(socket: i)
-            case .log(let level, let message): Log.write(level, message)
+            case .log(let level, let message):
+                // At most once a minute: under load a socket reaches its
+                // limit thousands of times (2 855 lines in 20 000 connections).
+                if level >= .info, let note = sockets[i].limitLog.admit(now: MonotonicClock.now()) {
+                    Log.write(level, message + note)
+                } else if level < .info {
+                    Log.write(level, message)
+                }
             }
+        }
+    }
+
+    /// A line a remote client (or a writer of a watched directory) can
+    /// cause, through the unit's rate limit.
+    func failure(_ socket: Int, _ message: String, level: LogLevel = .error) {
+        if let note = sockets[socket].failureLog.admit(now: MonotonicClock.now()) { Log.write(level, message + note) }
+    }
+
+    func failure(_ owner: InstanceOwner, _ message: String, level: LogLevel = .error) {
+        switch owner {
+        case .socket(let i): failure(i, message, level: level)
+        case .path(let p, _):
+            if let note = paths[p].failureLog.admit(now: MonotonicClock.now()) { Log.write(level, message + note) }
         }
     }
 }

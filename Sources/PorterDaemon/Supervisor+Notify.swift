@@ -18,6 +18,10 @@ extension Supervisor {
                 continue
             }
             let s = services[i]
+            if let why = message.truncation {
+                Log.warning("\(s.name): notification from pid \(message.pid) rejected: \(why); \(message.fds.count) fd\(message.fds.count == 1 ? "" : "s") closed")
+                continue
+            }
             let access = s.prepared.config.effectiveNotifyAccess
             let fromMain = message.pid == s.machine.pid
             guard access == .all || access == .exec && (fromMain || Processes.group(of: message.pid) == s.group) || access == .main && fromMain else {

@@ -15,6 +15,9 @@ public struct NotifySocket {
         public var fields: [(key: String, value: String)]
         /// Passed with SCM_RIGHTS; the receiver owns them.
         public var fds: [FileDescriptor]
+        /// Why the kernel cut the message, if it did: such a message is
+        /// rejected whole (never acted on with fds or text missing).
+        public var truncation: String?
     }
 
     /// The caller owns the socket. The corresponding C functions are
@@ -38,9 +41,9 @@ public struct NotifySocket {
     public func receive() -> Message? {
         var text = [CChar](repeating: 0, count: 4096)
         var fds = [Int32](repeating: -1, count: 253)
-        var pid: Int32 = 0, uid: UInt32 = 0, nfds: Int32 = 0
+        var pid: Int32 = 0, uid: UInt32 = 0, nfds: Int32 = 0, truncated: Int32 = 0
         while true {
-            let n = porter_notify_receive(fd.rawValue, &text, text.count, &pid, &uid, &fds, Int32(fds.count), &nfds)
+            let n = porter_notify_receive(fd.rawValue, &text, text.count, &pid, &uid, &fds, Int32(fds.count), &nfds, &truncated)
             if n == -Int(EINTR) { continue }
             guard n >= 0 else { return nil }
             let body = String(decoding: text.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -49,7 +52,9 @@ public struct NotifySocket {
                 guard let eq = line.firstIndex(of: "=") else { continue }
                 fields.append((String(line[..<eq]), String(line[line.index(after: eq)...])))
             }
-            return Message(pid: pid, uid: uid, fields: fields, fds: fds.prefix(Int(nfds)).map(FileDescriptor.init))
+            let why: String? = truncated == 1 ? "fds were lost in transit (MSG_CTRUNC: porter's fd limit, or more than \(fds.count))"
+                : truncated == 2 ? "longer than \(text.count) bytes" : nil
+            return Message(pid: pid, uid: uid, fields: fields, fds: fds.prefix(Int(nfds)).map(FileDescriptor.init), truncation: why)
         }
     }
 

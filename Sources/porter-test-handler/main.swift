@@ -26,6 +26,9 @@
 //                       TRIGGER_UNIT TRIGGER_PATH STDIN" to LOG (one write),
 //                       then --sleep MS, --remove (unlink TRIGGER_PATH),
 //                       --fail (exit 1); --instance I names the instance
+//   notify-big          send a 5000-byte STATUS= message, then STATUS=after; wait
+//   notify-fds N        FDSTORE=1 with N pipe ends in one message, then
+//                       STATUS=sent; wait
 import CPorter
 import Glibc
 
@@ -325,6 +328,24 @@ case "fdstore":
         writeAll(c, "stored state-\(getpid())\n")
     }
     close(c)
+
+case "notify-big":
+    sdNotify("STATUS=" + String(repeating: "x", count: 5000))
+    sdNotify("STATUS=after")
+    while true { pause() }
+
+case "notify-fds":
+    let count = args.count > 1 ? Int(args[1]) ?? 1 : 1
+    var ends: [Int32] = []
+    for _ in 0..<count {
+        var p: [Int32] = [-1, -1]
+        porter_pipe2(&p, O_CLOEXEC)
+        ends.append(p[0])
+        close(p[1])
+    }
+    sdNotify("FDSTORE=1\nFDNAME=many", fds: ends)
+    sdNotify("STATUS=sent")
+    while true { pause() }
 
 case "say":
     let text = args.dropFirst().joined(separator: " ")

@@ -251,3 +251,17 @@ struct AbstractNameTests {
         #expect(throws: ValueError.self) { try ListenAddress.parse(ok + "a", kind: .stream) }
     }
 }
+
+@Suite("log rate limit")
+struct LogRateLimitTests {
+    @Test func burstThenCountedThenSaid() {
+        var limit = LogRateLimit(interval: .seconds(10), burst: 2)
+        let t0 = Instant(nanoseconds: 1_000_000_000)
+        #expect(limit.admit(now: t0) == "")
+        #expect(limit.admit(now: t0) == "")
+        #expect(limit.admit(now: t0) == nil)
+        #expect(limit.admit(now: t0 + .seconds(5)) == nil)
+        #expect(limit.admit(now: t0 + .seconds(10)) == " (2 similar lines left out)")
+        #expect(limit.admit(now: t0 + .seconds(10)) == "")
+    }
+}

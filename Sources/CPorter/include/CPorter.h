@@ -146,10 +146,12 @@ int porter_pidfs_supported(void);
 /* Receives one sd_notify datagram: the text (not NUL-terminated), the
  * sender's pid and uid from SCM_CREDENTIALS (the socket has SO_PASSCRED), and
  * up to `max_fds` fds passed with SCM_RIGHTS (received close-on-exec; any
- * beyond `max_fds` are closed). Returns the text length, -EAGAIN when
- * nothing waits, or -errno. */
+ * beyond `max_fds` are closed). `*truncated` is 1 when fds were lost
+ * (MSG_CTRUNC, or more than `max_fds`), 2 when the text was longer than
+ * `size`, 0 otherwise. Returns the text length, -EAGAIN when nothing waits,
+ * or -errno. */
 long porter_notify_receive(int fd, char *text, size_t size, int32_t *pid, uint32_t *uid,
-                           int *fds, int max_fds, int *nfds);
+                           int *fds, int max_fds, int *nfds, int *truncated);
 
 /* Raises the soft RLIMIT_NOFILE to the hard limit; stores the old soft and
  * hard limits. Returns 0 or -errno. */
