@@ -45,6 +45,10 @@ public struct ServiceConfig: Sendable {
     public var name: UnitName
     public var exec: ExecCommand?
     var execLine = 0
+    /// The line of each key's last assignment, for messages about values
+    /// checked after parsing (User= that names no user, ...).
+    public var lines: [String: Int] = [:]
+    public var execStartLine: Int? { execLine > 0 ? execLine : nil }
     /// Environment= words, split but with specifiers unresolved.
     var environment: [(line: Int, name: String, value: String)] = []
     var environmentFiles: [(line: Int, path: String, optional: Bool)] = []
@@ -111,6 +115,7 @@ public struct ServiceConfig: Sendable {
         var config = ServiceConfig(name: name)
         var reader = UnitReader(file: file, diagnostics: diagnostics)
         reader.read(section: "Service", implemented: keys, unitKeys: unitKeys) { r, a in
+            config.lines[a.key] = a.line
             config.apply(a, &r, specifiers)
         }
         config.validate(&reader, specifiers)

@@ -90,11 +90,26 @@ struct Launch {
         if let wd = instance.workingDirectory {
             launch.plan.workingDirectory = wd.path ?? p.home
             launch.plan.workingDirectoryOptional = wd.optional
+        } else {
+            // systemd.exec(5): the root directory for a system manager, the
+            // user's home for a user manager; never porter's own cwd.
+            launch.plan.workingDirectory = p.defaultWorkingDirectory
+            launch.plan.workingDirectoryOptional = true
         }
         launch.plan.umask = Int32(c.umask)
         launch.plan.noNewPrivileges = c.noNewPrivileges
         launch.plan.fileLimit = fileLimit
         return launch
+    }
+
+    /// Whether the plan's strings were large enough (a 100 000-argument
+    /// ExecStart=, a huge %i) that the heap they needed should go back to
+    /// the kernel once the child has its copy.
+    var isLarge: Bool {
+        var total = 0
+        for a in plan.arguments { total += a.utf8.count; if total > 1 << 20 { return true } }
+        for e in plan.environment { total += e.utf8.count; if total > 1 << 20 { return true } }
+        return false
     }
 
     private static func stream(_ kind: StandardOutput, inherit: Int32, _ launch: inout Launch, _ devNull: FileDescriptor,

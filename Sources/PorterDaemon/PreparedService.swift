@@ -19,6 +19,9 @@ final class PreparedService {
     let sharedStrings: [String]?
     /// The home directory for WorkingDirectory=~.
     let home: String
+    /// Where a service without WorkingDirectory= runs: "/" when porter runs
+    /// as root (a system manager), porter's user's home otherwise.
+    var defaultWorkingDirectory: String { Processes.effectiveUID == 0 ? "/" : home }
     let host: HostFacts
     var journal: JournalPipe?
     private var executableCache: [String: String] = [:]
@@ -39,7 +42,7 @@ final class PreparedService {
                         shared cache: Shared = Shared()) -> Result<PreparedService, Diagnostic> {
         let file = config.name.description
         func refuse(_ key: String, _ message: String) -> Result<PreparedService, Diagnostic> {
-            .failure(Diagnostic(.error, file: file, key: key, message))
+            .failure(Diagnostic(.error, file: file, line: config.lines[key], key: key, message))
         }
         var account: Users.User? = nil
         if let u = config.user {

@@ -76,7 +76,10 @@ extension Supervisor {
             failure(i, "\(unitName): \(error)")
             return
         }
-        defer { launch.close() }
+        defer {
+            launch.close()
+            if launch.isLarge { trimPending = true }
+        }
         // IdleTimeoutSec= needs porter's own copy of the connection, made
         // before the spawn: when it cannot be made (the fd limit), the
         // connection is closed with the reason rather than served by an

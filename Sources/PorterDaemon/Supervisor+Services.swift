@@ -65,7 +65,10 @@ extension Supervisor {
             Log.error("\(s.name): \(error)")
             return .startFailed
         }
-        defer { launch.close() }
+        defer {
+            launch.close()
+            if launch.isLarge { trimPending = true }
+        }
         s.queuedAtStart = queued(s)
         switch spawner.spawn(launch.plan) {
         case .success(let pid):

@@ -22,7 +22,7 @@ struct Preparation {
                 services[name] = p
                 // Not an error: the program may be installed before the first connection.
                 if let exe = p.shared?.executable, p.executable(exe) == nil || !Files.isExecutable(p.executable(exe)!) {
-                    diagnostics.append(Diagnostic(.warning, file: name.description, key: "ExecStart",
+                    diagnostics.append(Diagnostic(.warning, file: name.description, line: p.config.execStartLine, key: "ExecStart",
                         "\(exe) is not an executable file (yet); starts will fail until it is"))
                 }
             case .failure(let d):

@@ -74,6 +74,9 @@ public final class Supervisor {
     var openedPorts: [ListenConflict.Key: String] = [:]
     private var armedDeadline: Instant?
     var stopping = false
+    /// A launch needed a large heap: trimmed once the batch of events is
+    /// done and its strings are freed.
+    var trimPending = false
 
     static let handledSignals: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGHUP]
 
@@ -126,6 +129,10 @@ public final class Supervisor {
                 // A registration dropped earlier in this batch: stale, skip.
                 guard let source = sources[token] else { continue }
                 dispatch(source)
+            }
+            if trimPending {
+                trimPending = false
+                Processes.trimHeap()
             }
         }
         for j in journals { j.flush() }

@@ -45,6 +45,17 @@ public enum Processes {
         _ = porter_close_range(3, UInt32.max, 4 /* CLOSE_RANGE_CLOEXEC */)
     }
 
+    /// Closes every fd above 2: what porter inherited. Called first thing,
+    /// before porter opens a file of its own.
+    public static func closeInherited() {
+        if porter_close_range(3, UInt32.max, 0) < 0 {
+            // Before Linux 5.9: one by one, up to the limit.
+            var limit = rlimit()
+            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            for fd in 3..<Int32(min(limit.rlim_cur, 65536)) { _ = Glibc.close(fd) }
+        }
+    }
+
     /// Makes sure fds 0, 1 and 2 are open (on /dev/null if not), so no
     /// socket porter opens later lands on them by accident.
     public static func ensureStandardFDs() {

@@ -25,6 +25,10 @@ func fail(_ message: String) -> Never {
     exit(2)
 }
 
+// fds a parent left open (without close-on-exec) are nobody's business
+// here: porter closes them before it opens anything of its own, rather
+// than keep them for as long as it runs.
+Processes.closeInherited()
 Processes.ensureStandardFDs()
 var args = Array(CommandLine.arguments.dropFirst())
 guard let command = args.first else { fail("missing command") }

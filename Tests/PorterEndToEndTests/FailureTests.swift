@@ -29,7 +29,7 @@ extension EndToEnd {
                 #expect(try c.readAll() == "", "the connection is closed, not left hanging")
                 c.close()
             }
-            #expect(porter.log.contains("porter: warning: nope@.service: ExecStart: /usr/bin/nope-not-here is not an executable file (yet); starts will fail until it is"))
+            #expect(porter.log.contains("porter: warning: nope@.service:2: ExecStart: /usr/bin/nope-not-here is not an executable file (yet); starts will fail until it is"))
             let log = try porter.waitForLog("exec /usr/bin/nope-not-here: No such file or directory")
             #expect(log.contains(".service: exec /usr/bin/nope-not-here: No such file or directory"))
             #expect(!log.contains("status 127"))

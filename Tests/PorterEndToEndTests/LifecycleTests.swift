@@ -137,7 +137,7 @@ extension EndToEnd {
             let log = porter.log
             #expect(log.contains("porter: error: typo.socket:2: ListenStream: port 70000 out of range 1-65535"))
             #expect(log.contains("porter: error: busy.socket:3: ListenStream: 127.0.0.1:\(busyPort): bind: Address already in use (another process listens there)"))
-            #expect(log.contains("porter: error: nouser.service: User: no such user 'no-such-user-here'"))
+            #expect(log.contains("porter: error: nouser.service:3: User: no such user 'no-such-user-here'"))
             #expect(log.contains("ready: 1 socket listening for 1 service"))
             let c = try Client.tcp(good)
             #expect(try c.readAll().hasPrefix("ok\n"))
@@ -181,7 +181,7 @@ extension EndToEnd {
             #expect(code == 1)
             #expect(out.contains("error: bad.socket:2: ListenStream: port 70000 out of range 1-65535\n"))
             #expect(out.contains("warning: bad.socket:3: Acept: unknown key in [Socket] ignored; did you mean Accept=?\n"))
-            #expect(out.contains("error: bad.service: User: no such user 'nobody-at-all'\n"))
+            #expect(out.contains("error: bad.service:3: User: no such user 'nobody-at-all'\n"))
             #expect(!out.contains("nothing to listen on"))
             #expect(!out.contains("not activated"))
             #expect(out.hasSuffix("1 socket ready, 2 errors, 1 warning\n"))

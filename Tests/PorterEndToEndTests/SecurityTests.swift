@@ -502,3 +502,35 @@ extension EndToEnd.Security {
         exited = true
     }
 }
+
+extension EndToEnd.Security {
+    /// The report's minor findings: children run in "/" (root) or the
+    /// home directory, not in porter's cwd; porter does not keep fds it
+    /// inherited; a User= error names its line.
+    @Test func minor_cwdInheritedFdsAndLineNumbers() throws {
+        let port = freePort()
+        let marker = makeTempDirectory("minor") + "/inherited"
+        defer { _ = system("rm -rf '\(marker)/..'") }
+        writeFile(marker, "")
+        let leak = open(marker, O_RDONLY)  // no O_CLOEXEC: porter inherits it
+        defer { close(leak) }
+        let porter = try PorterRun("minorrun", units: [
+            "cwd.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\n",
+            "cwd@.service": "[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\n",
+            "who.socket": "[Socket]\nListenStream=127.0.0.1:\(freePort())\n",
+            "who.service": "[Service]\nExecStart=/bin/true\n\nUser=no-such-user-here\n",
+        ])
+        let c = try Client.tcp(port)
+        let r = Report(try c.readAll())
+        c.close()
+        #expect(r.value("cwd") == (isRoot ? "/" : String(cString: getenv("HOME"))), "\(r.lines)")
+        let targets = ((try? Files.list("/proc/\(porter.pid)/fd")) ?? []).map { name -> String in
+            var buf = [CChar](repeating: 0, count: 4096)
+            let n = readlink("/proc/\(porter.pid)/fd/\(name)", &buf, buf.count - 1)
+            return String(decoding: buf[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        #expect(!targets.contains(marker), "porter kept an fd it inherited: \(targets)")
+        #expect(porter.log.contains("who.service:4: User: no such user 'no-such-user-here'"))
+        #expect(try porter.stop() == 0)
+    }
+}
