@@ -24,7 +24,11 @@ public enum Commands {
             return nil
         }
         do {
-            return try ConfigLoader.Directory(directory)
+            let dir = try ConfigLoader.Directory(directory)
+            if dir.writableByOthers {
+                Log.warning("\(directory): others can write this directory; whoever adds a unit here runs programs as porter's user")
+            }
+            return dir
         } catch {
             Log.error("\(directory): cannot read: \(error.reason)")
             return nil

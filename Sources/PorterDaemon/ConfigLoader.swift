@@ -75,6 +75,10 @@ public enum ConfigLoader {
             }
         }
 
+        /// Whether someone besides root (and porter's user) can write the
+        /// directory: whoever can add a unit there runs programs as porter.
+        public var writableByOthers: Bool { !SafePath.allowsLinks(in: fd, trust: .porter) }
+
         /// Reports the names that are not UTF-8.
         public func reportInvalidNames(to units: inout UnitSet) {
             for name in invalidNames {

@@ -531,6 +531,11 @@ extension EndToEnd.Security {
         }
         #expect(!targets.contains(marker), "porter kept an fd it inherited: \(targets)")
         #expect(porter.log.contains("who.service:4: User: no such user 'no-such-user-here'"))
+        #expect(!porter.log.contains("others can write this directory"))
+        // A config directory anyone can write is worth a warning.
+        chmod(porter.units, 0o777)
+        let (_, _, err) = try runPorter(["check", "--config-dir", porter.units])
+        #expect(err.contains("\(porter.units): others can write this directory; whoever adds a unit here runs programs as porter's user"), "\(err)")
         #expect(try porter.stop() == 0)
     }
 }
