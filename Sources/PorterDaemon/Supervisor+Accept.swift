@@ -12,7 +12,8 @@ extension Supervisor {
         let s = sockets[i]
         let listener = s.fds[index]
         for _ in 0..<Self.acceptBatch {
-            guard s.acceptMachine?.canAccept ?? false else { return }
+            // retryAt: paused meanwhile (an instance could not be watched).
+            guard s.retryAt == nil, s.acceptMachine?.canAccept ?? false else { return }
             var peer = SocketAddress()
             let connection: FileDescriptor
             do {
