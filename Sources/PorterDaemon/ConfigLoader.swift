@@ -88,14 +88,4 @@ public enum ConfigLoader {
 
         public func close() { fd.close() }
     }
-
-    /// Every unit file in `directory`, parsed and paired.
-    public static func load(directory: String, host: HostFacts) throws(SysError) -> Configuration {
-        let dir = try Directory(directory)
-        defer { dir.close() }
-        var units = UnitSet()
-        dir.reportInvalidNames(to: &units)
-        dir.add(dir.names, to: &units, host: host)
-        return Configuration.pair(units)
-    }
 }

@@ -141,6 +141,12 @@ extension Supervisor {
                     installedServices.insert(name)  // never: reported once
                     problems.append(Diagnostic(.error, file: name.description,
                         "not started: \(missing.map(\.description).joined(separator: ", ")) could not be opened"))
+                    // Its other sockets would hold clients in a backlog nobody
+                    // reads: closed, and said so.
+                    for i in indices where sockets[i].config.activates == name {
+                        close(socket: i)
+                        problems.append(Diagnostic(.error, file: sockets[i].name, "closed: \(name) cannot start without \(missing.map(\.description).joined(separator: ", "))"))
+                    }
                 }
                 continue
             }
@@ -156,6 +162,17 @@ extension Supervisor {
             for t in triggers { watch(socket: t) }
         }
         return problems
+    }
+
+    /// Closes a socket's listeners for good (its Unix files removed).
+    func close(socket i: Int) {
+        let s = sockets[i]
+        unwatch(socket: i)
+        for fd in s.fds { fd.close() }
+        s.fds.removeAll()
+        for l in s.config.listens {
+            if let path = l.address.unixPath { Listener.removeSocketFile(path) }
+        }
     }
 
     /// A retry of an address that was in use came due.
@@ -258,7 +275,9 @@ extension Supervisor {
         for (pid, inst) in instances {
             let (signals, killAt) = inst.kill.begin(pid, now: now)
             if signals.isEmpty {
-                instances[pid] = nil  // KillMode=none: left running
+                // KillMode=none: left running, but nothing of porter's stays with it.
+                if let idle = inst.idle { dropIdleWatch(idle) }
+                instances[pid] = nil
                 continue
             }
             instances[pid]?.stopping = true

@@ -229,82 +229,14 @@ public enum Files {
                       inode: UInt64(st.st_ino))
     }
 
-    /// Creates the missing parents of `path` with `mode`, as systemd's
-    /// mkdir_parents() does for socket paths (DirectoryMode=).
-    public static func makeParents(of path: String, mode: UInt32) throws(SysError) {
-        var prefix = ""
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true).dropLast()
-        for part in parts {
-            prefix += "/" + part
-            if mkdir(prefix, mode_t(mode)) != 0 {
-                let e = SysError.current
-                if e == EEXIST {
-                    if let st = try status(prefix), !st.isDirectory {
-                        throw SysError(call: "mkdir(\(prefix))", errno: ENOTDIR)
-                    }
-                    continue
-                }
-                throw SysError(call: "mkdir(\(prefix))", errno: e)
-            }
-        }
-    }
-
     /// Whether `name` matches a shell pattern. The corresponding C function is fnmatch(3).
     public static func matches(_ name: String, pattern: String) -> Bool {
         fnmatch(pattern, name, FNM_PERIOD) == 0
     }
 
-    /// The paths a pattern matches, sorted. The corresponding C function is glob(3).
-    public static func glob(_ pattern: String) -> [String] {
-        var g = glob_t()
-        defer { globfree(&g) }
-        guard Glibc.glob(pattern, 0, nil, &g) == 0 else { return [] }
-        return (0..<Int(g.gl_pathc)).compactMap { g.gl_pathv[$0].map { String(cString: $0) } }
-    }
-
-    /// Regular files directly in a directory (what a per-file unit handles).
-    /// Entries of a directory that are not directories (what a per-file
-    /// unit handles), by name; none if it cannot be read.
-    public static func regularFiles(in dir: String, matching pattern: String?) -> [String] {
-        var names: [String] = []
-        try? forEachEntry(dir) { name, type in
-            if type == UInt8(DT_DIR) { return true }
-            if type == UInt8(DT_UNKNOWN), (try? status(dir + "/" + name))?.isDirectory ?? true { return true }
-            if let pattern, !matches(name, pattern: pattern) { return true }
-            names.append(name)
-            return true
-        }
-        return names
-    }
-
-    /// Whether a directory has any entry besides "." and "..".
-    public static func hasEntries(_ dir: String) -> Bool {
-        var any = false
-        try? forEachEntry(dir) { _, _ in
-            any = true
-            return false
-        }
-        return any
-    }
-
-    /// The first entry of a directory besides "." and "..", by name.
-    public static func firstEntry(_ dir: String) -> String? {
-        (try? list(dir))?.min()
-    }
-
-    /// The corresponding C function is rename(2).
-    public static func rename(_ from: String, _ to: String) throws(SysError) {
-        _ = try retrying("rename(\(from))") { Glibc.rename(from, to) }
-    }
-
     /// Removes a file. The corresponding C function is unlink(2).
     public static func unlink(_ path: String) throws(SysError) {
         _ = try retrying("unlink(\(path))") { Glibc.unlink(path) }
-    }
-
-    /// The corresponding C function is chown(2).
-    public static func chown(_ path: String, uid: UInt32?, gid: UInt32?) throws(SysError) {
-        _ = try retrying("chown(\(path))") { Glibc.chown(path, uid ?? UInt32.max, gid ?? UInt32.max) }
     }
 
     public static func isExecutable(_ path: String) -> Bool {

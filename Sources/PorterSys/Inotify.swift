@@ -56,6 +56,7 @@ public struct Inotify {
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buf.withUnsafeMutableBytes { raw in Glibc.read(fd.rawValue, raw.baseAddress, raw.count) }
+            if n < 0 && SysError.current == EINTR { continue }
             if n <= 0 { break }
             var o = 0
             let header = MemoryLayout<inotify_event>.size

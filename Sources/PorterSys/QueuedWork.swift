@@ -41,9 +41,11 @@ public final class QueuedWork {
 
     /// Connections accepted from the listener `fd` that are still open
     /// (ESTABLISHED, SYN_RECV, CLOSE_WAIT), through sock_diag: for TCP every
-    /// socket with the listener's local port (and address, unless it is the
-    /// wildcard); for Unix every connected socket carrying the listener's
-    /// name, which accepted sockets inherit. nil when it cannot be measured.
+    /// socket with the listener's local port, whatever its local address (a
+    /// connection to another address on that port counts too, erring on the
+    /// side of busy); for Unix every connected socket carrying the
+    /// listener's name, which accepted sockets inherit. nil when it cannot
+    /// be measured.
     public func connections(of fd: FileDescriptor) -> Int? {
         guard Socket.type(fd) != Int32(SOCK_DGRAM.rawValue), let local = try? Socket.localAddress(fd) else { return nil }
         if local.family == AF_INET || local.family == AF_INET6 {

@@ -218,9 +218,6 @@ public final class Spawner {
         pidfsSupported = porter_pidfs_supported() != 0
     }
 
-    /// The read end of the failure pipe, for the event loop.
-    public var failureFD: FileDescriptor { errorRead }
-
     public func close() {
         errorRead.close()
         errorWrite.close()

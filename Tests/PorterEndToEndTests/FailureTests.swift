@@ -17,8 +17,10 @@ extension EndToEnd {
         /// A missing program is logged with the errno text, never as a bare
         /// exit 127, and the socket keeps serving.
         @Test func execFailureIsLoggedAndTheSocketKeepsServing() throws {
-            let (bad, good) = (freePort(), freePort())
+            let (bad, good, plain) = (freePort(), freePort(), freePort())
             let porter = try PorterRun("exec", units: [
+                "plain.socket": "[Socket]\nListenStream=127.0.0.1:\(plain)\nAccept=yes\n",
+                "plain@.service": "[Service]\nExecStart=nope-plain-name-here\nStandardInput=socket\n",
                 "nope.socket": "[Socket]\nListenStream=127.0.0.1:\(bad)\nAccept=yes\n",
                 "nope@.service": "[Service]\nExecStart=/usr/bin/nope-not-here\nStandardInput=socket\n",
                 "good.socket": "[Socket]\nListenStream=127.0.0.1:\(good)\nAccept=yes\n",
@@ -36,7 +38,13 @@ extension EndToEnd {
             let c = try Client.tcp(good)
             #expect(try c.readAll().hasPrefix("hello\n"))
             c.close()
-            // A plain name that is not in the search path is refused at start, too.
+            // A plain name that is not in the search path: warned about at
+            // start-up, and each start fails with where porter looked.
+            #expect(porter.log.contains("porter: warning: plain@.service:2: ExecStart: nope-plain-name-here is not an executable file (yet); starts will fail until it is"))
+            let p = try Client.tcp(plain)
+            #expect(try p.readAll() == "", "the connection is closed, not left hanging")
+            p.close()
+            try porter.waitForLog("exec nope-plain-name-here: not found in /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
             #expect(try porter.stop() == 0)
         }
 

@@ -67,7 +67,9 @@ extension EndToEnd {
                 "keep.socket": "[Socket]\nListenStream=\(dir)/sub/keep.sock\nDirectoryMode=0700\n",
                 "keep.service": "[Service]\nExecStart=\(handlerBinary) serve\n",
             ])
-            #expect(try Files.status(dir + "/sub")?.mode ?? 0 & 0o777 == 0o700 | 0o040000)
+            // A directory (S_IFDIR), with exactly DirectoryMode=.
+            let sub = try #require(try Files.status(dir + "/sub"))
+            #expect(sub.isDirectory && sub.mode & 0o7777 == 0o700)
             #expect(try porter.stop() == 0)
             #expect(try Files.status(dir + "/sub/keep.sock", follow: false)?.isSocket == true)
         }

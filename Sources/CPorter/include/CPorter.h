@@ -76,7 +76,7 @@ struct porter_spawn_request {
     gid_t gid;
     const gid_t *groups;
     int ngroups;
-    const char *cwd;             /* NULL: stay in porter's cwd */
+    const char *cwd;             /* NULL: no chdir (porter always gives one: WorkingDirectory= or / or ~) */
     int cwd_optional;            /* WorkingDirectory=-PATH: ignore a failing chdir */
     int umask;                   /* -1: inherit */
     int no_new_privs;

@@ -1,0 +1,70 @@
+import Glibc
+import PorterCore
+import PorterSys
+import Testing
+
+/// Regression tests for the defects issue 9 lists ("found in the same reading").
+extension EndToEnd {
+    @Suite("defects of the house (issue 9)", .timeLimit(.minutes(2)))
+    struct House {
+        /// Sockets among a process's fds.
+        static func sockets(of pid: Int32) -> [String] {
+            ((try? Files.list("/proc/\(pid)/fd")) ?? []).compactMap { name in
+                var buf = [CChar](repeating: 0, count: 256)
+                let n = readlink("/proc/\(pid)/fd/\(name)", &buf, buf.count - 1)
+                let target = String(decoding: buf[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                return target.hasPrefix("socket:") ? target : nil
+            }
+        }
+
+        /// Shutdown with KillMode=none leaves the instance running but must
+        /// not keep porter's copy of its connection (the idle watch) while
+        /// porter waits for the rest to stop.
+        @Test func killModeNoneAtShutdownDropsTheIdleWatch() throws {
+            let (keep, slow) = (freePort(), freePort())
+            let dir = makeTempDirectory("house-none")
+            defer { _ = system("rm -rf '\(dir)'") }
+            let porter = try PorterRun("housenone", units: [
+                "keep.socket": "[Socket]\nListenStream=127.0.0.1:\(keep)\nAccept=yes\n",
+                "keep@.service": "[Service]\nExecStart=\(handlerBinary) sleep --pidfile \(dir)/keep.pid\nStandardInput=socket\nKillMode=none\nIdleTimeoutSec=60\n",
+                "slow.socket": "[Socket]\nListenStream=127.0.0.1:\(slow)\n",
+                "slow.service": "[Service]\nExecStart=\(handlerBinary) sleep --ignore-term --pidfile \(dir)/slow.pid\nTimeoutStopSec=3\n",
+            ])
+            let a = try Client.tcp(keep)
+            defer { a.close() }
+            let b = try Client.tcp(slow)
+            defer { b.close() }
+            try waitUntil(10, "both running") { access(dir + "/keep.pid", F_OK) == 0 && access(dir + "/slow.pid", F_OK) == 0 }
+            let instance = Int32(readFile(dir + "/keep.pid").trimmingWhitespace()) ?? -1
+            defer { kill(instance, SIGKILL) }
+            kill(porter.pid, SIGTERM)
+            try porter.waitForLog("stopping (1 services and 1 instances running)")
+            usleep(300_000)
+            #expect(processExists(porter.pid), "porter waits for slow.service")
+            #expect(Self.sockets(of: porter.pid).isEmpty, "porter still holds sockets while stopping: \(Self.sockets(of: porter.pid))")
+            #expect(try porter.stop(seconds: 10) == 0)
+            #expect(processExists(instance), "KillMode=none leaves the instance running")
+        }
+    }
+}
+
+extension EndToEnd.House {
+    /// A service fed by two sockets, one of which cannot be opened: the
+    /// other is closed and the log says why, instead of staying in LISTEN
+    /// with nobody reading its backlog.
+    @Test func socketOfAServiceThatCannotStartIsClosed() throws {
+        let port = freePort()
+        let dir = makeTempDirectory("house-half")
+        defer { _ = system("rm -rf '\(dir)'") }
+        writeFile(dir + "/file", "")
+        let porter = try PorterRun("househalf", units: [
+            "both.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
+            "other.socket": "[Socket]\nListenStream=\(dir)/file/other.sock\nService=both.service\n",
+            "both.service": "[Service]\nExecStart=\(handlerBinary) serve\n",
+        ])
+        #expect(porter.log.contains("both.service: not started: other.socket could not be opened"), "\(porter.log)")
+        #expect(porter.log.contains("both.socket: closed: both.service cannot start without other.socket"), "\(porter.log)")
+        #expect(throws: (any Error).self, "nothing listens on the port any more") { try Client.tcp(port) }
+        #expect(try porter.stop() == 0)
+    }
+}
