@@ -53,10 +53,11 @@ public enum Commands {
         return supervisor.run()
     }
 
-    /// Sockets come first: the socket units are read and their sockets
-    /// bound and listening before any service unit is read, so clients can
-    /// connect (and wait in the backlog) as early as possible, as systemd
-    /// binds sockets before it starts anything.
+    /// Sockets come first: the socket units are read and their IP and
+    /// abstract sockets bound and listening before any service unit is
+    /// read, so clients can connect (and wait in the backlog) as early as
+    /// possible, as systemd binds sockets before it starts anything. Unix
+    /// paths follow once the pairing has shown their units run.
     static func setUp(_ configDirectory: String) -> Supervisor? {
         let env = environment()
         let host = ConfigLoader.hostFacts(environment: env)

@@ -202,7 +202,11 @@ extension Supervisor {
         // A unit that repeats another's address is refused by the pairing;
         // binding it would only probe (or fail on) the first one's socket.
         let duplicates = Set(ListenConflict.duplicates(Array(sockets.values)).map(\.unit))
-        for name in sockets.keys.sorted() where !duplicates.contains(name) {
+        // A Unix path is bound (and its parents made) only once the unit is
+        // known to run: nothing of a unit refused later may touch the file
+        // system. IP and abstract sockets leave no trace when closed.
+        let early = sockets.filter { !$0.value.listens.contains { $0.address.unixPath != nil } }
+        for name in early.keys.sorted() where !duplicates.contains(name) {
             preopened[name] = open(sockets[name]!)
         }
     }

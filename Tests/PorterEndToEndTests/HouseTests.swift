@@ -68,3 +68,22 @@ extension EndToEnd.House {
         #expect(try porter.stop() == 0)
     }
 }
+
+extension EndToEnd.House {
+    /// Nothing of a refused unit touches the file system: its socket's
+    /// parent directories are not made, its socket file not bound.
+    @Test func refusedUnitLeavesNoDirectoryBehind() throws {
+        let dir = makeTempDirectory("house-refused")
+        defer { _ = system("rm -rf '\(dir)'") }
+        let porter = try PorterRun("houserefused", units: [
+            "bad.socket": "[Socket]\nListenStream=\(dir)/new/sub/bad.sock\nDirectoryMode=0700\n",
+            "bad.service": "[Service]\nExecStart=/bin/true\nKillMode=bogus\n",
+            "good.socket": "[Socket]\nListenStream=\(dir)/run/good.sock\n",
+            "good.service": "[Service]\nExecStart=\(handlerBinary) serve\n",
+        ])
+        #expect(porter.log.contains("bad.socket: refused because bad.service has errors"), "\(porter.log)")
+        #expect(access(dir + "/new", F_OK) != 0, "a refused unit made its socket's parent directory")
+        #expect(try Files.status(dir + "/run/good.sock", follow: false)?.isSocket == true)
+        #expect(try porter.stop() == 0)
+    }
+}
