@@ -16,7 +16,9 @@ extension Supervisor {
             case .watchActivity:
                 for t in s.triggers { watch(socket: t, activityOf: i) }
             case .measureIdle:
-                perform(s.machine.handle(.measured(busy: busy(s)), now: now), service: i, now: now)
+                let busy = busy(s)
+                Log.debug("\(s.name): idle check: \(busy ? "busy" : "idle"), measured in \((MonotonicClock.now() - now).nanoseconds / 1000)us")
+                perform(s.machine.handle(.measured(busy: busy), now: now), service: i, now: now)
             case .freeze(let pid):
                 Signals.send(SIGSTOP, to: pid, group: true)
             case .checkFrozen(let pid):

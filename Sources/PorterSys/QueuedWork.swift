@@ -104,6 +104,11 @@ public final class QueuedWork {
         req[17] = UInt8(IPPROTO_TCP)
         // TCP_ESTABLISHED (1), TCP_SYN_RECV (3), TCP_CLOSE_WAIT (8)
         put32(&req, (1 << 1) | (1 << 3) | (1 << 8), 20)
+        // id.idiag_sport (big-endian): the kernel skips sockets on other
+        // ports itself (inet_diag_dump_icsk), so a busy host's thousands of
+        // unrelated connections are not copied out and parsed each time.
+        req[24] = UInt8(port >> 8)
+        req[25] = UInt8(port & 0xff)
         var count = 0
         let ok = dump(req) { b, o, _ in
             // inet_diag_msg: family, state, timer, retrans, then sport (big-endian).
