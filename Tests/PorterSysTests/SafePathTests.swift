@@ -159,3 +159,37 @@ func writeTestFile(_ path: String, _ text: String) {
     _ = text.withCString { write(fd, $0, strlen($0)) }
     close(fd)
 }
+
+/// Issue 9: the idle check asks the kernel for one port's connections; the
+/// count stays exact with unrelated connections on the host.
+@Suite("connections of a listener", .serialized)
+struct ConnectionCountTests {
+    @Test func countsOnlyTheListenersConnections() throws {
+        let config = SocketConfig(name: UnitName.parse("t.socket")!)
+        func listener() throws -> (FileDescriptor, UInt16) {
+            let fd = try Listener.open(Listen(kind: .stream, address: .ipv4(address: [127, 0, 0, 1], port: 0), line: 1),
+                                       config: config, options: .init(nonBlocking: false)) { _ in }
+            return (fd, try Socket.localAddress(fd).port!)
+        }
+        let (mine, port) = try listener()
+        let (other, otherPort) = try listener()
+        defer { mine.close(); other.close() }
+        var held: [FileDescriptor] = []
+        defer { for f in held { f.close() } }
+        func connect(_ p: UInt16, _ l: FileDescriptor) throws {
+            let c = try Socket.open(family: AF_INET, type: Int32(SOCK_STREAM.rawValue), nonBlocking: false)
+            try Socket.connect(c, try SocketAddress(.ipv4(address: [127, 0, 0, 1], port: p)))
+            var peer = SocketAddress()
+            let a = try #require(try Socket.accept(l, peer: &peer))
+            held += [c, a]
+        }
+        for _ in 0..<200 { try connect(otherPort, other) }
+        for _ in 0..<3 { try connect(port, mine) }
+        let q = QueuedWork()
+        defer { q.close() }
+        // Both ends of a loopback connection carry the port: the accepted
+        // side as its source, the client side as its destination only.
+        #expect(q.connections(of: mine) == 3)
+        #expect(q.connections(of: other) == 200)
+    }
+}

@@ -1,0 +1,100 @@
+import Glibc
+import PorterCore
+import Testing
+
+/// Deterministic random-input tests of the pure parsers (issue 9: "a fuzz
+/// entry point ... that runs for a bounded time in CI"). A fixed seed makes
+/// a failure reproducible; PORTER_FUZZ_ITERATIONS runs longer by hand.
+/// The inputs are built from the tokens the grammars care about, so most
+/// of them get past the first character.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+let fuzzIterations: Int = getenv("PORTER_FUZZ_ITERATIONS").flatMap { Int(String(cString: $0)) } ?? 3000
+
+let fuzzTokens: [[UInt8]] = [
+    "[Socket]", "[Service]", "[Path]", "[Unit]", "[Install]", "[", "]", "\n", "\n", "\n", "\r\n", "=", "==", " ", "\t",
+    "#", ";", "\\", "\\\n", "\"", "'", "$", "${", "}", "%", "%i", "%n", "%%", "@", "/", "-", "+", ":", "!",
+    "ListenStream", "ListenDatagram", "Accept", "yes", "no", "ExecStart", "User", "Environment", "PathExists",
+    "DirectoryNotEmpty", "MaxConnections", "Backlog", "SocketMode", "0777", "127.0.0.1", "[::1]", "80", "70000",
+    "/tmp/x", "@abstract", "5s", "infinity", "1min", "SIGTERM", "x", "é", "Grüße",
+].map { Array($0.utf8) } + [[0], [0xFF], [0xC3], [0xE2, 0x82], [0xF0, 0x9F, 0x98, 0x80], [0x1B]]
+
+func fuzzInput(_ rng: inout SplitMix64, maxTokens: Int = 40) -> [UInt8] {
+    var out: [UInt8] = []
+    for _ in 0..<Int.random(in: 0...maxTokens, using: &rng) {
+        if Int.random(in: 0..<10, using: &rng) == 0 {
+            out.append(UInt8.random(in: 0...255, using: &rng))
+        } else {
+            out += fuzzTokens[Int.random(in: 0..<fuzzTokens.count, using: &rng)]
+        }
+    }
+    return out
+}
+
+@Suite("fuzzing the pure parsers")
+struct FuzzTests {
+    /// Unit files: never a crash; every diagnostic names the file; at most
+    /// the capped number per file; nothing parsed keeps a NUL or U+FFFD.
+    @Test func unitFiles() {
+        var rng = SplitMix64(state: 0x5eed_0001)
+        for i in 0..<fuzzIterations {
+            let bytes = fuzzInput(&rng, maxTokens: 60)
+            let name = ["a.socket", "a@.service", "a.service", "a.path"][i % 4]
+            var d = Diagnostics(file: name)
+            let file = UnitFile.parse(fileName: name, bytes: bytes, diagnostics: &d)
+            #expect(d.all.allSatisfy { $0.file == name })
+            #expect(d.all.count <= Diagnostics.maxShown + 1)
+            let hadReplacement = bytes.count >= 3 && (0..<(bytes.count - 2)).contains { bytes[$0] == 0xEF && bytes[$0 + 1] == 0xBF && bytes[$0 + 2] == 0xBD }
+            for section in file.sections {
+                for a in section.assignments {
+                    #expect(!a.value.utf8.contains(0) && !a.key.utf8.contains(0), "\(bytes)")
+                    if !hadReplacement { #expect(!a.value.contains("\u{FFFD}"), "\(bytes)") }
+                }
+            }
+            // The whole pipeline, with the partner units present.
+            let text = String(decoding: bytes, as: UTF8.self)
+            _ = Configuration.load(files: [(name: name, text: text), (name: "b.socket", text: "[Socket]\nListenStream=9\n"),
+                                           (name: "b.service", text: "[Service]\nExecStart=/bin/true\n")], host: HostFacts())
+        }
+    }
+
+    @Test func environmentFiles() {
+        var rng = SplitMix64(state: 0x5eed_0002)
+        for _ in 0..<fuzzIterations {
+            let text = String(decoding: fuzzInput(&rng), as: UTF8.self)
+            var warned = 0
+            let pairs = EnvironmentParsing.file(text) { _, _ in warned += 1 }
+            #expect(pairs.allSatisfy { !$0.0.isEmpty && !$0.0.contains("=") })
+        }
+    }
+
+    @Test func valuesAndAddresses() {
+        var rng = SplitMix64(state: 0x5eed_0003)
+        for _ in 0..<fuzzIterations {
+            let s = String(decoding: fuzzInput(&rng, maxTokens: 8), as: UTF8.self)
+            _ = try? Quoting.split(s)
+            _ = try? Values.timeSpan(s)
+            _ = try? Values.size(s)
+            _ = try? Values.mode(s)
+            _ = try? Values.boolean(s)
+            _ = try? Values.signal(s)
+            _ = try? Values.integer(s, in: 0...1000)
+            for kind in [SocketKind.stream, .datagram, .sequentialPacket] {
+                if let a = try? ListenAddress.parse(s, kind: kind) {
+                    // What parses prints back as something that parses to the same.
+                    #expect((try? ListenAddress.parse(a.description, kind: kind)) == a, "\(s) -> \(a)")
+                }
+            }
+            #expect(Quote.value(s).utf8.count <= Quote.maxBytes + 40)
+        }
+    }
+}
