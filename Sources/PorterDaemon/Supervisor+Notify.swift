@@ -22,6 +22,11 @@ extension Supervisor {
                 Log.warning("\(s.name): notification from pid \(message.pid) rejected: \(why); \(message.fds.count) fd\(message.fds.count == 1 ? "" : "s") closed")
                 continue
             }
+            let fields: [(key: String, value: String)]
+            do { fields = try NotifyDatagram.parse(message.text) } catch {
+                Log.warning("\(s.name): notification from pid \(message.pid) rejected: \(error)")
+                continue
+            }
             let access = s.prepared.config.effectiveNotifyAccess
             let fromMain = message.pid == s.machine.pid
             guard access == .all || access == .exec && (fromMain || Processes.group(of: message.pid) == s.group) || access == .main && fromMain else {
@@ -29,8 +34,8 @@ extension Supervisor {
                 continue
             }
             let now = MonotonicClock.now()
-            let name = message.fields.last { $0.key == "FDNAME" }?.value ?? "stored"
-            for (key, value) in message.fields {
+            let name = fields.last { $0.key == "FDNAME" }?.value ?? "stored"
+            for (key, value) in fields {
                 switch (key, value) {
                 case ("READY", "1"):
                     perform(s.machine.handle(.ready, now: now), service: i, now: now)

@@ -203,6 +203,29 @@ extension Supervisor {
 
     // MARK: Events
 
+    /// One inotify record with its mask typed.
+    struct InotifyEvent {
+        var wd: Int32
+        var mask: Inotify.Mask
+        /// "" for the watched path itself or a name that is not UTF-8 (which
+        /// no condition matches; the event still counts for the directory).
+        var name: String
+    }
+
+    /// Everything waiting in the queue, 64 KiB per read.
+    func inotifyEvents(_ inotify: Inotify) -> [InotifyEvent] {
+        var events: [InotifyEvent] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { inotify.read(into: $0) }
+            if n == 0 { break }
+            for r in buffer.withUnsafeBytes({ InotifyRecords.parse(UnsafeRawBufferPointer(rebasing: $0[..<n])) }) {
+                events.append(InotifyEvent(wd: r.wd, mask: Inotify.Mask(rawValue: r.mask), name: r.name ?? ""))
+            }
+        }
+        return events
+    }
+
     /// What one read of the inotify queue asks for, gathered so that each
     /// unit is looked at once per batch: a write seen as IN_CLOSE_WRITE and
     /// IN_ATTRIB is one change, not two runs.
@@ -221,7 +244,7 @@ extension Supervisor {
         guard let inotify else { return }
         let now = MonotonicClock.now()
         var batch = PathBatch()
-        for event in inotify.read() {
+        for event in inotifyEvents(inotify) {
             if event.mask.contains(.overflow) {
                 overflowed(&batch, now: now)
                 continue
@@ -264,7 +287,7 @@ extension Supervisor {
     }
 
     /// What one event means for one condition that relies on its watch.
-    private func route(_ event: Inotify.Event, to use: WatchUse, _ batch: inout PathBatch, now: Instant) {
+    private func route(_ event: InotifyEvent, to use: WatchUse, _ batch: inout PathBatch, now: Instant) {
         let rt = paths[use.path]
         let cond = rt.config.conditions[use.condition]
         let key = [use.path, use.condition]

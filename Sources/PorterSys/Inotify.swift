@@ -27,12 +27,6 @@ public struct Inotify {
         public static let overflow = Mask(rawValue: UInt32(IN_Q_OVERFLOW))
     }
 
-    public struct Event: Sendable {
-        public var wd: Int32
-        public var mask: Mask
-        public var name: String
-    }
-
     /// The caller owns the instance. The corresponding C function is inotify_init1(2).
     public init() throws(SysError) {
         fd = FileDescriptor(try retrying("inotify_init1") { inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC)) })
@@ -50,27 +44,15 @@ public struct Inotify {
         _ = inotify_rm_watch(fd.rawValue, wd)
     }
 
-    /// Every event waiting, read in one go per 64 KiB.
-    public func read() -> [Event] {
-        var events: [Event] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
+    /// Reads what waits into `buffer` (whole records: the kernel never
+    /// splits one); 0 when nothing waits. PorterCore's InotifyRecords
+    /// parses the bytes. The corresponding C function is read(2).
+    public func read(into buffer: UnsafeMutableRawBufferPointer) -> Int {
         while true {
-            let n = buf.withUnsafeMutableBytes { raw in Glibc.read(fd.rawValue, raw.baseAddress, raw.count) }
+            let n = Glibc.read(fd.rawValue, buffer.baseAddress, buffer.count)
             if n < 0 && SysError.current == EINTR { continue }
-            if n <= 0 { break }
-            var o = 0
-            let header = MemoryLayout<inotify_event>.size
-            while o + header <= n {
-                let (wd, mask, len) = buf.withUnsafeBytes { raw -> (Int32, UInt32, Int) in
-                    let e = raw.loadUnaligned(fromByteOffset: o, as: inotify_event.self)
-                    return (e.wd, e.mask, Int(e.len))
-                }
-                let nameBytes = buf[(o + header)..<min(o + header + len, n)].prefix { $0 != 0 }
-                events.append(Event(wd: wd, mask: Mask(rawValue: mask), name: String(decoding: nameBytes, as: UTF8.self)))
-                o += header + len
-            }
+            return max(n, 0)
         }
-        return events
     }
 
     public func close() { fd.close() }

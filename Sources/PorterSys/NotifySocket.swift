@@ -12,7 +12,8 @@ public struct NotifySocket {
     public struct Message {
         public var pid: Int32
         public var uid: UInt32
-        public var fields: [(key: String, value: String)]
+        /// The datagram as it came; PorterCore's NotifyDatagram parses it.
+        public var text: [UInt8]
         /// Passed with SCM_RIGHTS; the receiver owns them.
         public var fds: [FileDescriptor]
         /// Why the kernel cut the message, if it did: such a message is
@@ -46,15 +47,10 @@ public struct NotifySocket {
             let n = porter_notify_receive(fd.rawValue, &text, text.count, &pid, &uid, &fds, Int32(fds.count), &nfds, &truncated)
             if n == -Int(EINTR) { continue }
             guard n >= 0 else { return nil }
-            let body = String(decoding: text.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            var fields: [(String, String)] = []
-            for line in body.split(separator: "\n") {
-                guard let eq = line.firstIndex(of: "=") else { continue }
-                fields.append((String(line[..<eq]), String(line[line.index(after: eq)...])))
-            }
             let why: String? = truncated == 1 ? "fds were lost in transit (MSG_CTRUNC: porter's fd limit, or more than \(fds.count))"
                 : truncated == 2 ? "longer than \(text.count) bytes" : nil
-            return Message(pid: pid, uid: uid, fields: fields, fds: fds.prefix(Int(nfds)).map(FileDescriptor.init), truncation: why)
+            return Message(pid: pid, uid: uid, text: text.prefix(n).map { UInt8(bitPattern: $0) },
+                           fds: fds.prefix(Int(nfds)).map(FileDescriptor.init), truncation: why)
         }
     }
 

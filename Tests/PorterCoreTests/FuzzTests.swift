@@ -98,3 +98,50 @@ struct FuzzTests {
         }
     }
 }
+
+@Suite("wire formats")
+struct WireFormatTests {
+    static func record(_ wd: Int32, _ mask: UInt32, _ name: [UInt8], pad: Int = 0) -> [UInt8] {
+        var out: [UInt8] = []
+        func put(_ v: UInt32) { withUnsafeBytes(of: v) { out += $0 } }
+        let len = name.isEmpty && pad == 0 ? 0 : name.count + 1 + pad
+        put(UInt32(bitPattern: wd)); put(mask); put(0); put(UInt32(len))
+        if len > 0 { out += name + [UInt8](repeating: 0, count: 1 + pad) }
+        return out
+    }
+
+    @Test func inotifyRecords() {
+        let bytes = Self.record(1, 0x100, Array("new.txt".utf8), pad: 8) + Self.record(2, 0x400, []) + Self.record(3, 0x8, [0x62, 0xFF])
+        #expect(InotifyRecords.parse(bytes) == [
+            .init(wd: 1, mask: 0x100, name: "new.txt"),
+            .init(wd: 2, mask: 0x400, name: ""),
+            .init(wd: 3, mask: 0x8, name: nil),
+        ])
+        // A cut record is dropped, not read past the end.
+        #expect(InotifyRecords.parse(Array(bytes.dropLast(3))).count == 2)
+    }
+
+    @Test func notifyDatagrams() throws {
+        let f = try NotifyDatagram.parse(Array("READY=1\nSTATUS=a=b\nnoequals\n\nFDNAME=x".utf8))
+        #expect(f.map(\.key) == ["READY", "STATUS", "FDNAME"] && f[1].value == "a=b")
+        #expect(throws: NotifyDatagram.Problem.nulByte) { try NotifyDatagram.parse(Array("READY=1\0".utf8)) }
+        #expect(throws: NotifyDatagram.Problem.invalidUTF8) { try NotifyDatagram.parse([0x53, 0x3D, 0xFF]) }
+    }
+
+    @Test func fuzzInotifyAndNotify() {
+        var rng = SplitMix64(state: 0x5eed_0004)
+        for _ in 0..<fuzzIterations {
+            var bytes: [UInt8] = []
+            for _ in 0..<Int.random(in: 0...6, using: &rng) {
+                let name = fuzzInput(&rng, maxTokens: 3)
+                bytes += Self.record(Int32.random(in: -2...9, using: &rng), UInt32.random(in: 0...UInt32.max, using: &rng), name,
+                                     pad: Int.random(in: 0...7, using: &rng))
+            }
+            if Bool.random(using: &rng), !bytes.isEmpty { bytes.removeLast(Int.random(in: 0...min(bytes.count, 20), using: &rng)) }
+            if Int.random(in: 0..<4, using: &rng) == 0 { bytes = fuzzInput(&rng, maxTokens: 30) }
+            let records = InotifyRecords.parse(bytes)
+            #expect(records.count <= bytes.count / InotifyRecords.headerSize)
+            _ = try? NotifyDatagram.parse(fuzzInput(&rng))
+        }
+    }
+}
