@@ -31,16 +31,10 @@ public struct AcceptMachine: Sendable {
     /// Whether another connection may be accepted now.
     public var canAccept: Bool { state == .listening && running < maxConnections }
 
+    /// Every (state, event) pair is its own case, as the table above: the
+    /// compiler names a pair that a new state or event leaves out.
     public mutating func handle(_ event: Event) -> [Action] {
         switch (state, event) {
-        case (.closed, .instanceExited):
-            running = max(0, running - 1)
-            return []
-        case (.closed, _):
-            return []
-        case (_, .stop):
-            state = .closed
-            return [.unwatch]
         case (.listening, .instanceStarted):
             running += 1
             if running >= maxConnections {
@@ -48,6 +42,16 @@ public struct AcceptMachine: Sendable {
                 return [.unwatch, .log(.info, "\(name): \(running) instances running (MaxConnections=\(maxConnections)); new clients wait in the backlog")]
             }
             return []
+        case (.listening, .instanceExited):
+            running = max(0, running - 1)
+            return []
+        case (.listening, .stop), (.paused, .stop):
+            state = .closed
+            return [.unwatch]
+        case (.paused, .instanceStarted):
+            // Not accepted while paused; an instance started by another path.
+            running += 1
+            return [.log(.debug, "\(name): instance started while paused")]
         case (.paused, .instanceExited):
             running = max(0, running - 1)
             if running < maxConnections {
@@ -55,12 +59,13 @@ public struct AcceptMachine: Sendable {
                 return [.watch]
             }
             return []
-        case (_, .instanceExited):
+        case (.closed, .instanceStarted):
+            return []
+        case (.closed, .instanceExited):
             running = max(0, running - 1)
             return []
-        case (.paused, .instanceStarted):
-            running += 1
-            return [.log(.debug, "\(name): instance started while paused")]
+        case (.closed, .stop):
+            return []
         }
     }
 }

@@ -305,3 +305,45 @@ struct AcceptMachineTests {
         #expect(m.running == 0 && !m.canAccept)
     }
 }
+
+/// Every (state, event) pair of the accept machine as a row:
+/// (state, running, event) → (actions, state, running).
+@Suite("accept machine table")
+struct AcceptMachineTableTests {
+    typealias A = AcceptMachine
+    static let limit = 2
+    static let rows: [(A.State, Int, A.Event, [A.Action], A.State, Int)] = [
+        (.listening, 0, .instanceStarted, [], .listening, 1),
+        (.listening, 1, .instanceStarted, [.unwatch, .log(.info, "s.socket: 2 instances running (MaxConnections=2); new clients wait in the backlog")], .paused, 2),
+        (.listening, 1, .instanceExited, [], .listening, 0),
+        (.listening, 0, .instanceExited, [], .listening, 0),
+        (.listening, 1, .stop, [.unwatch], .closed, 1),
+        (.paused, 2, .instanceStarted, [.log(.debug, "s.socket: instance started while paused")], .paused, 3),
+        (.paused, 3, .instanceExited, [], .paused, 2),
+        (.paused, 2, .instanceExited, [.watch], .listening, 1),
+        (.paused, 2, .stop, [.unwatch], .closed, 2),
+        (.closed, 2, .instanceStarted, [], .closed, 2),
+        (.closed, 2, .instanceExited, [], .closed, 1),
+        (.closed, 1, .stop, [], .closed, 1),
+    ]
+
+    /// Drives a machine into `state` with `running` instances.
+    static func machine(_ state: A.State, _ running: Int) -> A {
+        var m = A(name: "s.socket", maxConnections: limit)
+        var reached = 0
+        while reached < min(running, limit) { _ = m.handle(.instanceStarted); reached += 1 }
+        if state == .listening { while m.state == .paused { _ = m.handle(.instanceExited) } }
+        while m.running < running { _ = m.handle(.instanceStarted) }
+        if state == .closed { _ = m.handle(.stop) }
+        return m
+    }
+
+    @Test(arguments: 0..<rows.count)
+    func row(_ i: Int) {
+        let (state, running, event, actions, after, runningAfter) = Self.rows[i]
+        var m = Self.machine(state, running)
+        #expect(m.state == state && m.running == running, "setup of row \(i)")
+        #expect(m.handle(event) == actions, "row \(i)")
+        #expect(m.state == after && m.running == runningAfter, "row \(i)")
+    }
+}
