@@ -128,7 +128,7 @@ public final class Supervisor {
                 let token = events.token(i)
                 // A registration dropped earlier in this batch: stale, skip.
                 guard let source = sources[token] else { continue }
-                dispatch(source)
+                dispatch(source, events.events(i))
             }
             if trimPending {
                 trimPending = false
@@ -140,7 +140,9 @@ public final class Supervisor {
         return 0
     }
 
-    private func dispatch(_ source: Source) {
+    /// `flags` are what epoll reported (readable, writable, hang-ups): the
+    /// sources here only read, but a relay needs the rest.
+    private func dispatch(_ source: Source, _ flags: Epoll.Events) {
         switch source {
         case .signals:
             while let signal = try? signalFD.next() {
@@ -164,6 +166,7 @@ public final class Supervisor {
         case .mainExit(let service):
             mainProcessExited(service)
         case .instanceActivity(let pid):
+            // Traffic either way, or the peer hanging up (any of `flags`): activity all the same.
             instances[pid]?.idle?.lastActivity = MonotonicClock.now()
         case .activity(let service):
             let now = MonotonicClock.now()

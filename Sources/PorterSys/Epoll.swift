@@ -20,6 +20,8 @@ public struct Epoll {
         public static let writable = Events(rawValue: EPOLLOUT.rawValue)
         public static let hangup = Events(rawValue: EPOLLHUP.rawValue)
         public static let error = Events(rawValue: EPOLLERR.rawValue)
+        /// The peer shut down its writing side (a relay passes it on).
+        public static let readHangup = Events(rawValue: EPOLLRDHUP.rawValue)
         /// Report each new arrival once instead of while data waits.
         public static let edgeTriggered = Events(rawValue: EPOLLET.rawValue)
     }
