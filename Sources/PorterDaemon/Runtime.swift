@@ -1,6 +1,24 @@
 import PorterCore
 import PorterSys
 
+/// What has a deadline in the loop's heap.
+enum TimerKey: Hashable, Sendable {
+    case service(Int)
+    case socket(Int)
+    case path(Int)
+    case instance(Int32)
+    /// Bind retries and leftover groups: few, and rarely any.
+    case retries
+}
+
+/// The loop's deadlines. A runtime whose deadline may have moved touches
+/// its key (its property observers do, so no mutation can be missed); the
+/// loop asks each touched key for its deadline before it waits.
+final class Timers {
+    var heap = DeadlineHeap<TimerKey>()
+    func touch(_ key: TimerKey) { heap.touch(key) }
+}
+
 /// A socket unit while porter runs: its open listeners and, with
 /// Accept=yes, the machine that decides whether to accept.
 final class SocketRuntime {
@@ -17,7 +35,10 @@ final class SocketRuntime {
     /// Connections accepted so far: the NR of systemd's instance names.
     var accepted: UInt32 = 0
     /// After an accept error (EMFILE...): when to try again.
-    var retryAt: Instant?
+    var retryAt: Instant? { didSet { timers?.touch(.socket(index)) } }
+    /// Where the loop keeps the deadline, and this socket's place.
+    var timers: Timers?
+    var index = 0
     /// Per-connection failures and the at-the-limit line: a remote client
     /// can drive them, so they are rate-limited.
     var failureLog = LogRateLimit(interval: .seconds(10), burst: 10)
@@ -35,7 +56,10 @@ final class SocketRuntime {
 /// An Accept=no service while porter runs.
 final class ServiceRuntime {
     let prepared: PreparedService
-    var machine: ServiceMachine
+    /// Every call into the machine may move its deadline.
+    var machine: ServiceMachine { didSet { timers?.touch(.service(index)) } }
+    var timers: Timers?
+    var index = 0
     /// Sockets whose readability starts the service.
     let triggers: [Int]
     /// What the service receives from fd 3 on, with LISTEN_FDNAMES names.
@@ -72,7 +96,9 @@ final class PathRuntime {
     var service: Int?
     /// Accept=yes: the template and the job queue.
     var template: PreparedService?
-    var jobs: FileJobs?
+    var jobs: FileJobs? { didSet { timers?.touch(.path(index)) } }
+    var timers: Timers?
+    var index = 0
     var jobsSinceTrim = 0
     /// Per-job failures: anyone who may write the directory can drive them.
     var failureLog = LogRateLimit(interval: .seconds(10), burst: 10)
@@ -108,6 +134,32 @@ final class PathRuntime {
         refusals = Array(repeating: nil, count: config.conditions.count)
     }
     var name: String { config.name.description }
+}
+
+/// The running Accept=yes instances by pid; every change touches the
+/// instance's deadline.
+struct InstanceTable: Sequence {
+    private var storage: [Int32: Instance] = [:]
+    let timers: Timers
+
+    init(timers: Timers) { self.timers = timers }
+
+    subscript(pid: Int32) -> Instance? {
+        get { storage[pid] }
+        set {
+            storage[pid] = newValue
+            timers.touch(.instance(pid))
+        }
+    }
+
+    mutating func removeValue(forKey pid: Int32) -> Instance? {
+        timers.touch(.instance(pid))
+        return storage.removeValue(forKey: pid)
+    }
+
+    var isEmpty: Bool { storage.isEmpty }
+    var count: Int { storage.count }
+    func makeIterator() -> Dictionary<Int32, Instance>.Iterator { storage.makeIterator() }
 }
 
 /// What started an instance.

@@ -45,6 +45,8 @@ extension Supervisor {
         }
         for config in config.paths {
             let rt = PathRuntime(config: config)
+            rt.timers = timers
+            rt.index = paths.count
             if config.accept {
                 guard let template = prep.services[config.activates] else { continue }
                 rt.template = template

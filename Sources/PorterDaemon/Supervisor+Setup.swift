@@ -117,6 +117,8 @@ extension Supervisor {
             for fd in fds { try? fd.setNonBlocking(true) }
         }
         let rt = SocketRuntime(config: socket, fds: fds)
+        rt.timers = timers
+        rt.index = sockets.count
         socketIndex[socket.name] = sockets.count
         sockets.append(rt)
         if socket.accept {
@@ -157,6 +159,8 @@ extension Supervisor {
                 for fd in sockets[i].fds { passed.append((fd, sockets[i].config.fileDescriptorName)) }
             }
             let rt = ServiceRuntime(prepared: prepared, triggers: triggers, passed: passed)
+            rt.timers = timers
+            rt.index = services.count
             for t in triggers { sockets[t].service = services.count }
             services.append(rt)
             for t in triggers { watch(socket: t) }

@@ -52,7 +52,9 @@ public final class Supervisor {
     var overflowLogged: Instant?
     var services: [ServiceRuntime] = []
     var servicePIDs: [Int32: Int] = [:]
-    var instances: [Int32: Instance] = [:]
+    /// Every deadline of the loop, in a heap.
+    let timers = Timers()
+    lazy var instances = InstanceTable(timers: timers)
     /// Children that failed before exec: already logged, reaped silently.
     var failedSpawns: Set<Int32> = []
     var journals: [JournalPipe] = []
@@ -66,9 +68,9 @@ public final class Supervisor {
     /// Accept=no services that run (or were reported as unable to).
     var installedServices: Set<UnitName> = []
     /// Socket units whose address was in use, tried again with back-off.
-    var bindRetries: [UnitName: BindRetry] = [:]
+    var bindRetries: [UnitName: BindRetry] = [:] { didSet { timers.touch(.retries) } }
     /// Process groups that outlived their main process, by group id.
-    var leftovers: [Int32: LeftoverGroup] = [:]
+    var leftovers: [Int32: LeftoverGroup] = [:] { didSet { timers.touch(.retries) } }
     /// Where each opened address came from (file:line), to say which of
     /// porter's own units holds an address another cannot bind.
     var openedPorts: [ListenConflict.Key: String] = [:]
@@ -178,18 +180,11 @@ public final class Supervisor {
         }
     }
 
-    /// Arms the timerfd for the earliest deadline of any machine, or disarms it.
+    /// Arms the timerfd for the earliest deadline, or disarms it: the
+    /// touched keys are asked for theirs, then the heap's top is read.
     private func armTimer() {
-        var earliest: Instant? = nil
-        func consider(_ d: Instant?) {
-            if let d, earliest == nil || d < earliest! { earliest = d }
-        }
-        for s in services { consider(s.machine.deadline) }
-        for s in sockets { consider(s.retryAt) }
-        for p in paths { consider(p.jobs?.deadline) }
-        for (_, i) in instances { consider(i.deadline) }
-        for (_, r) in bindRetries { consider(r.at) }
-        for (_, g) in leftovers { consider(g.killAt) }
+        timers.heap.flush { deadline(of: $0) }
+        let earliest = timers.heap.earliest()
         guard earliest != armedDeadline else { return }
         do {
             try timer.arm(at: earliest)
@@ -199,22 +194,40 @@ public final class Supervisor {
         }
     }
 
+    /// The deadline a key has now.
+    private func deadline(of key: TimerKey) -> Instant? {
+        switch key {
+        case .service(let i): return services[i].machine.deadline
+        case .socket(let i): return sockets[i].retryAt
+        case .path(let p): return paths[p].jobs?.deadline
+        case .instance(let pid): return instances[pid]?.deadline
+        case .retries:
+            let times = bindRetries.values.map(\.at) + leftovers.values.compactMap(\.killAt)
+            return times.min()
+        }
+    }
+
     private func deadlinePassed(now: Instant) {
-        for (i, s) in services.enumerated() where (s.machine.deadline.map { $0 <= now } ?? false) {
-            perform(s.machine.handle(.timer, now: now), service: i, now: now)
+        for key in timers.heap.due(now: now) {
+            // Touched again whatever the handler does: a deadline it left
+            // in place is scheduled again, never forgotten.
+            defer { timers.touch(key) }
+            switch key {
+            case .service(let i):
+                perform(services[i].machine.handle(.timer, now: now), service: i, now: now)
+            case .socket(let i):
+                let s = sockets[i]
+                s.retryAt = nil
+                if !stopping, s.acceptMachine?.canAccept ?? false { watch(socket: i) }
+            case .path(let p):
+                if paths[p].jobs != nil { performJobs(p, paths[p].jobs!.handle(.timer, now: now)) }
+            case .instance(let pid):
+                if let inst = instances[pid] { instanceDeadline(pid, inst, now: now) }
+            case .retries:
+                if !stopping { retryBinds(now: now) }
+                leftoversDue(now: now)
+            }
         }
-        for (i, s) in sockets.enumerated() where (s.retryAt.map { $0 <= now } ?? false) {
-            s.retryAt = nil
-            if !stopping, s.acceptMachine?.canAccept ?? false { watch(socket: i) }
-        }
-        for (i, p) in paths.enumerated() {
-            if let due = p.jobs?.deadline, due <= now { performJobs(i, p.jobs!.handle(.timer, now: now)) }
-        }
-        for (pid, inst) in instances where inst.deadline.map({ $0 <= now }) ?? false {
-            instanceDeadline(pid, inst, now: now)
-        }
-        if !stopping { retryBinds(now: now) }
-        leftoversDue(now: now)
     }
 
     private func listenerReadable(_ socket: Int, _ index: Int) {

@@ -145,3 +145,49 @@ struct WireFormatTests {
         }
     }
 }
+
+@Suite("deadline heap")
+struct DeadlineHeapTests {
+    static func t(_ s: Int64) -> Instant { Instant(nanoseconds: s * 1_000_000_000) }
+
+    @Test func earliestDueAndMovedDeadlines() {
+        var deadlines: [String: Instant] = ["a": Self.t(5), "b": Self.t(2), "c": Self.t(9)]
+        var h = DeadlineHeap<String>()
+        for k in deadlines.keys { h.touch(k) }
+        h.flush { deadlines[$0] }
+        #expect(h.earliest() == Self.t(2))
+        // b moves later, a goes away: the old entries are stale.
+        deadlines["b"] = Self.t(7)
+        deadlines["a"] = nil
+        h.touch("b"); h.touch("a")
+        h.flush { deadlines[$0] }
+        #expect(h.earliest() == Self.t(7))
+        #expect(h.due(now: Self.t(6)).isEmpty)
+        #expect(h.due(now: Self.t(9)) == ["b", "c"])
+        #expect(h.isEmpty && h.earliest() == nil)
+    }
+
+    /// Against a plain scan, on random moves: the same earliest deadline and
+    /// the same due keys; stale entries stay bounded.
+    @Test func agreesWithAScan() {
+        var rng = SplitMix64(state: 0x5eed_0005)
+        var deadlines: [Int: Instant] = [:]
+        var h = DeadlineHeap<Int>()
+        var now = Self.t(0)
+        for _ in 0..<20_000 {
+            let k = Int.random(in: 0..<50, using: &rng)
+            deadlines[k] = Bool.random(using: &rng) ? now + .milliseconds(Int64.random(in: 0...5000, using: &rng)) : nil
+            h.touch(k)
+            h.flush { deadlines[$0] }
+            #expect(h.earliest() == deadlines.values.min())
+            if Int.random(in: 0..<5, using: &rng) == 0 {
+                now = now + .milliseconds(Int64.random(in: 0...2000, using: &rng))
+                let due = Set(h.due(now: now))
+                let expected = Set(deadlines.filter { $0.value <= now }.keys)
+                #expect(due == expected)
+                for k in due { deadlines[k] = nil }
+            }
+            #expect(h.entries <= max(64, 4 * deadlines.count) + 1)
+        }
+    }
+}
