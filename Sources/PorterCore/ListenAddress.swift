@@ -1,5 +1,3 @@
-import Glibc
-
 /// Which `Listen*=` key a socket came from, and so its socket type.
 public enum SocketKind: String, Sendable, Hashable {
     case stream = "ListenStream"
@@ -54,7 +52,7 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
                 host = String(decoding: host.utf8[..<pct], as: UTF8.self)
                 guard !scope!.isEmpty else { throw ValueError(expected) }
             }
-            guard let bytes = parseIP(host, family: AF_INET6, size: 16) else {
+            guard let bytes = IPAddress.parseIPv6(host) else {
                 throw ValueError("invalid IPv6 address \(Quote.value(host)) in \(Quote.value(s))")
             }
             address = .ipv6(address: bytes, port: port, scope: scope)
@@ -69,7 +67,7 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
                     throw ValueError("\(Quote.value(s)): vsock addresses are not supported by porter")
                 }
                 let port = try parsePort(String(decoding: u[u.index(after: colon)...], as: UTF8.self))
-                guard let bytes = parseIP(host, family: AF_INET, size: 4) else {
+                guard let bytes = IPAddress.parseIPv4(host) else {
                     throw ValueError("invalid IPv4 address \(Quote.value(host)) in \(Quote.value(s)), expected a.b.c.d:port")
                 }
                 address = .ipv4(address: bytes, port: port)
@@ -96,12 +94,6 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
         return UInt16(n)
     }
 
-    static func parseIP(_ s: String, family: Int32, size: Int) -> [UInt8]? {
-        var buffer = [UInt8](repeating: 0, count: 16)
-        let ok = buffer.withUnsafeMutableBytes { inet_pton(family, s, $0.baseAddress) }
-        return ok == 1 ? Array(buffer.prefix(size)) : nil
-    }
-
     public var isInet: Bool {
         switch self {
         case .anyPort, .ipv4, .ipv6: return true
@@ -124,21 +116,12 @@ public enum ListenAddress: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .anyPort(let p): return String(p)
-        case .ipv4(let a, let p): return "\(Self.format(a, family: AF_INET)):\(p)"
+        case .ipv4(let a, let p): return "\(IPAddress.formatIPv4(a)):\(p)"
         case .ipv6(let a, let p, let scope):
-            return "[\(Self.format(a, family: AF_INET6))\(scope.map { "%" + $0 } ?? "")]:\(p)"
+            return "[\(IPAddress.formatIPv6(a))\(scope.map { "%" + $0 } ?? "")]:\(p)"
         case .unixPath(let path): return path
         case .abstract(let name): return "@" + name
         }
     }
 
-    /// inet_ntop of raw address bytes.
-    public static func format(_ bytes: [UInt8], family: Int32) -> String {
-        var out = [CChar](repeating: 0, count: 64)
-        let ok = bytes.withUnsafeBytes { src in
-            out.withUnsafeMutableBufferPointer { inet_ntop(family, src.baseAddress, $0.baseAddress, 64) }
-        }
-        guard ok != nil else { return "?" }
-        return String(cString: out)
-    }
 }

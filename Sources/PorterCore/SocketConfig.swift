@@ -1,4 +1,3 @@
-import Glibc
 
 /// One `Listen*=` line of a socket unit.
 public struct Listen: Hashable, Sendable, CustomStringConvertible {
@@ -17,14 +16,21 @@ public struct Listen: Hashable, Sendable, CustomStringConvertible {
 
 /// An integer socket option set on every listening socket of the unit
 /// (systemd.socket(5) keys that map one-to-one onto setsockopt).
+/// A plain socket option from a `[Socket]` key, by name: the numbers for
+/// setsockopt(2) are the syscall layer's business (PorterSys, Listener).
 public struct SocketOption: Hashable, Sendable {
     public enum Scope: Sendable { case any, inet, tcp }
+    public enum Name: Hashable, Sendable {
+        case passCredentials, passSecurity, passPIDFD, broadcast
+        /// IP_PKTINFO, IPV6_RECVPKTINFO on IPv6.
+        case passPacketInfo
+        case deferAccept, keepAliveTime, keepAliveInterval, keepAliveProbes
+        case priority, mark, ipTOS
+        /// IP_TTL, IPV6_UNICAST_HOPS on IPv6.
+        case ipTTL
+    }
     public var key: String
-    public var level: Int32
-    public var name: Int32
-    /// For IPTTL and PassPacketInfo the IPv6 option differs.
-    public var ipv6Level: Int32?
-    public var ipv6Name: Int32?
+    public var name: Name
     public var value: Int32
     public var scope: Scope
 }
@@ -91,15 +97,15 @@ public struct SocketConfig: Sendable {
         func flag(_ set: (inout SocketConfig, Bool) -> Void) {
             if let v = r.value(a, Values.boolean) { set(&self, v) }
         }
-        func option(_ level: Int32, _ optname: Int32, scope: SocketOption.Scope = .any, _ parse: (String) throws(ValueError) -> Int32) {
+        func option(_ name: SocketOption.Name, scope: SocketOption.Scope = .any, _ parse: (String) throws(ValueError) -> Int32) {
             options.removeAll { $0.key == a.key }
             if a.value.isEmpty { return }
             if let v = r.value(a, parse) {
-                options.append(SocketOption(key: a.key, level: level, name: optname, value: v, scope: scope))
+                options.append(SocketOption(key: a.key, name: name, value: v, scope: scope))
             }
         }
-        func boolOption(_ level: Int32, _ optname: Int32, scope: SocketOption.Scope = .any) {
-            option(level, optname, scope: scope) { (s) throws(ValueError) -> Int32 in try Values.boolean(s) ? 1 : 0 }
+        func boolOption(_ name: SocketOption.Name, scope: SocketOption.Scope = .any) {
+            option(name, scope: scope) { (s) throws(ValueError) -> Int32 in try Values.boolean(s) ? 1 : 0 }
         }
         func seconds(_ s: String) throws(ValueError) -> Int32 {
             guard let d = try Values.timeSpan(s).duration else { throw ValueError("expected a finite time span") }
@@ -159,28 +165,26 @@ public struct SocketConfig: Sendable {
                 return
             }
             service = n
-        case "PassCredentials": boolOption(SOL_SOCKET, SO_PASSCRED)
-        case "PassSecurity": boolOption(SOL_SOCKET, SO_PASSSEC)
-        case "PassPIDFD": boolOption(SOL_SOCKET, 76 /* SO_PASSPIDFD */)
-        case "Broadcast": boolOption(SOL_SOCKET, SO_BROADCAST)
+        case "PassCredentials": boolOption(.passCredentials)
+        case "PassSecurity": boolOption(.passSecurity)
+        case "PassPIDFD": boolOption(.passPIDFD)
+        case "Broadcast": boolOption(.broadcast)
         case "PassPacketInfo":
             options.removeAll { $0.key == a.key }
             if let v = r.value(a, Values.boolean), v {
-                options.append(SocketOption(key: a.key, level: Int32(IPPROTO_IP), name: IP_PKTINFO,
-                                            ipv6Level: Int32(IPPROTO_IPV6), ipv6Name: IPV6_RECVPKTINFO, value: 1, scope: .inet))
+                options.append(SocketOption(key: a.key, name: .passPacketInfo, value: 1, scope: .inet))
             }
-        case "DeferAcceptSec": option(Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT, scope: .tcp, seconds)
-        case "KeepAliveTimeSec": option(Int32(IPPROTO_TCP), TCP_KEEPIDLE, scope: .tcp, seconds)
-        case "KeepAliveIntervalSec": option(Int32(IPPROTO_TCP), TCP_KEEPINTVL, scope: .tcp, seconds)
-        case "KeepAliveProbes": option(Int32(IPPROTO_TCP), TCP_KEEPCNT, scope: .tcp, int(1...127))
-        case "Priority": option(SOL_SOCKET, SO_PRIORITY, int(0...6))
-        case "Mark": option(SOL_SOCKET, SO_MARK, int(0...Int(Int32.max)))
-        case "IPTOS": option(Int32(IPPROTO_IP), IP_TOS, scope: .inet, int(0...255))
+        case "DeferAcceptSec": option(.deferAccept, scope: .tcp, seconds)
+        case "KeepAliveTimeSec": option(.keepAliveTime, scope: .tcp, seconds)
+        case "KeepAliveIntervalSec": option(.keepAliveInterval, scope: .tcp, seconds)
+        case "KeepAliveProbes": option(.keepAliveProbes, scope: .tcp, int(1...127))
+        case "Priority": option(.priority, int(0...6))
+        case "Mark": option(.mark, int(0...Int(Int32.max)))
+        case "IPTOS": option(.ipTOS, scope: .inet, int(0...255))
         case "IPTTL":
             options.removeAll { $0.key == a.key }
             if let v = r.value(a, int(1...255)) {
-                options.append(SocketOption(key: a.key, level: Int32(IPPROTO_IP), name: IP_TTL,
-                                            ipv6Level: Int32(IPPROTO_IPV6), ipv6Name: IPV6_UNICAST_HOPS, value: v, scope: .inet))
+                options.append(SocketOption(key: a.key, name: .ipTTL, value: v, scope: .inet))
             }
         default:
             break

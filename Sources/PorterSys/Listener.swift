@@ -118,11 +118,28 @@ public enum Listener {
             case .inet: if !inet { continue }
             case .tcp: if !tcp { continue }
             }
-            if family == AF_INET6, let l = o.ipv6Level, let n = o.ipv6Name {
-                set(o.key, l, n, o.value)
-            } else {
-                set(o.key, o.level, o.name, o.value)
-            }
+            let (level, name) = numbers(o.name, ipv6: family == AF_INET6)
+            set(o.key, level, name, o.value)
+        }
+    }
+
+    /// setsockopt(2)'s level and option for a named option (linux/socket.h,
+    /// netinet/in.h, netinet/tcp.h); some differ on IPv6 sockets.
+    static func numbers(_ o: SocketOption.Name, ipv6: Bool) -> (level: Int32, name: Int32) {
+        switch o {
+        case .passCredentials: return (SOL_SOCKET, SO_PASSCRED)
+        case .passSecurity: return (SOL_SOCKET, SO_PASSSEC)
+        case .passPIDFD: return (SOL_SOCKET, 76 /* SO_PASSPIDFD */)
+        case .broadcast: return (SOL_SOCKET, SO_BROADCAST)
+        case .passPacketInfo: return ipv6 ? (Int32(IPPROTO_IPV6), IPV6_RECVPKTINFO) : (Int32(IPPROTO_IP), IP_PKTINFO)
+        case .deferAccept: return (Int32(IPPROTO_TCP), TCP_DEFER_ACCEPT)
+        case .keepAliveTime: return (Int32(IPPROTO_TCP), TCP_KEEPIDLE)
+        case .keepAliveInterval: return (Int32(IPPROTO_TCP), TCP_KEEPINTVL)
+        case .keepAliveProbes: return (Int32(IPPROTO_TCP), TCP_KEEPCNT)
+        case .priority: return (SOL_SOCKET, SO_PRIORITY)
+        case .mark: return (SOL_SOCKET, SO_MARK)
+        case .ipTOS: return (Int32(IPPROTO_IP), IP_TOS)
+        case .ipTTL: return ipv6 ? (Int32(IPPROTO_IPV6), IPV6_UNICAST_HOPS) : (Int32(IPPROTO_IP), IP_TTL)
         }
     }
 

@@ -105,14 +105,14 @@ public struct SocketAddress: CustomStringConvertible {
             switch family {
             case AF_INET:
                 let sin = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
-                return ListenAddress.format(withUnsafeBytes(of: sin.pointee.sin_addr) { Array($0) }, family: AF_INET)
+                return IPAddress.formatIPv4(withUnsafeBytes(of: sin.pointee.sin_addr) { Array($0) })
             case AF_INET6:
                 let sin6 = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
                 let bytes = withUnsafeBytes(of: sin6.pointee.sin6_addr) { Array($0) }
                 if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff {
-                    return ListenAddress.format(Array(bytes[12...]), family: AF_INET)
+                    return IPAddress.formatIPv4(Array(bytes[12...]))
                 }
-                return ListenAddress.format(bytes, family: AF_INET6)
+                return IPAddress.formatIPv6(bytes)
             default:
                 return nil
             }

@@ -191,3 +191,49 @@ struct DeadlineHeapTests {
         }
     }
 }
+
+/// PorterCore's own inet_pton/inet_ntop against glibc's.
+@Suite("IP address text")
+struct IPAddressTests {
+    static func glibcParse(_ s: String, _ family: Int32) -> [UInt8]? {
+        var buf = [UInt8](repeating: 0, count: 16)
+        let ok = buf.withUnsafeMutableBytes { inet_pton(family, s, $0.baseAddress) }
+        return ok == 1 ? Array(buf.prefix(family == AF_INET ? 4 : 16)) : nil
+    }
+
+    static func glibcFormat(_ b: [UInt8], _ family: Int32) -> String {
+        var out = [CChar](repeating: 0, count: 64)
+        _ = b.withUnsafeBytes { src in out.withUnsafeMutableBufferPointer { inet_ntop(family, src.baseAddress, $0.baseAddress, 64) } }
+        return String(cString: out)
+    }
+
+    static let samples = ["::", "::1", "1::", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "fe80::1", "FE80::a:B",
+                          "::ffff:1.2.3.4", "::1.2.3.4", "1:0:0:2:0:0:0:3", "0:0:1:0:0:1:0:0", "2001:db8::1:0:0:1", ":::", "1::2::3",
+                          ":1::", "1:2:3:4:5:6:7:8:9", "12345::", "::g", "1.2.3.4", "255.255.255.255", "256.1.1.1", "01.2.3.4",
+                          "1.2.3", "1.2.3.4.5", "0.0.0.0", "", "::ffff:1.2.3", "1:2:3:4:5:6:1.2.3.4", "1:2:3:4:5:6:7:1.2.3.4"]
+
+    @Test func parsesAsGlibc() {
+        for s in Self.samples {
+            #expect(IPAddress.parseIPv6(s) == Self.glibcParse(s, AF_INET6), "\(s)")
+            #expect(IPAddress.parseIPv4(s) == Self.glibcParse(s, AF_INET), "\(s)")
+        }
+    }
+
+    @Test func formatsAsGlibc() {
+        var rng = SplitMix64(state: 0x5eed_0006)
+        for _ in 0..<5000 {
+            // Mostly zero groups, so compression cases come up often.
+            var b = [UInt8](repeating: 0, count: 16)
+            for w in 0..<8 where Int.random(in: 0..<3, using: &rng) == 0 {
+                let v = UInt16.random(in: 0...UInt16.max, using: &rng) >> (Int.random(in: 0...12, using: &rng))
+                b[2 * w] = UInt8(v >> 8)
+                b[2 * w + 1] = UInt8(v & 0xff)
+            }
+            if Int.random(in: 0..<8, using: &rng) == 0 { b[10] = 0xff; b[11] = 0xff }
+            #expect(IPAddress.formatIPv6(b) == Self.glibcFormat(b, AF_INET6), "\(b)")
+            #expect(IPAddress.parseIPv6(IPAddress.formatIPv6(b)) == b)
+            let v4 = Array(b.prefix(4))
+            #expect(IPAddress.formatIPv4(v4) == Self.glibcFormat(v4, AF_INET))
+        }
+    }
+}
