@@ -33,6 +33,13 @@ public struct SocketOption: Hashable, Sendable {
     public var name: Name
     public var value: Int32
     public var scope: Scope
+
+    public init(key: String, name: Name, value: Int32, scope: Scope) {
+        self.key = key
+        self.name = name
+        self.value = value
+        self.scope = scope
+    }
 }
 
 public enum BindIPv6Only: String, Sendable {

@@ -193,3 +193,27 @@ struct ConnectionCountTests {
         #expect(q.connections(of: other) == 200)
     }
 }
+
+/// Socket options are named in the configuration and numbered here.
+@Suite("socket option numbers")
+struct SocketOptionTests {
+    @Test func namedOptionsReachTheKernel() throws {
+        var config = SocketConfig(name: UnitName.parse("t.socket")!)
+        config.options = [
+            SocketOption(key: "IPTTL", name: .ipTTL, value: 42, scope: .inet),
+            SocketOption(key: "KeepAliveTimeSec", name: .keepAliveTime, value: 77, scope: .tcp),
+            SocketOption(key: "Priority", name: .priority, value: 3, scope: .any),
+        ]
+        let v4 = try Listener.open(Listen(kind: .stream, address: .ipv4(address: [127, 0, 0, 1], port: 0), line: 1),
+                                   config: config, options: .init(nonBlocking: true)) { _ in }
+        defer { v4.close() }
+        #expect(try Socket.option(v4, Int32(IPPROTO_IP), IP_TTL) == 42)
+        #expect(try Socket.option(v4, Int32(IPPROTO_TCP), TCP_KEEPIDLE) == 77)
+        #expect(try Socket.option(v4, SOL_SOCKET, SO_PRIORITY) == 3)
+        if let v6 = try? Listener.open(Listen(kind: .stream, address: .ipv6(address: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], port: 0, scope: nil), line: 1),
+                                       config: config, options: .init(nonBlocking: true), warn: { _ in }) {
+            defer { v6.close() }
+            #expect(try Socket.option(v6, Int32(IPPROTO_IPV6), IPV6_UNICAST_HOPS) == 42)
+        }
+    }
+}
