@@ -10,8 +10,8 @@ let package = Package(
     targets: [
         // The child side of spawning and the syscalls Swift cannot call (variadic, raw).
         .target(name: "CPorter"),
-        // Thin typed wrappers around the kernel objects porter uses.
-        .target(name: "PorterSys", dependencies: ["CPorter", "PorterCore"]),
+        // Thin typed wrappers around the kernel objects porter uses; plain values in, no policy.
+        .target(name: "PorterSys", dependencies: ["CPorter"]),
         // Pure logic: unit-file parser, config model, state machines.
         .target(name: "PorterCore"),
         // The one event loop and the supervisor that performs the machines' actions.
@@ -20,7 +20,7 @@ let package = Package(
         // A tiny handler the end-to-end tests spawn; it reports what it received.
         .executableTarget(name: "porter-test-handler", dependencies: ["CPorter"]),
         .testTarget(name: "PorterCoreTests", dependencies: ["PorterCore"]),
-        .testTarget(name: "PorterSysTests", dependencies: ["PorterSys"]),
-        .testTarget(name: "PorterEndToEndTests", dependencies: ["PorterSys"]),
+        .testTarget(name: "PorterSysTests", dependencies: ["PorterSys", "PorterDaemon"]),
+        .testTarget(name: "PorterEndToEndTests", dependencies: ["PorterSys", "PorterDaemon"]),
     ]
 )

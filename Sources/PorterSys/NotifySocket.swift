@@ -30,7 +30,7 @@ public struct NotifySocket {
             // sd_notify(3) services send 4 KiB at most; raise the queue so a
             // burst of watchdog pings is not dropped.
             try? Socket.setOption(fd, SOL_SOCKET, SO_RCVBUF, 1 << 20)
-            try Socket.bind(fd, try SocketAddress(.abstract(name)))
+            try Socket.bind(fd, SocketAddress(unix: Array(name.utf8), abstract: true))
         } catch {
             fd.close()
             throw error

@@ -1,9 +1,8 @@
 import CPorter
 import Glibc
-import PorterCore
 
 /// How a child ended, as waitpid(2) reports it.
-public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
+public enum ExitStatus: Equatable, Sendable {
     case exited(Int32)
     case signaled(Int32, coreDumped: Bool)
 
@@ -16,13 +15,6 @@ public enum ExitStatus: Equatable, Sendable, CustomStringConvertible {
     }
 
     public var isSuccess: Bool { self == .exited(0) }
-
-    public var description: String {
-        switch self {
-        case .exited(let code): return "status \(code)"
-        case .signaled(let sig, let core): return "signal \(Values.signalName(sig))" + (core ? " (core dumped)" : "")
-        }
-    }
 }
 
 public enum Processes {

@@ -1,9 +1,8 @@
 import CPorter
 import Glibc
-import PorterCore
 
 /// A socket address as the kernel takes it: sockaddr_storage and its length.
-public struct SocketAddress: CustomStringConvertible {
+public struct SocketAddress {
     public var storage = sockaddr_storage()
     public var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
 
@@ -11,34 +10,15 @@ public struct SocketAddress: CustomStringConvertible {
 
     public var family: Int32 { Int32(storage.ss_family) }
 
-    /// The kernel form of a configured address. `.anyPort` becomes `[::]:port`
-    /// (or `0.0.0.0:port` with `ipv4Fallback`); an IPv6 scope name is looked
-    /// up with if_nametoindex.
-    public init(_ address: ListenAddress, ipv4Fallback: Bool = false) throws(SysError) {
-        switch address {
-        case .anyPort(let port):
-            if ipv4Fallback {
-                self.init(ipv4: [0, 0, 0, 0], port: port)
-            } else {
-                self.init(ipv6: [UInt8](repeating: 0, count: 16), port: port, scope: 0)
-            }
-        case .ipv4(let a, let port):
-            self.init(ipv4: a, port: port)
-        case .ipv6(let a, let port, let scopeName):
-            var scope: UInt32 = 0
-            if let scopeName {
-                scope = if_nametoindex(scopeName)
-                if scope == 0 { throw SysError(call: "if_nametoindex(\(scopeName))", errno: SysError.current) }
-            }
-            self.init(ipv6: a, port: port, scope: scope)
-        case .unixPath(let path):
-            self.init(unix: Array(path.utf8), abstract: false)
-        case .abstract(let name):
-            self.init(unix: Array(name.utf8), abstract: true)
-        }
+    /// An interface's index for an IPv6 scope (`%eth0`).
+    /// The corresponding C function is if_nametoindex(3).
+    public static func interfaceIndex(_ name: String) throws(SysError) -> UInt32 {
+        let index = if_nametoindex(name)
+        if index == 0 { throw SysError(call: "if_nametoindex(\(name))", errno: SysError.current) }
+        return index
     }
 
-    init(ipv4 a: [UInt8], port: UInt16) {
+    public init(ipv4 a: [UInt8], port: UInt16) {
         withUnsafeMutableBytes(of: &storage) { raw in
             let sin = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
             sin.pointee.sin_family = sa_family_t(AF_INET)
@@ -48,7 +28,7 @@ public struct SocketAddress: CustomStringConvertible {
         length = socklen_t(MemoryLayout<sockaddr_in>.size)
     }
 
-    init(ipv6 a: [UInt8], port: UInt16, scope: UInt32) {
+    public init(ipv6 a: [UInt8], port: UInt16, scope: UInt32) {
         withUnsafeMutableBytes(of: &storage) { raw in
             let sin6 = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
             sin6.pointee.sin6_family = sa_family_t(AF_INET6)
@@ -61,7 +41,7 @@ public struct SocketAddress: CustomStringConvertible {
 
     /// Abstract names are not NUL-terminated: the length says where they end
     /// (unix(7)), and systemd binds them the same way.
-    init(unix bytes: [UInt8], abstract: Bool) {
+    public init(unix bytes: [UInt8], abstract: Bool) {
         let pathOffset = MemoryLayout<sa_family_t>.size
         withUnsafeMutableBytes(of: &storage) { raw in
             raw.storeBytes(of: sa_family_t(AF_UNIX), toByteOffset: 0, as: sa_family_t.self)
@@ -98,21 +78,20 @@ public struct SocketAddress: CustomStringConvertible {
         return r
     }
 
-    /// The IP address as text, IPv4-mapped IPv6 addresses shown as IPv4, as
-    /// systemd does for REMOTE_ADDR and instance names. nil for Unix sockets.
-    public var ipString: String? {
-        withUnsafeBytes(of: storage) { raw -> String? in
+    /// The IP address's bytes: 4 for IPv4 and for IPv4-mapped IPv6
+    /// addresses (as systemd shows them in REMOTE_ADDR and instance names),
+    /// 16 for other IPv6 ones; nil for Unix sockets.
+    public var ipBytes: [UInt8]? {
+        withUnsafeBytes(of: storage) { raw -> [UInt8]? in
             switch family {
             case AF_INET:
                 let sin = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
-                return IPAddress.formatIPv4(withUnsafeBytes(of: sin.pointee.sin_addr) { Array($0) })
+                return withUnsafeBytes(of: sin.pointee.sin_addr) { Array($0) }
             case AF_INET6:
                 let sin6 = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
                 let bytes = withUnsafeBytes(of: sin6.pointee.sin6_addr) { Array($0) }
-                if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff {
-                    return IPAddress.formatIPv4(Array(bytes[12...]))
-                }
-                return IPAddress.formatIPv6(bytes)
+                if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff { return Array(bytes[12...]) }
+                return bytes
             default:
                 return nil
             }
@@ -120,9 +99,7 @@ public struct SocketAddress: CustomStringConvertible {
     }
 
     /// True for AF_INET6 addresses that are not IPv4-mapped.
-    public var isIPv6: Bool {
-        family == AF_INET6 && !(ipString?.contains(".") ?? false)
-    }
+    public var isIPv6: Bool { ipBytes?.count == 16 }
 
     public var port: UInt16? {
         withUnsafeBytes(of: storage) { raw -> UInt16? in
@@ -147,10 +124,4 @@ public struct SocketAddress: CustomStringConvertible {
         }
     }
 
-    public var description: String {
-        if let ip = ipString, let port {
-            return isIPv6 ? "[\(ip)]:\(port)" : "\(ip):\(port)"
-        }
-        return unixPath ?? "?"
-    }
 }

@@ -1,6 +1,5 @@
 import CPorter
 import Glibc
-import PorterCore
 
 /// One timerfd on CLOCK_MONOTONIC, armed for the earliest deadline porter
 /// has (as swift-nio's SelectorEpoll does): no deadline, no wake-up.
@@ -14,13 +13,14 @@ public struct TimerFD {
         })
     }
 
-    /// Arms the timer for an absolute monotonic instant, or disarms it with nil.
+    /// Arms the timer for an absolute time on CLOCK_MONOTONIC, in
+    /// nanoseconds, or disarms it with nil.
     /// The corresponding C function is timerfd_settime(2) with TFD_TIMER_ABSTIME.
-    public func arm(at deadline: Instant?) throws(SysError) {
+    public func arm(atNanoseconds deadline: Int64?) throws(SysError) {
         var spec = itimerspec()
         if let deadline {
             // A zero it_value would disarm; a deadline in the past fires at once.
-            let ns = max(deadline.nanoseconds, 1)
+            let ns = max(deadline, 1)
             spec.it_value.tv_sec = Int(ns / 1_000_000_000)
             spec.it_value.tv_nsec = Int(ns % 1_000_000_000)
         }
@@ -36,11 +36,10 @@ public struct TimerFD {
     public func close() { fd.close() }
 }
 
-public enum MonotonicClock {
-    /// Now, on CLOCK_MONOTONIC: the clock the timerfd uses.
-    public static func now() -> Instant {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Instant(nanoseconds: Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec))
-    }
+/// CLOCK_MONOTONIC, the clock the timerfd uses, in nanoseconds.
+/// The corresponding C function is clock_gettime(2).
+public func monotonicNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }

@@ -1,5 +1,6 @@
 import Glibc
 import PorterCore
+import PorterDaemon
 import PorterSys
 import Testing
 

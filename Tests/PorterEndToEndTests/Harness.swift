@@ -1,5 +1,6 @@
 import Glibc
 import PorterCore
+import PorterDaemon
 import PorterSys
 import Testing
 
@@ -18,7 +19,7 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-func now() -> Instant { MonotonicClock.now() }
+func now() -> Instant { Instant(nanoseconds: monotonicNanoseconds()) }
 
 /// Polls `condition` every 10 ms until it holds or `seconds` pass.
 @discardableResult

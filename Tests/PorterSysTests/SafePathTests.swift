@@ -1,5 +1,6 @@
 import Glibc
 import PorterCore
+import PorterDaemon
 @testable import PorterSys
 import Testing
 
@@ -34,14 +35,14 @@ struct SafePathTests {
         config.socketMode = 0o660
         let path = dir + "/app.sock"
         let listen = Listen(kind: .stream, address: .unixPath(path), line: 1)
-        Listener.afterBindForTesting = { p in
+        UnixSocketFile.afterBindForTesting = { p in
             // What the racing user did: rename a symlink over the new socket
             // (this test's only: other suites may bind meanwhile).
             guard p == path else { return }
             _ = symlink(target, dir + "/lnk")
             _ = rename(dir + "/lnk", p)
         }
-        defer { Listener.afterBindForTesting = nil }
+        defer { UnixSocketFile.afterBindForTesting = nil }
         let result = Result { () throws(ListenError) -> FileDescriptor in
             try Listener.open(listen, config: config, options: .init(nonBlocking: true, owner: (65534, 65534))) { _ in }
         }
