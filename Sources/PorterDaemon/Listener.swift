@@ -140,7 +140,7 @@ public enum Listener {
         }
         do throws(ListenError) {
             try UnixSocketFile.bind(fd, address, path: path, directoryMode: config.directoryMode, socketMode: config.socketMode,
-                                    owner: owner, trust: trust)
+                                    owner: owner, trust: trust, boundInode: QueuedWork.boundFileInode)
         } catch {
             var e = error
             if e.hint == nil, e.step == "bind" { e.hint = bindHint(e.errno, listen.address) }

@@ -32,8 +32,11 @@ public enum UnixSocketFile {
     /// directories, a stale file replaced only when nothing listens on it,
     /// the mode applied through the umask at bind time, ownership changed
     /// on the checked inode only.
+    /// `boundInode` tells the inode of the file the socket created (from
+    /// sock_diag's UNIX_DIAG_VFS), nil when the kernel does not say.
     public static func bind(_ fd: FileDescriptor, _ address: SocketAddress, path: String, directoryMode: UInt32, socketMode: UInt32,
-                            owner: (uid: UInt32?, gid: UInt32?), trust: SafePath.Trust) throws(ListenError) {
+                            owner: (uid: UInt32?, gid: UInt32?), trust: SafePath.Trust,
+                            boundInode: (FileDescriptor) -> UInt32?) throws(ListenError) {
         // The parent is resolved (and made, with DirectoryMode=) without
         // following symlinks that others could have placed; everything
         // after that happens relative to its fd.
@@ -60,7 +63,7 @@ public enum UnixSocketFile {
             throw ListenError(step: "\(path) vanished after bind (replaced by someone who can write \(parent)?)", errno: 0)
         }
         defer { _ = Glibc.close(file) }
-        let bound = UnixDiag.boundFileInode(fd)
+        let bound = boundInode(fd)
         guard fstat(file, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK,
               bound.map({ $0 == UInt32(truncatingIfNeeded: st.st_ino) }) ?? (st.st_uid == geteuid() && st.st_nlink == 1) else {
             throw ListenError(step: "\(path) is not the socket porter bound (replaced by someone who can write \(parent)?), refused", errno: 0)

@@ -237,3 +237,57 @@ struct IPAddressTests {
         }
     }
 }
+
+@Suite("sock_diag bytes")
+struct SockDiagTests {
+    static func message(type: UInt16, _ payload: [UInt8]) -> [UInt8] {
+        var m = [UInt8](repeating: 0, count: 16)
+        let len = UInt32(16 + payload.count)
+        for i in 0..<4 { m[i] = UInt8((len >> (8 * UInt32(i))) & 0xff) }
+        m[4] = UInt8(type & 0xff); m[5] = UInt8(type >> 8)
+        return m + payload + [UInt8](repeating: 0, count: (4 - payload.count % 4) % 4)
+    }
+
+    @Test func requestsHaveTheKernelsLayout() {
+        let r = SockDiag.inetDump(family: SockDiag.afInet, proto: SockDiag.tcp, states: SockDiag.established, sourcePort: 0x1F90)
+        #expect(r.count == 72 && r[0] == 72 && r[4] == 20 && r[6] == 0x01 && r[7] == 0x03)
+        #expect(r[16] == 2 && r[17] == 6 && r[20] == 2 && r[24] == 0x1F && r[25] == 0x90)
+        let u = SockDiag.unixRequest(states: SockDiag.listen, show: SockDiag.showRQLen, inode: 0x01020304)
+        #expect(u.count == 40 && u[7] == 0 && u[24] == 4 && u[27] == 1 && u[28] == 0x10)
+    }
+
+    @Test func repliesAndAttributes() {
+        // inet_diag_msg with source port 8080 (big-endian at 4...5).
+        var inet = [UInt8](repeating: 0, count: 72)
+        inet[4] = 0x1F; inet[5] = 0x90
+        // unix_diag_msg and a UNIX_DIAG_NAME attribute "/s" plus a RQLEN of 7.
+        var unix = [UInt8](repeating: 0, count: 16)
+        unix += [6, 0, 0, 0, 0x2F, 0x73, 0, 0] + [12, 0, 4, 0, 7, 0, 0, 0, 0, 0, 0, 0]
+        let bytes = Self.message(type: 20, inet) + Self.message(type: 20, unix) + Self.message(type: 3, [0, 0, 0, 0])
+        let reply = SockDiag.parse(bytes)
+        #expect(reply.done && !reply.failed && reply.payloads.count == 2)
+        #expect(SockDiag.inetSourcePort(bytes, reply.payloads[0]) == 8080)
+        let attrs = SockDiag.unixAttributes(bytes, reply.payloads[1])
+        #expect(attrs.map(\.type) == [0, 4])
+        #expect(Array(attrs[0].value) == [0x2F, 0x73] && SockDiag.u32(attrs[1].value) == 7)
+        #expect(SockDiag.parse(Self.message(type: 2, [0xEF, 0xFF, 0xFF, 0xFF])).failed)
+    }
+
+    @Test func fuzzReplies() {
+        var rng = SplitMix64(state: 0x5eed_0007)
+        for _ in 0..<fuzzIterations {
+            var bytes: [UInt8] = []
+            for _ in 0..<Int.random(in: 0...4, using: &rng) {
+                bytes += Self.message(type: [20, 20, 3, 2, UInt16.random(in: 0...30, using: &rng)][Int.random(in: 0..<5, using: &rng)],
+                                      (0..<Int.random(in: 0...40, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) })
+            }
+            if Bool.random(using: &rng), !bytes.isEmpty { bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            let reply = SockDiag.parse(bytes)
+            for p in reply.payloads {
+                #expect(p.upperBound <= bytes.count)
+                _ = SockDiag.inetSourcePort(bytes, p)
+                for a in SockDiag.unixAttributes(bytes, p) { _ = SockDiag.u32(a.value) }
+            }
+        }
+    }
+}
