@@ -45,9 +45,18 @@ public struct ServiceConfig: Sendable {
     public var name: UnitName
     public var exec: ExecCommand?
     var execLine = 0
-    /// The line of each key's last assignment, for messages about values
-    /// checked after parsing (User= that names no user, ...).
-    public var lines: [String: Int] = [:]
+    /// Where User=, Group= and SupplementaryGroups= were set, for the
+    /// messages of checks made after parsing (a user that does not exist).
+    var credentialLines: (user: Int?, group: Int?, supplementary: Int?) = (nil, nil, nil)
+    public func line(of key: String) -> Int? {
+        switch key {
+        case "User": return credentialLines.user
+        case "Group": return credentialLines.group
+        case "SupplementaryGroups": return credentialLines.supplementary
+        case "ExecStart": return execStartLine
+        default: return nil
+        }
+    }
     public var execStartLine: Int? { execLine > 0 ? execLine : nil }
     /// Environment= words, split but with specifiers unresolved.
     var environment: [(line: Int, name: String, value: String)] = []
@@ -115,7 +124,12 @@ public struct ServiceConfig: Sendable {
         var config = ServiceConfig(name: name)
         var reader = UnitReader(file: file, diagnostics: diagnostics)
         reader.read(section: "Service", implemented: keys, unitKeys: unitKeys) { r, a in
-            config.lines[a.key] = a.line
+            switch a.key {
+            case "User": config.credentialLines.user = a.line
+            case "Group": config.credentialLines.group = a.line
+            case "SupplementaryGroups": config.credentialLines.supplementary = a.line
+            default: break
+            }
             config.apply(a, &r, specifiers)
         }
         config.validate(&reader, specifiers)

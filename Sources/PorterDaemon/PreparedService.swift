@@ -42,7 +42,7 @@ final class PreparedService {
                         shared cache: Shared = Shared()) -> Result<PreparedService, Diagnostic> {
         let file = config.name.description
         func refuse(_ key: String, _ message: String) -> Result<PreparedService, Diagnostic> {
-            .failure(Diagnostic(.error, file: file, line: config.lines[key], key: key, message))
+            .failure(Diagnostic(.error, file: file, line: config.line(of: key), key: key, message))
         }
         var account: Users.User? = nil
         if let u = config.user {

@@ -106,7 +106,17 @@ extension Supervisor {
             }
         }
         preopened.removeAll()
+        releaseActivation()
         return problems
+    }
+
+    /// The configuration is kept only while some socket waits for its
+    /// address: otherwise every unit's parsed text would stay in memory
+    /// for good (2.8 MB with 1 000 units).
+    func releaseActivation() {
+        guard bindRetries.isEmpty else { return }
+        activation = nil
+        openedPorts.removeAll()
     }
 
     /// A socket whose listeners are open joins the running set; an
@@ -198,6 +208,7 @@ extension Supervisor {
                 for d in installServices() { Log.write(d.severity == .error ? .error : .warning, d.description) }
             }
         }
+        releaseActivation()
     }
 
     /// Binds and listens on every socket, before the services are read.
