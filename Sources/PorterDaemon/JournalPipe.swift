@@ -33,11 +33,13 @@ final class JournalPipe {
     /// without pause gets its share and no more, and when porter is slower
     /// than the writer, the full pipe blocks the writer, not porter.
     static let budget = 65536
-    private var chunk = [UInt8](repeating: 0, count: JournalPipe.budget)
+    /// One read buffer for every pipe: the loop drains one pipe at a time,
+    /// and a thousand services must not cost 64 KiB each.
+    nonisolated(unsafe) private static var chunk = [UInt8](repeating: 0, count: JournalPipe.budget)
 
     /// Logs the complete lines of at most one `budget` of output.
     func drain() {
-        let n = chunk.withUnsafeMutableBytes { raw in (try? read.read(into: raw)) ?? nil }
+        let n = Self.chunk.withUnsafeMutableBytes { raw in (try? read.read(into: raw)) ?? nil }
         guard let n, n > 0 else { return }
         split(count: n)
     }
@@ -45,7 +47,7 @@ final class JournalPipe {
     /// Cuts the first `count` bytes of `chunk` into lines with memchr(3):
     /// a per-byte loop cost porter ~11 s of CPU per GiB of output.
     private func split(count n: Int) {
-        chunk.withUnsafeBytes { raw in
+        Self.chunk.withUnsafeBytes { raw in
             let base = raw.baseAddress!
             var at = 0
             while at < n {
@@ -70,7 +72,7 @@ final class JournalPipe {
     /// last partial line.
     func flush() {
         for _ in 0..<16 {
-            let n = chunk.withUnsafeMutableBytes { raw in (try? read.read(into: raw)) ?? nil }
+            let n = Self.chunk.withUnsafeMutableBytes { raw in (try? read.read(into: raw)) ?? nil }
             guard let n, n > 0 else { break }
             split(count: n)
         }
