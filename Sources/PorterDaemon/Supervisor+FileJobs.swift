@@ -29,8 +29,12 @@ extension Supervisor {
         var present: [String: FileVersion] = [:]
         for (c, cond) in rt.config.conditions.enumerated() {
             guard let dir = rt.directories[c] else { continue }
-            for name in Files.regularFiles(in: dir, matching: cond.pattern ?? "*") {
+            var notText = 0
+            for name in Files.regularFiles(in: dir, matching: cond.pattern ?? "*", notText: &notText) {
                 if let v = version(dir, name) { present[name] = v }
+            }
+            if notText > 0 {
+                failure(.path(p, file: ""), "\(rt.name): \(notText) file\(notText == 1 ? "" : "s") in \(cond.directory) with a name that is not UTF-8; not jobs (rename them)", level: .warning)
             }
         }
         performJobs(p, rt.jobs!.handle(.scanned(present), now: now))

@@ -64,6 +64,8 @@ extension Supervisor {
         /// "" for the watched path itself or a name that is not UTF-8 (which
         /// no condition matches; the event still counts for the directory).
         var name: String
+        /// The entry's name was not UTF-8: no unit can name such a file.
+        var nameNotText = false
     }
 
     /// Everything waiting in the queue, 64 KiB per read.
@@ -74,7 +76,7 @@ extension Supervisor {
             let n = buffer.withUnsafeMutableBytes { inotify.read(into: $0) }
             if n == 0 { break }
             for r in buffer.withUnsafeBytes({ InotifyRecords.parse(UnsafeRawBufferPointer(rebasing: $0[..<n])) }) {
-                events.append(InotifyEvent(wd: r.wd, mask: Inotify.Mask(rawValue: r.mask), name: r.name ?? ""))
+                events.append(InotifyEvent(wd: r.wd, mask: Inotify.Mask(rawValue: r.mask), name: r.name ?? "", nameNotText: r.name == nil))
             }
         }
         return events
@@ -176,6 +178,11 @@ extension Supervisor {
             if selfGone {
                 batch.redo.insert(key)
                 batch.rescan.insert(use.path)
+                return
+            }
+            if event.nameNotText, !event.mask.isDisjoint(with: [.closeWrite, .movedTo]) {
+                // Said, not skipped in silence: the writer can rename it.
+                failure(.path(use.path, file: ""), "\(rt.name): a file in \(cond.directory) has a name that is not UTF-8; it is not a job (rename it)", level: .warning)
                 return
             }
             if event.mask.contains(.isDirectory) || !Self.isJobFile(event.name, cond) { return }

@@ -122,7 +122,8 @@ public enum Files {
     /// directory `dir` (any fd of it, O_PATH included), until it returns
     /// false; names that are not UTF-8 are skipped. The corresponding C
     /// functions are openat(2) and fdopendir(3).
-    public static func forEachEntry(in dir: FileDescriptor, _ body: (String, UInt8) -> Bool) throws(SysError) {
+    public static func forEachEntry(in dir: FileDescriptor, notText: ((UInt8) -> Void)? = nil,
+                                    _ body: (String, UInt8) -> Bool) throws(SysError) {
         let raw = porter_openat(dir.rawValue, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0)
         if raw < 0 { throw SysError(call: "open(.)", errno: SysError.current) }
         guard let d = fdopendir(raw) else {
@@ -134,7 +135,10 @@ public enum Files {
         while let entry = readdir(d) {
             let bytes = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix(while: { $0 != 0 })) }
             if bytes == [0x2E] || bytes == [0x2E, 0x2E] { continue }
-            guard let name = String(validating: bytes, as: UTF8.self) else { continue }
+            guard let name = String(validating: bytes, as: UTF8.self) else {
+                notText?(entry.pointee.d_type)
+                continue
+            }
             if !body(name, entry.pointee.d_type) { return }
         }
     }
@@ -150,9 +154,13 @@ public enum Files {
     }
 
     /// Entries of `dir` that are not directories, matching `pattern`.
-    public static func regularFiles(in dir: FileDescriptor, matching pattern: String?) -> [String] {
+    /// `notText` counts the entries (other than directories) whose names
+    /// are not UTF-8, which no unit can name.
+    public static func regularFiles(in dir: FileDescriptor, matching pattern: String?, notText: inout Int) -> [String] {
         var names: [String] = []
-        try? forEachEntry(in: dir) { name, type in
+        var skipped = 0
+        defer { notText += skipped }
+        try? forEachEntry(in: dir, notText: { type in if type != UInt8(DT_DIR) { skipped += 1 } }) { name, type in
             if type == UInt8(DT_DIR) { return true }
             if type == UInt8(DT_UNKNOWN), status(at: dir, name)?.isDirectory ?? true { return true }
             if let pattern, !matches(name, pattern: pattern) { return true }

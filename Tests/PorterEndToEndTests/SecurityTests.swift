@@ -540,3 +540,33 @@ extension EndToEnd.Security {
         #expect(try porter.stop() == 0)
     }
 }
+
+extension EndToEnd.Security {
+    /// F9 for per-file jobs: a file whose name is not UTF-8 is no job (no
+    /// unit could name it), and porter says so instead of skipping it in
+    /// silence; the other files are handled.
+    @Test func f9_nonUTF8FileNameInAnInboxIsSaid() throws {
+        let dir = makeTempDirectory("f9inbox")
+        defer { _ = system("rm -rf '\(dir)'") }
+        mkdir(dir + "/in", 0o755)
+        let porter = try PorterRun("f9inboxrun", units: [
+            "in.path": "[Path]\nDirectoryNotEmpty=\(dir)/in\nAccept=yes\n",
+            "in@.service": "[Service]\nExecStart=\(handlerBinary) job \(dir)/runs --remove\n",
+        ])
+        var raw = Array((dir + "/in/bad").utf8) + [0xFF] + [0]
+        let fd = raw.withUnsafeMutableBufferPointer { p in p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { creat($0, 0o644) } }
+        #expect(fd >= 0)
+        close(fd)
+        renameIn(dir + "/in", "good", "ok")
+        try waitUntil(10, "the good file's job") { jobRuns(dir + "/runs").count == 1 }
+        try porter.waitForLog("in.path: a file in \(dir)/in has a name that is not UTF-8; it is not a job (rename it)")
+        #expect(try porter.stop() == 0)
+        // Present at start-up: the scan says so too.
+        let again = try PorterRun("f9inboxagain", units: [
+            "in.path": "[Path]\nDirectoryNotEmpty=\(dir)/in\nAccept=yes\n",
+            "in@.service": "[Service]\nExecStart=\(handlerBinary) job \(dir)/runs --remove\n",
+        ])
+        try again.waitForLog("in.path: 1 file in \(dir)/in with a name that is not UTF-8; not jobs (rename them)")
+        #expect(try again.stop() == 0)
+    }
+}
