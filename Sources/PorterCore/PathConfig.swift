@@ -26,6 +26,13 @@ public struct PathCondition: Hashable, Sendable, CustomStringConvertible {
     /// directory, or the directory itself.
     public var directory: String { kind == .existsGlob ? Self.parent(of: path) : path }
 
+    /// The directory porter watches and looks into for this condition: the
+    /// directory itself for DirectoryNotEmpty= and PathExistsGlob=, the
+    /// parent of the path otherwise.
+    public var watchedDirectory: String {
+        kind == .directoryNotEmpty || kind == .existsGlob ? directory : Self.parent(of: path)
+    }
+
     /// The file-name pattern of a PathExistsGlob= condition.
     public var pattern: String? { kind == .existsGlob ? Self.baseName(of: path) : nil }
 

@@ -148,11 +148,6 @@ public enum Listener {
         }
     }
 
-    /// Removes a socket file porter made.
-    public static func removeSocketFile(_ path: String, trust: SafePath.Trust = .porter) {
-        UnixSocketFile.removeSocketFile(path, trust: trust)
-    }
-
     static func bindHint(_ errno: Int32, _ address: ListenAddress) -> String? {
         switch errno {
         case EACCES:

@@ -123,11 +123,6 @@ extension Supervisor {
         w.fd.close()
         s.mainWatch = nil
         Log.info("\(s.name): main pid \(w.pid) exited")
-        let now = MonotonicClock.now()
-        let group = s.group
-        perform(s.machine.handle(.exited(pid: w.pid, result: .success, progress: true), now: now), service: i, now: now)
-        if let group, !s.machine.state.isRunningOrStarting || s.group != group {
-            trackLeftovers(group: group, unit: s.name, kill: s.prepared.kill, now: now)
-        }
+        mainExited(i, pid: w.pid, result: .success, progress: true)
     }
 }

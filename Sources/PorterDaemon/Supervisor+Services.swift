@@ -109,16 +109,24 @@ extension Supervisor {
                 let note = progress ? "" : ", leaving the work that started it queued (queue: \(left!))"
                 let fine = (result == .success && progress) || stoppedByPorter
                 Log.write(fine ? .info : .warning, "\(s.name): pid \(pid) exited, \(status)\(note)")
-                let now = MonotonicClock.now()
-                let group = s.group
-                perform(s.machine.handle(.exited(pid: pid, result: result, progress: progress), now: now), service: i, now: now)
-                if let group, !s.machine.state.isRunningOrStarting || s.group != group {
-                    trackLeftovers(group: group, unit: s.name, kill: s.prepared.kill, now: now)
-                }
+                mainExited(i, pid: pid, result: result, progress: progress)
             } else {
                 // Not started by porter: an orphan adopted by porter as PID 1.
                 Log.debug("reaped pid \(pid) (\(status)), not a service of porter's")
             }
+        }
+    }
+
+    /// The main process of service `i` exited: its machine decides, and
+    /// what is left of the run's group is followed (F7) unless the run goes
+    /// on (MAINPID= moved the main process).
+    func mainExited(_ i: Int, pid: Int32, result: RunResult, progress: Bool) {
+        let s = services[i]
+        let now = MonotonicClock.now()
+        let group = s.group
+        perform(s.machine.handle(.exited(pid: pid, result: result, progress: progress), now: now), service: i, now: now)
+        if let group, !s.machine.state.isRunningOrStarting || s.group != group {
+            trackLeftovers(group: group, unit: s.name, kill: s.prepared.kill, now: now)
         }
     }
 

@@ -102,7 +102,7 @@ extension Supervisor {
             guard case .success(let fds) = opened else { continue }
             for fd in fds { fd.close() }
             for l in config.socketsRead[name]?.listens ?? [] {
-                if let path = l.address.unixPath { Listener.removeSocketFile(path) }
+                if let path = l.address.unixPath { UnixSocketFile.removeSocketFile(path) }
             }
         }
         preopened.removeAll()
@@ -178,14 +178,16 @@ extension Supervisor {
         return problems
     }
 
-    /// Closes a socket's listeners for good (its Unix files removed).
-    func close(socket i: Int) {
+    /// Closes a socket's listeners for good, removing its Unix files when
+    /// `removeFiles` (a unit that cannot run; RemoveOnStop= at shutdown).
+    func close(socket i: Int, removeFiles: Bool = true) {
         let s = sockets[i]
         unwatch(socket: i)
         for fd in s.fds { fd.close() }
         s.fds.removeAll()
+        guard removeFiles else { return }
         for l in s.config.listens {
-            if let path = l.address.unixPath { Listener.removeSocketFile(path) }
+            if let path = l.address.unixPath { UnixSocketFile.removeSocketFile(path) }
         }
     }
 
@@ -282,14 +284,7 @@ extension Supervisor {
         stopPaths()
         for (i, s) in sockets.enumerated() {
             _ = s.acceptMachine?.handle(.stop)
-            unwatch(socket: i)
-            for fd in s.fds { fd.close() }
-            s.fds.removeAll()
-            if s.config.removeOnStop {
-                for l in s.config.listens {
-                    if let path = l.address.unixPath { Listener.removeSocketFile(path) }
-                }
-            }
+            close(socket: i, removeFiles: s.config.removeOnStop)
         }
         for (pid, inst) in instances {
             let (signals, killAt) = inst.kill.begin(pid, now: now)

@@ -58,7 +58,7 @@ extension Supervisor {
             watches[wd, default: []].insert(WatchUse(path: p, condition: c, role: role))
         }
         let isDirectoryCondition = cond.kind == .directoryNotEmpty || cond.kind == .existsGlob
-        let looked = isDirectoryCondition ? cond.directory : PathCondition.parent(of: cond.path)
+        let looked = cond.watchedDirectory
         var lastAncestor: String? = nil
         for _ in 0..<8 {
             let outcome: SafePath.Outcome
@@ -121,8 +121,7 @@ extension Supervisor {
         if let dir = rt.directories[c] { return body(dir) }
         guard !rt.config.accept else { return nil }
         let cond = rt.config.conditions[c]
-        let looked = cond.kind == .directoryNotEmpty || cond.kind == .existsGlob ? cond.directory : PathCondition.parent(of: cond.path)
-        guard let dir = SafePath.existingDirectory(looked, trust: .porter) else { return nil }
+        guard let dir = SafePath.existingDirectory(cond.watchedDirectory, trust: .porter) else { return nil }
         defer { dir.close() }
         return body(dir)
     }

@@ -295,5 +295,14 @@ func writeBytes(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) {
     close(fd)
 }
 
+/// Where each open fd of a process points (readlink of /proc/PID/fd/N).
+func fdTargets(_ pid: Int32) -> [String] {
+    ((try? Files.list("/proc/\(pid)/fd")) ?? []).map { name in
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/\(pid)/fd/\(name)", &buf, buf.count - 1)
+        return String(decoding: buf[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
 /// Whether the tests run as root (chown, User=, other users' files).
 let isRoot = geteuid() == 0

@@ -9,14 +9,7 @@ extension EndToEnd {
     @Suite("defects of the house (issue 9)", .timeLimit(.minutes(2)))
     struct House {
         /// Sockets among a process's fds.
-        static func sockets(of pid: Int32) -> [String] {
-            ((try? Files.list("/proc/\(pid)/fd")) ?? []).compactMap { name in
-                var buf = [CChar](repeating: 0, count: 256)
-                let n = readlink("/proc/\(pid)/fd/\(name)", &buf, buf.count - 1)
-                let target = String(decoding: buf[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                return target.hasPrefix("socket:") ? target : nil
-            }
-        }
+        static func sockets(of pid: Int32) -> [String] { fdTargets(pid).filter { $0.hasPrefix("socket:") } }
 
         /// Shutdown with KillMode=none leaves the instance running but must
         /// not keep porter's copy of its connection (the idle watch) while

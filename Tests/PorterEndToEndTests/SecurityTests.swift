@@ -525,11 +525,7 @@ extension EndToEnd.Security {
         let r = Report(try c.readAll())
         c.close()
         #expect(r.value("cwd") == (isRoot ? "/" : String(cString: getenv("HOME"))), "\(r.lines)")
-        let targets = ((try? Files.list("/proc/\(porter.pid)/fd")) ?? []).map { name -> String in
-            var buf = [CChar](repeating: 0, count: 4096)
-            let n = readlink("/proc/\(porter.pid)/fd/\(name)", &buf, buf.count - 1)
-            return String(decoding: buf[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        }
+        let targets = fdTargets(porter.pid)
         #expect(!targets.contains(marker), "porter kept an fd it inherited: \(targets)")
         #expect(porter.log.contains("who.service:4: User: no such user 'no-such-user-here'"))
         #expect(!porter.log.contains("others can write this directory"))
