@@ -3,15 +3,19 @@
 /// limit, so further clients wait in the kernel's backlog instead of being
 /// accepted and refused (s6-ipcserverd's way; systemd closes them instead).
 ///
-///   state \ event | instanceStarted          | instanceExited              | stop
-///   --------------+--------------------------+-----------------------------+-----------------
-///   listening     | paused [unwatch] at limit| -                           | closed [unwatch]
-///   paused        | -                        | listening [watch] below limit | closed
-///   closed        | -                        | -                           | -
+///   state \ event | instanceStarted          | instanceExited              | stop             | limit(n) (reload)
+///   --------------+--------------------------+-----------------------------+------------------+---------------------------
+///   listening     | paused [unwatch] at limit| -                           | closed [unwatch] | paused [unwatch] at limit
+///   paused        | -                        | listening [watch] below limit | closed         | listening [watch] below it
+///   closed        | -                        | -                           | -                | -
 public struct AcceptMachine: Sendable {
     public enum State: Equatable, Sendable { case listening, paused, closed }
 
-    public enum Event: Equatable, Sendable { case instanceStarted, instanceExited, stop }
+    public enum Event: Equatable, Sendable {
+        case instanceStarted, instanceExited, stop
+        /// A reload changed MaxConnections=.
+        case limit(Int)
+    }
 
     public enum Action: Equatable, Sendable {
         case watch, unwatch
@@ -19,7 +23,7 @@ public struct AcceptMachine: Sendable {
     }
 
     public let name: String
-    public let maxConnections: Int
+    public private(set) var maxConnections: Int
     public private(set) var state = State.listening
     public private(set) var running = 0
 
@@ -65,6 +69,23 @@ public struct AcceptMachine: Sendable {
             running = max(0, running - 1)
             return []
         case (.closed, .stop):
+            return []
+        case (.listening, .limit(let n)):
+            maxConnections = n
+            if running >= n {
+                state = .paused
+                return [.unwatch]
+            }
+            return []
+        case (.paused, .limit(let n)):
+            maxConnections = n
+            if running < n {
+                state = .listening
+                return [.watch]
+            }
+            return []
+        case (.closed, .limit(let n)):
+            maxConnections = n
             return []
         }
     }

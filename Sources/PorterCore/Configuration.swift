@@ -220,21 +220,25 @@ public struct UnitSet: Sendable {
         var d = Diagnostics(file: fileName)
         let file = UnitFile.parse(fileName: fileName, bytes: bytes, diagnostics: &d)
         let specifiers = Specifiers(unit: name, host: host)
+        let print = Fingerprint.of(bytes)
         switch name.type {
         case .socket:
-            if let s = SocketConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
+            if var s = SocketConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
+                s.fingerprint = print
                 sockets[name] = s
             } else {
                 refused.insert(name)
             }
         case .service:
-            if let s = ServiceConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
+            if var s = ServiceConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
+                s.fingerprint = print
                 services[name] = s
             } else {
                 refused.insert(name)
             }
         case .path:
-            if let p = PathConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
+            if var p = PathConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
+                p.fingerprint = print
                 paths[name] = p
             } else {
                 refused.insert(name)

@@ -68,6 +68,8 @@ public struct PathConfig: Sendable {
     /// porter's own: where the file of a failed job is moved (Accept=yes).
     /// Without it a failed file is tried again after a back-off.
     public var failedDirectory: String?
+    /// Of the unit file's bytes: whether a reload changed the unit.
+    public var fingerprint: UInt64 = 0
 
     public init(name: UnitName) { self.name = name }
 

@@ -45,6 +45,8 @@ public struct ServiceConfig: Sendable {
     public var name: UnitName
     public var exec: ExecCommand?
     var execLine = 0
+    /// Of the unit file's bytes: whether a reload changed the unit.
+    public var fingerprint: UInt64 = 0
     /// Where User=, Group= and SupplementaryGroups= were set, for the
     /// messages of checks made after parsing (a user that does not exist).
     var credentialLines: (user: Int?, group: Int?, supplementary: Int?) = (nil, nil, nil)

@@ -99,7 +99,7 @@ public struct ServiceMachine: Sendable {
     }
 
     public let name: String
-    public let policy: ServicePolicy
+    public private(set) var policy: ServicePolicy
     public private(set) var state = State.listening
     /// When recent failed runs ended, oldest first.
     private var failures: [Instant] = []
@@ -115,6 +115,10 @@ public struct ServiceMachine: Sendable {
     }
 
     public var kill: KillPolicy { policy.kill }
+
+    /// A reload changed the unit: the new policy decides from here on (the
+    /// supervisor adopts it when the next run starts).
+    public mutating func adopt(_ policy: ServicePolicy) { self.policy = policy }
 
     /// When the machine next needs a `.timer` event.
     public var deadline: Instant? {

@@ -72,6 +72,8 @@ public struct SocketConfig: Sendable {
     public var options: [SocketOption] = []
     /// Whether any Listen*= line was written, valid or not.
     var sawListen = false
+    /// Of the unit file's bytes: whether a reload changed the unit.
+    public var fingerprint: UInt64 = 0
 
     public init(name: UnitName) {
         self.name = name

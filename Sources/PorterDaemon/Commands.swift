@@ -70,6 +70,7 @@ public enum Commands {
             Log.error("cannot set up the event loop: \(error)")
             return nil
         }
+        supervisor.configDirectory = configDirectory
         var units = UnitSet()
         dir.reportInvalidNames(to: &units)
         dir.add(dir.names.filter { $0.hasSuffix(".socket") }, to: &units, host: host)

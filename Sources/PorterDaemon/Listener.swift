@@ -8,9 +8,10 @@ import PorterSys
 /// mode applied through the umask at bind time so the file never exists
 /// with looser permissions.
 public enum Listener {
+    public typealias Owner = (uid: UInt32?, gid: UInt32?)
     public struct Options {
         public var nonBlocking: Bool
-        public var owner: (uid: UInt32?, gid: UInt32?)
+        public var owner: Owner
         /// Whose directories may hold symlinks in the socket's path.
         public var trust: SafePath.Trust
         public init(nonBlocking: Bool, owner: (uid: UInt32?, gid: UInt32?) = (nil, nil), trust: SafePath.Trust = .porter) {

@@ -3,9 +3,9 @@ import PorterSys
 
 /// What has a deadline in the loop's heap.
 enum TimerKey: Hashable, Sendable {
-    case service(Int)
-    case socket(Int)
-    case path(Int)
+    case service(UnitID)
+    case socket(UnitID)
+    case path(UnitID)
     case instance(Int32)
     /// Bind retries and leftover groups: few, and rarely any.
     case retries
@@ -22,7 +22,8 @@ final class Timers {
 /// A socket unit while porter runs: its open listeners and, with
 /// Accept=yes, the machine that decides whether to accept.
 final class SocketRuntime {
-    let config: SocketConfig
+    /// Replaced by a reload that changed the unit.
+    var config: SocketConfig
     /// One per Listen*= line, in order; closed at shutdown.
     var fds: [FileDescriptor]
     /// epoll tokens of the fds while they are watched.
@@ -30,23 +31,25 @@ final class SocketRuntime {
     /// Accept=yes: the template and the machine.
     var template: PreparedService?
     var acceptMachine: AcceptMachine?
-    /// Accept=no: the index of the service this socket activates.
-    var service: Int?
+    /// Accept=no: the service this socket activates.
+    var service: UnitID?
     /// Connections accepted so far: the NR of systemd's instance names.
     var accepted: UInt32 = 0
     /// After an accept error (EMFILE...): when to try again.
-    var retryAt: Instant? { didSet { timers?.touch(.socket(index)) } }
-    /// Where the loop keeps the deadline, and this socket's place.
+    var retryAt: Instant? { didSet { timers?.touch(.socket(id)) } }
+    /// Where the loop keeps the deadline, and this socket's id.
     var timers: Timers?
-    var index = 0
+    let id: UnitID
     /// Per-connection failures and the at-the-limit line: a remote client
     /// can drive them, so they are rate-limited.
     var failureLog = LogRateLimit(interval: .seconds(10), burst: 10)
     var limitLog = LogRateLimit(interval: .seconds(60), burst: 1)
 
-    init(config: SocketConfig, fds: [FileDescriptor]) {
+    init(id: UnitID, config: SocketConfig, fds: [FileDescriptor], timers: Timers) {
+        self.id = id
         self.config = config
         self.fds = fds
+        self.timers = timers
     }
 
     var name: String { config.name.description }
@@ -55,17 +58,23 @@ final class SocketRuntime {
 
 /// An Accept=no service while porter runs.
 final class ServiceRuntime {
-    let prepared: PreparedService
+    /// The definition the current (or next) run uses.
+    var prepared: PreparedService
+    /// A reload changed the unit while it ran: the definition of its next start.
+    var next: PreparedService?
+    /// A reload removed the unit: it goes once its run has ended.
+    var retired = false
     /// Every call into the machine may move its deadline.
-    var machine: ServiceMachine { didSet { timers?.touch(.service(index)) } }
+    var machine: ServiceMachine { didSet { timers?.touch(.service(id)) } }
     var timers: Timers?
-    var index = 0
+    let id: UnitID
     /// Sockets whose readability starts the service.
-    let triggers: [Int]
-    /// What the service receives from fd 3 on, with LISTEN_FDNAMES names.
-    let passed: [(fd: FileDescriptor, name: String)]
+    var triggers: [UnitID]
+    /// What the service receives from fd 3 on, with LISTEN_FDNAMES names;
+    /// the fds are the sockets' (SocketRuntime.fds owns them).
+    var passed: [(fd: FileDescriptor, name: String)]
     /// Path units that start the service.
-    var paths: [Int] = []
+    var paths: [UnitID] = []
     /// Work queued on the triggering listeners when the service started.
     var queuedAtStart: Int?
     /// The process group of the current run (porter makes the service a
@@ -79,7 +88,9 @@ final class ServiceRuntime {
     /// The last STATUS= it sent.
     var status: String?
 
-    init(prepared: PreparedService, triggers: [Int], passed: [(fd: FileDescriptor, name: String)]) {
+    init(id: UnitID, prepared: PreparedService, triggers: [UnitID], passed: [(fd: FileDescriptor, name: String)], timers: Timers) {
+        self.id = id
+        self.timers = timers
         self.prepared = prepared
         self.triggers = triggers
         self.passed = passed
@@ -92,13 +103,13 @@ final class ServiceRuntime {
 /// A path unit while porter runs.
 final class PathRuntime {
     let config: PathConfig
-    /// Accept=no: the index of the service it starts.
-    var service: Int?
+    /// Accept=no: the service it starts.
+    var service: UnitID?
     /// Accept=yes: the template and the job queue.
     var template: PreparedService?
-    var jobs: FileJobs? { didSet { timers?.touch(.path(index)) } }
+    var jobs: FileJobs? { didSet { timers?.touch(.path(id)) } }
     var timers: Timers?
-    var index = 0
+    let id: UnitID
     var jobsSinceTrim = 0
     /// Per-job failures: anyone who may write the directory can drive them.
     var failureLog = LogRateLimit(interval: .seconds(10), burst: 10)
@@ -126,7 +137,9 @@ final class PathRuntime {
     /// Why a condition's directory was refused, to log each reason once.
     var refusals: [String?]
 
-    init(config: PathConfig) {
+    init(id: UnitID, config: PathConfig, timers: Timers) {
+        self.id = id
+        self.timers = timers
         self.config = config
         watchDescriptors = Array(repeating: [], count: config.conditions.count)
         existed = Array(repeating: false, count: config.conditions.count)
@@ -164,8 +177,8 @@ struct InstanceTable: Sequence {
 
 /// What started an instance.
 enum InstanceOwner {
-    case socket(Int)
-    case path(Int, file: String)
+    case socket(UnitID)
+    case path(UnitID, file: String)
 }
 
 /// A running Accept=yes instance.
@@ -176,6 +189,9 @@ struct Instance {
     var ignoreFailure: Bool
     /// The program it was started with, to forget a failed PATH lookup.
     var executable: String
+    /// Where its output goes: a journal pipe outlives a unit a reload
+    /// removed until its last instance is gone.
+    var journal: JournalPipe?
     /// Set once a stop has begun: when to escalate (nil: never).
     var stopping = false
     var killAt: Instant?

@@ -8,8 +8,7 @@ extension Supervisor {
     /// starve the others (and SIGCHLD) for long.
     static let acceptBatch = 64
 
-    func acceptConnections(_ i: Int, _ index: Int) {
-        let s = sockets[i]
+    func acceptConnections(_ s: SocketRuntime, _ index: Int) {
         let listener = s.fds[index]
         for _ in 0..<Self.acceptBatch {
             // retryAt: paused meanwhile (an instance could not be watched).
@@ -20,10 +19,10 @@ extension Supervisor {
                 guard let c = try Socket.accept(listener, peer: &peer) else { return }
                 connection = c
             } catch {
-                acceptFailed(i, error)
+                acceptFailed(s, error)
                 return
             }
-            startInstance(i, connection: connection, peer: peer)
+            startInstance(s, connection: connection, peer: peer)
             // The child has its own copy by now; porter's is not needed.
             connection.close()
         }
@@ -32,10 +31,9 @@ extension Supervisor {
     /// EMFILE, ENFILE, ENOBUFS, ENOMEM: the connection stays queued and the
     /// listener stays readable, so retrying at once would spin. Pause the
     /// socket for a second instead; clients wait in the backlog.
-    private func acceptFailed(_ i: Int, _ error: SysError) {
-        let s = sockets[i]
-        failure(i, "\(s.name): accept: \(error.reason); pausing this socket for 1s")
-        unwatch(socket: i)
+    private func acceptFailed(_ s: SocketRuntime, _ error: SysError) {
+        failure(s, "\(s.name): accept: \(error.reason); pausing this socket for 1s")
+        unwatch(socket: s)
         s.retryAt = MonotonicClock.now() + .seconds(1)
     }
 
@@ -55,8 +53,7 @@ extension Supervisor {
         return Connection(number: number, cookie: cookie, peer: .unknown)
     }
 
-    private func startInstance(_ i: Int, connection fd: FileDescriptor, peer: SocketAddress) {
-        let s = sockets[i]
+    private func startInstance(_ s: SocketRuntime, connection fd: FileDescriptor, peer: SocketAddress) {
         guard let p = s.template else { return }
         let info = connectionInfo(s, fd, peer)
         let unitName = p.config.name.withInstance(info.instanceName).description
@@ -68,13 +65,13 @@ extension Supervisor {
                                      activation: info.environment, devNull: devNull, fileLimit: childFileLimit,
                                      journal: { () throws(SysError) in try journal(for: p) })
         } catch let error as ValueError {
-            failure(i, "\(unitName): \(error.message)")
+            failure(s, "\(unitName): \(error.message)")
             return
         } catch let error as Launch.Failure {
-            failure(i, "\(unitName): \(error.message)")
+            failure(s, "\(unitName): \(error.message)")
             return
         } catch {
-            failure(i, "\(unitName): \(error)")
+            failure(s, "\(unitName): \(error)")
             return
         }
         defer {
@@ -90,8 +87,8 @@ extension Supervisor {
             do throws(SysError) {
                 watcher = try watchIdle(fd, timeout: timeout, tcp: peer.ipString != nil, now: MonotonicClock.now())
             } catch {
-                failure(i, "\(unitName): cannot watch IdleTimeoutSec= (\(error)); connection closed, pausing this socket for 1s")
-                unwatch(socket: i)
+                failure(s, "\(unitName): cannot watch IdleTimeoutSec= (\(error)); connection closed, pausing this socket for 1s")
+                unwatch(socket: s)
                 s.retryAt = MonotonicClock.now() + .seconds(1)
                 return
             }
@@ -100,20 +97,20 @@ extension Supervisor {
         // exec failure is reported when the child is reaped.
         switch spawner.spawnDetached(launch.plan) {
         case .success(let pid):
-            var instance = Instance(owner: .socket(i), unit: unitName, kill: p.kill,
-                                    ignoreFailure: p.config.exec?.ignoreFailure ?? false, executable: launch.plan.path)
+            var instance = Instance(owner: .socket(s.id), unit: unitName, kill: p.kill,
+                                    ignoreFailure: p.config.exec?.ignoreFailure ?? false, executable: launch.plan.path, journal: p.journal)
             let now = MonotonicClock.now()
             instance.runtimeEnd = p.config.runtimeMax.map { now + $0 }
             if let token = watcher?.token { sources[token] = .instanceActivity(pid: pid) }
             instance.idle = watcher
             instances[pid] = instance
             Log.debug("\(unitName): started pid \(pid)")
-            if let actions = s.acceptMachine?.handle(.instanceStarted) { perform(actions, socket: i) }
+            if let actions = s.acceptMachine?.handle(.instanceStarted) { perform(actions, socket: s) }
         case .failure(let error):
             if let watcher { dropIdleWatch(watcher) }
             if let pid = error.pid { failedSpawns.insert(pid) }
             if error.isExecFailure { p.forgetExecutable(launch.plan.path) }
-            failure(i, "\(unitName): \(error)")
+            failure(s, "\(unitName): \(error)")
         }
     }
 
@@ -192,29 +189,31 @@ extension Supervisor {
         // The instance is its group's leader: the group id is its pid.
         trackLeftovers(group: pid, unit: inst.unit, kill: inst.kill, now: MonotonicClock.now())
         switch inst.owner {
-        case .socket(let i):
-            if let actions = sockets[i].acceptMachine?.handle(.instanceExited) { perform(actions, socket: i) }
-        case .path(let p, let file):
-            jobExited(p, file: file, success: status.isSuccess || inst.ignoreFailure)
+        case .socket(let id):
+            // Its socket may have been removed by a reload meanwhile.
+            if let s = sockets[id], let actions = s.acceptMachine?.handle(.instanceExited) { perform(actions, socket: s) }
+        case .path(let id, let file):
+            if let p = paths[id] { jobExited(p, file: file, success: status.isSuccess || inst.ignoreFailure) }
         }
+        if template(of: inst.owner) == nil { closeUnusedJournals() }
     }
 
     func template(of owner: InstanceOwner) -> PreparedService? {
         switch owner {
-        case .socket(let i): return sockets[i].template
-        case .path(let p, _): return paths[p].template
+        case .socket(let id): return sockets[id]?.template
+        case .path(let id, _): return paths[id]?.template
         }
     }
 
-    func perform(_ actions: [AcceptMachine.Action], socket i: Int) {
+    func perform(_ actions: [AcceptMachine.Action], socket s: SocketRuntime) {
         for action in actions {
             switch action {
-            case .watch: if sockets[i].retryAt == nil { watch(socket: i) }
-            case .unwatch: unwatch(socket: i)
+            case .watch: if s.retryAt == nil { watch(socket: s) }
+            case .unwatch: unwatch(socket: s)
             case .log(let level, let message):
                 // At most once a minute: under load a socket reaches its
                 // limit thousands of times (2 855 lines in 20 000 connections).
-                if level >= .info, let note = sockets[i].limitLog.admit(now: MonotonicClock.now()) {
+                if level >= .info, let note = s.limitLog.admit(now: MonotonicClock.now()) {
                     Log.write(level, message + note)
                 } else if level < .info {
                     Log.write(level, message)
@@ -225,15 +224,21 @@ extension Supervisor {
 
     /// A line a remote client (or a writer of a watched directory) can
     /// cause, through the unit's rate limit.
-    func failure(_ socket: Int, _ message: String, level: LogLevel = .error) {
-        if let note = sockets[socket].failureLog.admit(now: MonotonicClock.now()) { Log.write(level, message + note) }
+    func failure(_ s: SocketRuntime, _ message: String, level: LogLevel = .error) {
+        if let note = s.failureLog.admit(now: MonotonicClock.now()) { Log.write(level, message + note) }
     }
 
+    func failure(_ p: PathRuntime, _ message: String, level: LogLevel = .error) {
+        if let note = p.failureLog.admit(now: MonotonicClock.now()) { Log.write(level, message + note) }
+    }
+
+    /// Through the owner's rate limit; an owner a reload removed has none left.
     func failure(_ owner: InstanceOwner, _ message: String, level: LogLevel = .error) {
         switch owner {
-        case .socket(let i): failure(i, message, level: level)
-        case .path(let p, _):
-            if let note = paths[p].failureLog.admit(now: MonotonicClock.now()) { Log.write(level, message + note) }
+        case .socket(let id):
+            if let s = sockets[id] { failure(s, message, level: level) } else { Log.write(level, message) }
+        case .path(let id, _):
+            if let p = paths[id] { failure(p, message, level: level) } else { Log.write(level, message) }
         }
     }
 }

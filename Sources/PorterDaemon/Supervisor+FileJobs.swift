@@ -11,20 +11,18 @@ extension Supervisor {
         return FileVersion(inode: st.inode, modified: st.modified, size: st.size)
     }
 
-    func fileSeen(_ p: Int, _ c: Int, _ name: String, now: Instant) {
-        let rt = paths[p]
+    func fileSeen(_ rt: PathRuntime, _ c: Int, _ name: String, now: Instant) {
         guard rt.jobs != nil else { return }
         if let v = version(rt.directories[c], name) {
-            performJobs(p, rt.jobs!.handle(.seen(name, v), now: now))
+            performJobs(rt, rt.jobs!.handle(.seen(name, v), now: now))
         } else {
-            performJobs(p, rt.jobs!.handle(.vanished(name), now: now))
+            performJobs(rt, rt.jobs!.handle(.vanished(name), now: now))
         }
     }
 
     /// Every matching file present: at start-up, after an overflow, and
     /// when a watched directory appears or is replaced.
-    func scan(_ p: Int, now: Instant) {
-        let rt = paths[p]
+    func scan(_ rt: PathRuntime, now: Instant) {
         guard rt.jobs != nil, !rt.failed else { return }
         var present: [String: FileVersion] = [:]
         for (c, cond) in rt.config.conditions.enumerated() {
@@ -34,21 +32,21 @@ extension Supervisor {
                 if let v = version(dir, name) { present[name] = v }
             }
             if notText > 0 {
-                failure(.path(p, file: ""), "\(rt.name): \(notText) file\(notText == 1 ? "" : "s") in \(cond.directory) with a name that is not UTF-8; not jobs (rename them)", level: .warning)
+                failure(.path(rt.id, file: ""), "\(rt.name): \(notText) file\(notText == 1 ? "" : "s") in \(cond.directory) with a name that is not UTF-8; not jobs (rename them)", level: .warning)
             }
         }
-        performJobs(p, rt.jobs!.handle(.scanned(present), now: now))
+        performJobs(rt, rt.jobs!.handle(.scanned(present), now: now))
     }
 
     /// Carries out what the job queue decided. A job that cannot start
     /// counts as failed at once; the loop (not recursion) keeps a burst of
     /// such failures from nesting.
-    func performJobs(_ p: Int, _ actions: [FileJobs.Action]) {
+    func performJobs(_ rt: PathRuntime, _ actions: [FileJobs.Action]) {
         var work = actions
         defer {
             // The end of a burst: hand the heap it needed back.
-            if paths[p].jobs?.isIdle ?? false, paths[p].jobsSinceTrim >= 1000 {
-                paths[p].jobsSinceTrim = 0
+            if rt.jobs?.isIdle ?? false, rt.jobsSinceTrim >= 1000 {
+                rt.jobsSinceTrim = 0
                 Processes.trimHeap()
             }
         }
@@ -58,9 +56,9 @@ extension Supervisor {
             next += 1
             switch action {
             case .start(let file):
-                if let failed = startJob(p, file) { work += failed }
+                if let failed = startJob(rt, file) { work += failed }
             case .moveToFailed(let file):
-                moveToFailed(p, file)
+                moveToFailed(rt, file)
             case .log(let level, let message):
                 Log.write(level, message)
             }
@@ -78,8 +76,7 @@ extension Supervisor {
 
     /// Starts the job of one file; returns the queue's actions if it could
     /// not be started.
-    private func startJob(_ p: Int, _ file: String) -> [FileJobs.Action]? {
-        let rt = paths[p]
+    private func startJob(_ rt: PathRuntime, _ file: String) -> [FileJobs.Action]? {
         guard let template = rt.template, rt.jobs != nil else { return nil }
         let now = MonotonicClock.now()
         if stopping { return nil }
@@ -120,8 +117,8 @@ extension Supervisor {
         defer { launch.close() }
         switch spawner.spawnDetached(launch.plan) {
         case .success(let pid):
-            var instance = Instance(owner: .path(p, file: file), unit: unitName, kill: template.kill,
-                                    ignoreFailure: template.config.exec?.ignoreFailure ?? false, executable: launch.plan.path)
+            var instance = Instance(owner: .path(rt.id, file: file), unit: unitName, kill: template.kill,
+                                    ignoreFailure: template.config.exec?.ignoreFailure ?? false, executable: launch.plan.path, journal: template.journal)
             instance.runtimeEnd = template.config.runtimeMax.map { now + $0 }
             instances[pid] = instance
             Log.debug("\(unitName): started pid \(pid) for \(path)")
@@ -136,20 +133,18 @@ extension Supervisor {
     }
 
     /// A job ended: its file's fate is the queue's to decide.
-    func jobExited(_ p: Int, file: String, success: Bool) {
-        let rt = paths[p]
+    func jobExited(_ rt: PathRuntime, file: String, success: Bool) {
         guard rt.jobs != nil else { return }
         let now = MonotonicClock.now()
         let after = version(rt.directories[condition(rt, of: file)], file)
-        performJobs(p, rt.jobs!.handle(.exited(file, success: success, now: after), now: now))
+        performJobs(rt, rt.jobs!.handle(.exited(file, success: success, now: after), now: now))
     }
 
     /// FailedDirectory= is resolved (and made) like a watched directory,
     /// and the file moved between the two verified directory fds: neither
     /// a symlinked inbox nor a symlinked failed/ can make porter move
     /// someone else's file.
-    private func moveToFailed(_ p: Int, _ file: String) {
-        let rt = paths[p]
+    private func moveToFailed(_ rt: PathRuntime, _ file: String) {
         guard let failed = rt.config.failedDirectory else { return }
         let c = condition(rt, of: file)
         let from = rt.config.conditions[c].directory + "/" + file

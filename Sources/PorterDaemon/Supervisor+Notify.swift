@@ -13,11 +13,10 @@ extension Supervisor {
         while let message = notify.receive() {
             var fds = message.fds
             defer { for fd in fds { fd.close() } }  // whatever was not stored
-            guard let i = service(of: message.pid) else {
+            guard let s = service(of: message.pid) else {
                 Log.debug("notification from pid \(message.pid), which belongs to no service; ignored")
                 continue
             }
-            let s = services[i]
             if let why = message.truncation {
                 Log.warning("\(s.name): notification from pid \(message.pid) rejected: \(why); \(message.fds.count) fd\(message.fds.count == 1 ? "" : "s") closed")
                 continue
@@ -38,9 +37,9 @@ extension Supervisor {
             for (key, value) in fields {
                 switch (key, value) {
                 case ("READY", "1"):
-                    perform(s.machine.handle(.ready, now: now), service: i, now: now)
+                    perform(s.machine.handle(.ready, now: now), service: s, now: now)
                 case ("WATCHDOG", "1"):
-                    perform(s.machine.handle(.watchdogPing, now: now), service: i, now: now)
+                    perform(s.machine.handle(.watchdogPing, now: now), service: s, now: now)
                 case ("STATUS", _):
                     s.status = value
                     Log.info("\(s.name): status: \(value)")
@@ -49,11 +48,11 @@ extension Supervisor {
                 case ("ERRNO", _):
                     Log.info("\(s.name): errno \(value)" + (Int32(value).map { " (\(SysError.describe($0)))" } ?? ""))
                 case ("EXTEND_TIMEOUT_USEC", _):
-                    if let us = Int64(value) { perform(s.machine.handle(.extendTimeout(.microseconds(us)), now: now), service: i, now: now) }
+                    if let us = Int64(value) { perform(s.machine.handle(.extendTimeout(.microseconds(us)), now: now), service: s, now: now) }
                 case ("MAINPID", _):
-                    if let pid = Int32(value) { moveMain(i, to: pid, now: now) }
+                    if let pid = Int32(value) { moveMain(s, to: pid, now: now) }
                 case ("FDSTORE", "1"):
-                    store(i, &fds, name: name)
+                    store(s, &fds, name: name)
                 case ("FDSTOREREMOVE", "1"):
                     let removed = s.stored.filter { $0.name == name }
                     for r in removed { r.fd.close() }
@@ -68,15 +67,14 @@ extension Supervisor {
 
     /// The service a sender belongs to: its main process, or a process in
     /// the process group of a running service.
-    private func service(of pid: Int32) -> Int? {
-        if let i = servicePIDs[pid] { return i }
-        if let i = services.firstIndex(where: { $0.mainWatch?.pid == pid }) { return i }
+    private func service(of pid: Int32) -> ServiceRuntime? {
+        if let id = servicePIDs[pid] { return services[id] }
+        if let s = services.first(where: { $0.mainWatch?.pid == pid }) { return s }
         let g = Processes.group(of: pid)
-        return services.firstIndex { $0.group != nil && $0.group == g && $0.machine.pid != nil }
+        return services.first { $0.group != nil && $0.group == g && $0.machine.pid != nil }
     }
 
-    private func store(_ i: Int, _ fds: inout [FileDescriptor], name: String) {
-        let s = services[i]
+    private func store(_ s: ServiceRuntime, _ fds: inout [FileDescriptor], name: String) {
         let room = s.prepared.config.fdStoreMax - s.stored.count
         guard room > 0 else {
             Log.warning("\(s.name): FDSTORE=1 with \(fds.count) fd\(fds.count == 1 ? "" : "s") refused: FileDescriptorStoreMax=\(s.prepared.config.fdStoreMax) is full")
@@ -91,8 +89,7 @@ extension Supervisor {
     /// MAINPID=: the service's main process is now `pid`. porter can wait
     /// only for its own children, so another process is followed through a
     /// pidfd, which becomes readable when it exits.
-    private func moveMain(_ i: Int, to pid: Int32, now: Instant) {
-        let s = services[i]
+    private func moveMain(_ s: ServiceRuntime, to pid: Int32, now: Instant) {
         guard pid > 0, let old = s.machine.pid, pid != old else { return }
         guard Processes.group(of: pid) == s.group else {
             Log.warning("\(s.name): MAINPID=\(pid) refused: not in the service's process group")
@@ -103,11 +100,11 @@ extension Supervisor {
             return
         }
         do {
-            let token = try register(fd, .mainExit(service: i))
+            let token = try register(fd, .mainExit(service: s.id))
             if let w = s.mainWatch { unregister(w.fd, token: w.token); w.fd.close() }
             s.mainWatch = (pid, fd, token)
             servicePIDs[old] = nil
-            perform(s.machine.handle(.mainPID(pid), now: now), service: i, now: now)
+            perform(s.machine.handle(.mainPID(pid), now: now), service: s, now: now)
         } catch {
             fd.close()
             Log.warning("\(s.name): MAINPID=\(pid) refused: \(error.reason)")
@@ -116,13 +113,12 @@ extension Supervisor {
 
     /// The followed main process is gone. Its exit status is its parent's
     /// to collect, not porter's: the run counts as a clean end.
-    func mainProcessExited(_ i: Int) {
-        let s = services[i]
+    func mainProcessExited(_ s: ServiceRuntime) {
         guard let w = s.mainWatch else { return }
         unregister(w.fd, token: w.token)
         w.fd.close()
         s.mainWatch = nil
         Log.info("\(s.name): main pid \(w.pid) exited")
-        mainExited(i, pid: w.pid, result: .success, progress: true)
+        mainExited(s, pid: w.pid, result: .success, progress: true)
     }
 }

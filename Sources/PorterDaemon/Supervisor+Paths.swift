@@ -7,52 +7,86 @@ extension Supervisor {
     /// Sets up every path unit after the services: watches first, then the
     /// start-up check, so nothing that appears in between is missed.
     func activatePaths(_ config: Configuration, _ prep: Preparation) -> [Diagnostic] {
-        var problems: [Diagnostic] = []
         guard !config.paths.isEmpty else { return [] }
+        if let d = ensureInotify() { return [d] }
+        var added: [PathRuntime] = []
+        for config in config.paths {
+            if let rt = addPath(config, prep) { added.append(rt) }
+        }
+        let now = MonotonicClock.now()
+        return added.flatMap { startWatching($0, now: now) }
+    }
+
+    /// The inotify instance, made when the first path unit needs it.
+    func ensureInotify() -> Diagnostic? {
+        guard inotify == nil else { return nil }
         do {
             let ino = try Inotify()
             _ = try register(ino.fd, .inotify)
             inotify = ino
+            return nil
         } catch {
-            return [Diagnostic(.error, file: "inotify", "cannot create an inotify instance: \(error); no path unit is watched")]
+            return Diagnostic(.error, file: "inotify", "cannot create an inotify instance: \(error); no path unit is watched")
         }
-        for config in config.paths {
-            let rt = PathRuntime(config: config)
-            rt.timers = timers
-            rt.index = paths.count
-            if config.accept {
-                guard let template = prep.services[config.activates] else { continue }
-                rt.template = template
-                rt.jobs = FileJobs(name: config.name.description, maxRunning: config.maxConnections,
-                                   moveFailed: config.failedDirectory != nil)
-            } else {
-                guard let s = services.firstIndex(where: { $0.prepared.config.name == config.activates }) else { continue }
-                rt.service = s
-                services[s].paths.append(paths.count)
-            }
-            paths.append(rt)
+    }
+
+    /// A path unit joins the table, linked to what it starts; not watched yet.
+    func addPath(_ config: PathConfig, _ prep: Preparation) -> PathRuntime? {
+        var service: ServiceRuntime? = nil
+        var template: PreparedService? = nil
+        if config.accept {
+            guard let t = prep.services[config.activates] else { return nil }
+            template = t
+        } else {
+            guard let id = serviceIndex[config.activates], let s = services[id] else { return nil }
+            service = s
         }
-        let now = MonotonicClock.now()
-        for (p, rt) in paths.enumerated() {
-            if rt.config.makeDirectory {
-                // Made component by component in verified parents: never
-                // through a symlink someone else could have placed.
-                for c in rt.config.conditions where c.kind != .exists && c.kind != .existsGlob {
-                    do { try SafePath.directory(c.path, trust: .porter, create: rt.config.directoryMode).close() } catch {
-                        problems.append(Diagnostic(.warning, file: rt.name, line: c.line, key: c.kind.rawValue,
-                                                   "MakeDirectory=: \(error)"))
-                    }
+        let id = paths.insert { PathRuntime(id: $0, config: config, timers: timers) }
+        let rt = paths[id]!
+        pathIndex[config.name] = id
+        if let template {
+            rt.template = template
+            rt.jobs = FileJobs(name: config.name.description, maxRunning: config.maxConnections,
+                               moveFailed: config.failedDirectory != nil)
+        }
+        if let service {
+            rt.service = service.id
+            service.paths.append(id)
+        }
+        return rt
+    }
+
+    /// Makes a path unit's directories, watches them, then looks: anything
+    /// that appears in between is seen by one or the other.
+    func startWatching(_ rt: PathRuntime, now: Instant) -> [Diagnostic] {
+        var problems: [Diagnostic] = []
+        if rt.config.makeDirectory {
+            // Made component by component in verified parents: never
+            // through a symlink someone else could have placed.
+            for c in rt.config.conditions where c.kind != .exists && c.kind != .existsGlob {
+                do { try SafePath.directory(c.path, trust: .porter, create: rt.config.directoryMode).close() } catch {
+                    problems.append(Diagnostic(.warning, file: rt.name, line: c.line, key: c.kind.rawValue,
+                                               "MakeDirectory=: \(error)"))
                 }
             }
-            for c in rt.config.conditions.indices { setUpWatches(p, c) }
-            if rt.jobs != nil {
-                scan(p, now: now)
-            } else {
-                // Conditions already true at start-up trigger at once.
-                checkStates(p, now: now)
-            }
+        }
+        for c in rt.config.conditions.indices { setUpWatches(rt, c) }
+        if rt.jobs != nil {
+            scan(rt, now: now)
+        } else {
+            // Conditions already true at start-up trigger at once.
+            checkStates(rt, now: now)
         }
         return problems
+    }
+
+    /// A reload removed the unit: its watches and directories go; jobs
+    /// already running finish and are reaped (their owner is gone).
+    func removePath(_ rt: PathRuntime) {
+        for c in rt.config.conditions.indices { dropWatches(rt, c) }
+        if let s = rt.service.flatMap({ services[$0] }) { s.paths.removeAll { $0 == rt.id } }
+        pathIndex[rt.config.name] = nil
+        paths.remove(rt.id)
     }
 
     // MARK: Events
@@ -86,14 +120,15 @@ extension Supervisor {
     /// unit is looked at once per batch: a write seen as IN_CLOSE_WRITE and
     /// IN_ATTRIB is one change, not two runs.
     struct PathBatch {
-        /// Conditions whose watches to set up again, as [unit, condition].
-        var redo: Set<[Int]> = []
+        struct Condition: Hashable { var unit: UnitID; var index: Int }
+        /// Conditions whose watches to set up again.
+        var redo: Set<Condition> = []
         /// Accept=no units whose state conditions to check.
-        var touched: Set<Int> = []
+        var touched: Set<UnitID> = []
         /// Accept=yes units whose directories to scan.
-        var rescan: Set<Int> = []
+        var rescan: Set<UnitID> = []
         /// Accept=no units with a change, and the path that changed.
-        var changed: [Int: String] = [:]
+        var changed: [UnitID: String] = [:]
     }
 
     func pathEvents() {
@@ -110,17 +145,22 @@ extension Supervisor {
                 // The watched inode is gone; the kernel dropped the watch.
                 watches[event.wd] = nil
             }
-            for use in uses where use.path < paths.count && !paths[use.path].failed {
-                route(event, to: use, &batch, now: now)
+            for use in uses {
+                guard let rt = paths[use.path], !rt.failed else { continue }
+                route(event, to: use, of: rt, &batch, now: now)
             }
         }
         for key in batch.redo {
-            let cond = paths[key[0]].config.conditions[key[1]]
-            if setUpWatches(key[0], key[1]) && !cond.isState && paths[key[0]].jobs == nil { batch.changed[key[0]] = cond.path }
+            guard let rt = paths[key.unit] else { continue }
+            let cond = rt.config.conditions[key.index]
+            if setUpWatches(rt, key.index) && !cond.isState && rt.jobs == nil { batch.changed[rt.id] = cond.path }
         }
-        for p in batch.rescan { scan(p, now: now) }
-        for p in batch.changed.keys.sorted() { fire(p, batch.changed[p]!, now: now) }
-        for p in batch.touched.sorted() where batch.changed[p] == nil { checkStates(p, now: now) }
+        for id in batch.rescan { if let rt = paths[id] { scan(rt, now: now) } }
+        // In slot order, for a stable order between units.
+        for id in batch.changed.keys.sorted(by: { $0.slot < $1.slot }) { if let rt = paths[id] { fire(rt, batch.changed[id]!, now: now) } }
+        for id in batch.touched.sorted(by: { $0.slot < $1.slot }) where batch.changed[id] == nil {
+            if let rt = paths[id] { checkStates(rt, now: now) }
+        }
     }
 
     /// Events were dropped: look at everything again, and count every change
@@ -132,21 +172,20 @@ extension Supervisor {
             overflows = 0
             overflowLogged = now
         }
-        for (p, rt) in paths.enumerated() where !rt.failed {
+        for rt in paths where !rt.failed {
             if rt.jobs != nil {
-                batch.rescan.insert(p)
+                batch.rescan.insert(rt.id)
                 continue
             }
-            batch.touched.insert(p)
-            for c in rt.config.conditions where !c.isState { batch.changed[p] = c.path }
+            batch.touched.insert(rt.id)
+            for c in rt.config.conditions where !c.isState { batch.changed[rt.id] = c.path }
         }
     }
 
     /// What one event means for one condition that relies on its watch.
-    private func route(_ event: InotifyEvent, to use: WatchUse, _ batch: inout PathBatch, now: Instant) {
-        let rt = paths[use.path]
+    private func route(_ event: InotifyEvent, to use: WatchUse, of rt: PathRuntime, _ batch: inout PathBatch, now: Instant) {
         let cond = rt.config.conditions[use.condition]
-        let key = [use.path, use.condition]
+        let key = PathBatch.Condition(unit: use.path, index: use.condition)
         let selfGone = !event.mask.isDisjoint(with: [.deleteSelf, .moveSelf, .ignored])
         // Watches are shared by inode with the union of the masks: each use
         // looks only at what it asked for.
@@ -182,14 +221,14 @@ extension Supervisor {
             }
             if event.nameNotText, !event.mask.isDisjoint(with: [.closeWrite, .movedTo]) {
                 // Said, not skipped in silence: the writer can rename it.
-                failure(.path(use.path, file: ""), "\(rt.name): a file in \(cond.directory) has a name that is not UTF-8; it is not a job (rename it)", level: .warning)
+                failure(rt, "\(rt.name): a file in \(cond.directory) has a name that is not UTF-8; it is not a job (rename it)", level: .warning)
                 return
             }
             if event.mask.contains(.isDirectory) || !Self.isJobFile(event.name, cond) { return }
             if !event.mask.isDisjoint(with: [.closeWrite, .movedTo]) {
-                fileSeen(use.path, use.condition, event.name, now: now)
+                fileSeen(rt, use.condition, event.name, now: now)
             } else {
-                performJobs(use.path, rt.jobs!.handle(.vanished(event.name), now: now))
+                performJobs(rt, rt.jobs!.handle(.vanished(event.name), now: now))
             }
         }
     }
@@ -205,12 +244,11 @@ extension Supervisor {
 
     /// Checks the state conditions (PathExists=, PathExistsGlob=,
     /// DirectoryNotEmpty=) and fires for the first that holds.
-    func checkStates(_ p: Int, now: Instant) {
-        let rt = paths[p]
+    func checkStates(_ rt: PathRuntime, now: Instant) {
         guard rt.jobs == nil, !rt.failed else { return }
         for c in rt.config.conditions.indices where rt.config.conditions[c].isState {
             if let hit = holds(rt, c) {
-                fire(p, hit, now: now, fromState: true)
+                fire(rt, hit, now: now, fromState: true)
                 return
             }
         }
@@ -231,10 +269,9 @@ extension Supervisor {
     /// A condition of an Accept=no unit fired. A state that holds while the
     /// service runs is checked again when it exits (as in systemd); a change
     /// is remembered and starts the service again then (systemd loses it).
-    func fire(_ p: Int, _ path: String, now: Instant, fromState: Bool = false) {
-        let rt = paths[p]
-        guard let s = rt.service, !rt.failed, !stopping else { return }
-        guard services[s].machine.state == .listening else {
+    func fire(_ rt: PathRuntime, _ path: String, now: Instant, fromState: Bool = false) {
+        guard let s = rt.service.flatMap({ services[$0] }), !rt.failed, !stopping else { return }
+        guard s.machine.state == .listening else {
             if !fromState {
                 rt.pending = true
                 rt.fired = path
@@ -246,29 +283,28 @@ extension Supervisor {
             rt.triggers.removeAll { now - $0 >= limit.triggerLimitInterval }
             if rt.triggers.count >= limit.triggerLimitBurst {
                 rt.failed = true
-                for c in rt.config.conditions.indices { dropWatches(p, c) }
+                for c in rt.config.conditions.indices { dropWatches(rt, c) }
                 Log.error("\(rt.name): trigger limit hit (\(limit.triggerLimitBurst) starts in \(limit.triggerLimitInterval.porterDescription)), failed; no longer watching until porter restarts (TriggerLimitBurst=)")
                 return
             }
             rt.triggers.append(now)
         }
-        for other in services[s].paths { paths[other].fired = nil }
+        for other in s.paths { paths[other]?.fired = nil }
         rt.fired = path
         rt.pending = false
-        Log.info("\(rt.name): \(path) triggered \(services[s].name)")
-        perform(services[s].machine.handle(.readable, now: now), service: s, now: now)
+        Log.info("\(rt.name): \(path) triggered \(s.name)")
+        perform(s.machine.handle(.readable, now: now), service: s, now: now)
     }
 
     /// The service is waiting for work again: a change that fired during
     /// the run, or a state that still holds, starts it again.
-    func pathServiceListening(_ p: Int, now: Instant) {
-        let rt = paths[p]
+    func pathServiceListening(_ rt: PathRuntime, now: Instant) {
         guard !rt.failed, !stopping else { return }
         if rt.pending, let path = rt.fired {
             rt.pending = false
-            fire(p, path, now: now)
+            fire(rt, path, now: now)
         } else {
-            checkStates(p, now: now)
+            checkStates(rt, now: now)
         }
     }
 

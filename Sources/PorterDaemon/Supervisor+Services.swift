@@ -4,29 +4,28 @@ import PorterSys
 
 /// Accept=no services: performing what their machines decide.
 extension Supervisor {
-    func perform(_ actions: [ServiceMachine.Action], service i: Int, now: Instant) {
-        let s = services[i]
+    func perform(_ actions: [ServiceMachine.Action], service s: ServiceRuntime, now: Instant) {
         for action in actions {
             switch action {
             case .watch:
-                for t in s.triggers { watch(socket: t) }
-                for p in s.paths { pathServiceListening(p, now: now) }
+                for t in s.triggers { if let t = sockets[t] { watch(socket: t) } }
+                for p in s.paths { if let p = paths[p] { pathServiceListening(p, now: now) } }
             case .unwatch, .unwatchActivity:
-                for t in s.triggers { unwatch(socket: t) }
+                for t in s.triggers { if let t = sockets[t] { unwatch(socket: t) } }
             case .watchActivity:
-                for t in s.triggers { watch(socket: t, activityOf: i) }
+                for t in s.triggers { if let t = sockets[t] { watch(socket: t, activityOf: s.id) } }
             case .measureIdle:
                 let busy = busy(s)
                 Log.debug("\(s.name): idle check: \(busy ? "busy" : "idle"), measured in \((MonotonicClock.now() - now).nanoseconds / 1000)us")
-                perform(s.machine.handle(.measured(busy: busy), now: now), service: i, now: now)
+                perform(s.machine.handle(.measured(busy: busy), now: now), service: s, now: now)
             case .freeze(let pid):
                 Signals.send(SIGSTOP, to: pid, group: true)
             case .checkFrozen(let pid):
                 let event: ServiceMachine.Event = Processes.isStopped(pid) ? .measured(busy: busy(s)) : .notFrozenYet
-                perform(s.machine.handle(event, now: now), service: i, now: now)
+                perform(s.machine.handle(event, now: now), service: s, now: now)
             case .start:
-                let event = start(service: i, since: now)
-                perform(s.machine.handle(event, now: now), service: i, now: now)
+                let event = start(service: s, since: now)
+                perform(s.machine.handle(event, now: now), service: s, now: now)
             case .signal(let sig):
                 // The group is the first pid's, also after MAINPID= moved the main process.
                 if sig.group, let g = s.group { Signals.send(sig.signal, to: g, group: true) }
@@ -41,18 +40,23 @@ extension Supervisor {
     /// the outcome from the returned event. `since` is when the event that
     /// caused the start arrived: the log line says how long porter took from
     /// there to the child's exec (porter's own share of a cold start).
-    private func start(service i: Int, since: Instant) -> ServiceMachine.Event {
-        let s = services[i]
+    private func start(service s: ServiceRuntime, since: Instant) -> ServiceMachine.Event {
+        // A reload changed the unit: this start is the first under the new definition.
+        if let next = s.next {
+            s.prepared = next
+            s.next = nil
+            s.machine.adopt(next.config.policy)
+        }
         let p = s.prepared
         let launch: Launch
         do {
             let instance = try p.instance(nil)
             var activation: [(String, String)] = []
             if p.config.effectiveNotifyAccess != .none, let notify { activation.append(("NOTIFY_SOCKET", notify.address)) }
-            if let firing = s.paths.first(where: { paths[$0].fired != nil }) {
+            if let firing = s.paths.lazy.compactMap({ self.paths[$0] }).first(where: { $0.fired != nil }) {
                 // systemd.path(5)'s variables, with the path that actually fired.
-                activation.append(("TRIGGER_UNIT", paths[firing].name))
-                activation.append(("TRIGGER_PATH", paths[firing].fired!))
+                activation.append(("TRIGGER_UNIT", firing.name))
+                activation.append(("TRIGGER_PATH", firing.fired!))
             }
             launch = try Launch.make(p, instance: instance, socket: s.passed.first?.fd, listen: s.passed, stored: s.stored,
                                      activation: activation, devNull: devNull, fileLimit: childFileLimit,
@@ -74,7 +78,7 @@ extension Supervisor {
         s.queuedAtStart = queued(s)
         switch spawner.spawn(launch.plan) {
         case .success(let pid):
-            servicePIDs[pid] = i
+            servicePIDs[pid] = s.id
             s.group = pid
             s.status = nil
             let names = launch.plan.environment.first { $0.hasPrefix("LISTEN_FDNAMES=") }.map { " (\($0))" } ?? ""
@@ -98,8 +102,7 @@ extension Supervisor {
             if failedSpawns.remove(pid) != nil { continue }
             if let inst = instances.removeValue(forKey: pid) {
                 instanceExited(pid, inst, status)
-            } else if let i = servicePIDs.removeValue(forKey: pid) {
-                let s = services[i]
+            } else if let id = servicePIDs.removeValue(forKey: pid), let s = services[id] {
                 let ignore = s.prepared.config.exec?.ignoreFailure ?? false
                 let stoppedByPorter = s.machine.state.isStopping && Self.isStopSignal(status, s.prepared.kill)
                 let result = Self.result(status, ignoreFailure: ignore)
@@ -109,7 +112,7 @@ extension Supervisor {
                 let note = progress ? "" : ", leaving the work that started it queued (queue: \(left!))"
                 let fine = (result == .success && progress) || stoppedByPorter
                 Log.write(fine ? .info : .warning, "\(s.name): pid \(pid) exited, \(status)\(note)")
-                mainExited(i, pid: pid, result: result, progress: progress)
+                mainExited(s, pid: pid, result: result, progress: progress)
             } else {
                 // Not started by porter: an orphan adopted by porter as PID 1.
                 Log.debug("reaped pid \(pid) (\(status)), not a service of porter's")
@@ -120,14 +123,14 @@ extension Supervisor {
     /// The main process of service `i` exited: its machine decides, and
     /// what is left of the run's group is followed (F7) unless the run goes
     /// on (MAINPID= moved the main process).
-    func mainExited(_ i: Int, pid: Int32, result: RunResult, progress: Bool) {
-        let s = services[i]
+    func mainExited(_ s: ServiceRuntime, pid: Int32, result: RunResult, progress: Bool) {
         let now = MonotonicClock.now()
         let group = s.group
-        perform(s.machine.handle(.exited(pid: pid, result: result, progress: progress), now: now), service: i, now: now)
+        perform(s.machine.handle(.exited(pid: pid, result: result, progress: progress), now: now), service: s, now: now)
         if let group, !s.machine.state.isRunningOrStarting || s.group != group {
             trackLeftovers(group: group, unit: s.name, kill: s.prepared.kill, now: now)
         }
+        if s.retired { removeIfDone(s) }
     }
 
     /// How a run ended, in systemd's terms.
@@ -144,7 +147,7 @@ extension Supervisor {
     /// Unmeasurable counts as busy: never stop what cannot be seen to be idle.
     func busy(_ s: ServiceRuntime) -> Bool {
         for t in s.triggers {
-            for fd in sockets[t].fds {
+            for fd in sockets[t]?.fds ?? [] {
                 guard let queued = queuedWork.measure(fd), queued == 0 else { return true }
                 if Socket.type(fd) != SOCK_DGRAM.rawValue {
                     guard let open = queuedWork.connections(of: fd), open == 0 else { return true }
@@ -159,7 +162,7 @@ extension Supervisor {
     func queued(_ s: ServiceRuntime) -> Int? {
         var total = 0
         for t in s.triggers {
-            for fd in sockets[t].fds {
+            for fd in sockets[t]?.fds ?? [] {
                 guard let n = queuedWork.measure(fd) else { return nil }
                 total += n
             }

@@ -12,11 +12,18 @@ struct Preparation {
     /// Path units that cannot run because their service was refused.
     var refusedPaths: Set<UnitName> = []
 
-    /// With `unused`, services no socket activates are checked too (for `porter check`).
-    init(_ config: Configuration, host: HostFacts, environment: [String: String], unused: Bool = false) {
+    /// With `unused`, services no socket activates are checked too (for
+    /// `porter check`). A service in `reuse` whose file has not changed
+    /// keeps what was resolved for it (a reload).
+    init(_ config: Configuration, host: HostFacts, environment: [String: String], unused: Bool = false,
+         reuse: [UnitName: PreparedService] = [:]) {
         let all = unused ? config.services.merging(config.unusedServices) { a, _ in a } : config.services
         let shared = PreparedService.Shared()
         for name in all.keys.sorted() {
+            if let old = reuse[name], old.config.fingerprint == all[name]!.fingerprint {
+                services[name] = old
+                continue
+            }
             switch PreparedService.prepare(all[name]!, host: host, porterEnvironment: environment, shared: shared) {
             case .success(let p):
                 services[name] = p
@@ -121,32 +128,30 @@ extension Supervisor {
 
     /// A socket whose listeners are open joins the running set; an
     /// Accept=yes one is watched at once.
-    private func install(_ socket: SocketConfig, _ fds: [FileDescriptor]) {
+    func install(_ socket: SocketConfig, _ fds: [FileDescriptor]) {
         guard let (_, prep) = activation, let service = prep.services[socket.activates] else { return }
         if !socket.accept, service.config.nonBlocking {
             for fd in fds { try? fd.setNonBlocking(true) }
         }
-        let rt = SocketRuntime(config: socket, fds: fds)
-        rt.timers = timers
-        rt.index = sockets.count
-        socketIndex[socket.name] = sockets.count
-        sockets.append(rt)
+        let id = sockets.insert { SocketRuntime(id: $0, config: socket, fds: fds, timers: timers) }
+        let rt = sockets[id]!
+        socketIndex[socket.name] = id
         if socket.accept {
             rt.template = service
             rt.acceptMachine = AcceptMachine(name: socket.name.description, maxConnections: socket.maxConnections)
-            watch(socket: sockets.count - 1)
+            watch(socket: rt)
         }
     }
 
     /// Creates the runtime of every Accept=no service whose sockets are
     /// all open and that does not run yet; one still waiting for an
     /// address in use is started once it is bound.
-    private func installServices() -> [Diagnostic] {
+    func installServices() -> [Diagnostic] {
         guard let (config, prep) = activation else { return [] }
         var problems: [Diagnostic] = []
         for (name, passedNames) in config.passedSockets.sorted(by: { $0.key < $1.key }) where !installedServices.contains(name) {
             guard let prepared = prep.services[name] else { continue }
-            let indices = passedNames.compactMap { socketIndex[$0] }
+            let indices = passedNames.compactMap { socketIndex[$0].flatMap { sockets[$0] } }
             guard indices.count == passedNames.count else {
                 let missing = passedNames.filter { socketIndex[$0] == nil }
                 if !missing.contains(where: { bindRetries[$0] != nil }) {
@@ -155,24 +160,24 @@ extension Supervisor {
                         "not started: \(missing.map(\.description).joined(separator: ", ")) could not be opened"))
                     // Its other sockets would hold clients in a backlog nobody
                     // reads: closed, and said so.
-                    for i in indices where sockets[i].config.activates == name {
-                        close(socket: i)
-                        problems.append(Diagnostic(.error, file: sockets[i].name, "closed: \(name) cannot start without \(missing.map(\.description).joined(separator: ", "))"))
+                    for s in indices where s.config.activates == name {
+                        close(socket: s)
+                        problems.append(Diagnostic(.error, file: s.name, "closed: \(name) cannot start without \(missing.map(\.description).joined(separator: ", "))"))
                     }
                 }
                 continue
             }
             installedServices.insert(name)
-            let triggers = indices.filter { sockets[$0].config.activates == name }
+            let triggers = indices.filter { $0.config.activates == name }
             var passed: [(fd: FileDescriptor, name: String)] = []
-            for i in indices {
-                for fd in sockets[i].fds { passed.append((fd, sockets[i].config.fileDescriptorName)) }
+            for s in indices {
+                for fd in s.fds { passed.append((fd, s.config.fileDescriptorName)) }
             }
-            let rt = ServiceRuntime(prepared: prepared, triggers: triggers, passed: passed)
-            rt.timers = timers
-            rt.index = services.count
-            for t in triggers { sockets[t].service = services.count }
-            services.append(rt)
+            let id = services.insert {
+                ServiceRuntime(id: $0, prepared: prepared, triggers: triggers.map(\.id), passed: passed, timers: timers)
+            }
+            serviceIndex[name] = id
+            for t in triggers { t.service = id }
             for t in triggers { watch(socket: t) }
         }
         return problems
@@ -180,9 +185,8 @@ extension Supervisor {
 
     /// Closes a socket's listeners for good, removing its Unix files when
     /// `removeFiles` (a unit that cannot run; RemoveOnStop= at shutdown).
-    func close(socket i: Int, removeFiles: Bool = true) {
-        let s = sockets[i]
-        unwatch(socket: i)
+    func close(socket s: SocketRuntime, removeFiles: Bool = true) {
+        unwatch(socket: s)
         for fd in s.fds { fd.close() }
         s.fds.removeAll()
         guard removeFiles else { return }
@@ -229,8 +233,27 @@ extension Supervisor {
     }
 
     func open(_ socket: SocketConfig) -> Result<[FileDescriptor], OpenFailure> {
+        let resolved: Listener.Owner
+        switch owner(of: socket) {
+        case .success(let o): resolved = o
+        case .failure(let f): return .failure(f)
+        }
+        var fds: [FileDescriptor] = []
+        for listen in socket.listens {
+            switch open(listen, of: socket, owner: resolved) {
+            case .success(let fd): fds.append(fd)
+            case .failure(let f):
+                for fd in fds { fd.close() }
+                return .failure(f)
+            }
+        }
+        return .success(fds)
+    }
+
+    /// SocketUser= and SocketGroup= resolved.
+    func owner(of socket: SocketConfig) -> Result<Listener.Owner, OpenFailure> {
         let file = socket.name.description
-        var owner: (uid: UInt32?, gid: UInt32?) = (nil, nil)
+        var owner: Listener.Owner = (nil, nil)
         if let u = socket.socketUser {
             guard let user = Users.user(u) else { return .failure(OpenFailure(Diagnostic(.error, file: file, key: "SocketUser", "no such user '\(u)'"))) }
             owner.uid = user.uid
@@ -239,30 +262,31 @@ extension Supervisor {
             guard let gid = Users.groupID(g) else { return .failure(OpenFailure(Diagnostic(.error, file: file, key: "SocketGroup", "no such group '\(g)'"))) }
             owner.gid = gid
         }
+        return .success(owner)
+    }
+
+    /// Binds and listens on one Listen*= line.
+    func open(_ listen: Listen, of socket: SocketConfig, owner: Listener.Owner) -> Result<FileDescriptor, OpenFailure> {
+        let file = socket.name.description
         // Accept=yes: porter accepts until EAGAIN. Accept=no: the service
         // gets the socket as NonBlocking= says (systemd clears O_NONBLOCK
         // unless asked; `activate` sets it), and porter only ever polls it.
         let options = Listener.Options(nonBlocking: socket.accept, owner: owner)
-        var fds: [FileDescriptor] = []
-        for listen in socket.listens {
-            do {
-                let fd = try Listener.open(listen, config: socket, options: options) { warning in
-                    Log.warning("\(file):\(listen.line): \(listen.kind.rawValue): \(warning)")
-                }
-                fds.append(fd)
-                openedPorts[ListenConflict.key(listen)] = "\(file):\(listen.line)"
-            } catch {
-                for fd in fds { fd.close() }
-                var error = error
-                if error.errno == EADDRINUSE, let other = openedPorts[ListenConflict.key(listen)] {
-                    // Not another process: one of porter's own units has it.
-                    error.hint = "\(other) listens there too"
-                }
-                return .failure(OpenFailure(Diagnostic(.error, file: file, line: listen.line, key: listen.kind.rawValue, "\(listen.address): \(error)"),
-                                            inUse: error.errno == EADDRINUSE))
+        do {
+            let fd = try Listener.open(listen, config: socket, options: options) { warning in
+                Log.warning("\(file):\(listen.line): \(listen.kind.rawValue): \(warning)")
             }
+            openedPorts[ListenConflict.key(listen)] = "\(file):\(listen.line)"
+            return .success(fd)
+        } catch {
+            var error = error
+            if error.errno == EADDRINUSE, let other = openedPorts[ListenConflict.key(listen)] {
+                // Not another process: one of porter's own units has it.
+                error.hint = "\(other) listens there too"
+            }
+            return .failure(OpenFailure(Diagnostic(.error, file: file, line: listen.line, key: listen.kind.rawValue, "\(listen.address): \(error)"),
+                                        inUse: error.errno == EADDRINUSE))
         }
-        return .success(fds)
     }
 
     /// Graceful stop: close the listeners (removing Unix socket files with
@@ -275,16 +299,16 @@ extension Supervisor {
         }
         let now = MonotonicClock.now()
         Log.info("\(reason): stopping (\(servicePIDs.count) services and \(instances.count) instances running)")
-        for (i, s) in services.enumerated() {
-            perform(s.machine.handle(.stop, now: now), service: i, now: now)
+        for s in services {
+            perform(s.machine.handle(.stop, now: now), service: s, now: now)
         }
         stopping = true
         bindRetries.removeAll()
         stopLeftovers()
         stopPaths()
-        for (i, s) in sockets.enumerated() {
+        for s in sockets {
             _ = s.acceptMachine?.handle(.stop)
-            close(socket: i, removeFiles: s.config.removeOnStop)
+            close(socket: s, removeFiles: s.config.removeOnStop)
         }
         for (pid, inst) in instances {
             let (signals, killAt) = inst.kill.begin(pid, now: now)
@@ -298,7 +322,7 @@ extension Supervisor {
             instances[pid]?.killAt = killAt
             for s in signals { Signals.send(s.signal, to: s.pid, group: s.group) }
         }
-        for (pid, i) in servicePIDs where services[i].machine.state == .stopped {
+        for (pid, id) in servicePIDs where services[id]?.machine.state ?? .stopped == .stopped {
             servicePIDs[pid] = nil  // KillMode=none
         }
     }

@@ -12,7 +12,7 @@ import PorterSys
 ///             exist yet, until the next component appears
 struct WatchUse: Hashable {
     enum Role: Hashable { case target, parent, directory, files, ancestor }
-    var path: Int
+    var path: UnitID
     var condition: Int
     var role: Role
 }
@@ -44,18 +44,17 @@ extension Supervisor {
     /// look or reported by the watch. Returns whether the path appeared or
     /// vanished since the last look.
     @discardableResult
-    func setUpWatches(_ p: Int, _ c: Int) -> Bool {
+    func setUpWatches(_ rt: PathRuntime, _ c: Int) -> Bool {
         guard let inotify else { return false }
-        let rt = paths[p]
         let cond = rt.config.conditions[c]
-        dropWatches(p, c)
+        dropWatches(rt, c)
         var added: [Int32] = []
         func add(_ dir: FileDescriptor, _ name: String?, _ role: WatchUse.Role, follow: Bool = true) {
             var mask = Self.mask(for: role, cond.kind)
             if !follow { mask.insert(.dontFollow) }
             guard let wd = try? inotify.add(SafePath.procPath(dir, name), mask: mask) else { return }
             added.append(wd)
-            watches[wd, default: []].insert(WatchUse(path: p, condition: c, role: role))
+            watches[wd, default: []].insert(WatchUse(path: rt.id, condition: c, role: role))
         }
         let isDirectoryCondition = cond.kind == .directoryNotEmpty || cond.kind == .existsGlob
         let looked = cond.watchedDirectory
@@ -63,7 +62,7 @@ extension Supervisor {
         for _ in 0..<8 {
             let outcome: SafePath.Outcome
             do { outcome = try SafePath.open(looked, trust: .porter) } catch {
-                refuse(p, c, "\(looked): \(error.reason)")
+                refuse(rt, c, "\(looked): \(error.reason)")
                 break
             }
             switch outcome {
@@ -92,22 +91,21 @@ extension Supervisor {
                 // Appeared since the look? Then look again.
                 if at != lastAncestor { lastAncestor = at; continue }
             case .refused(let ancestor, let at, let reason):
-                refuse(p, c, reason)
+                refuse(rt, c, reason)
                 add(ancestor, nil, .ancestor)
                 ancestor.close()
                 if at != lastAncestor { lastAncestor = at; continue }
             }
             break
         }
-        paths[p].watchDescriptors[c] = added
+        rt.watchDescriptors[c] = added
         let exists = conditionPathExists(rt, c)
-        defer { paths[p].existed[c] = exists }
-        return exists != paths[p].existed[c]
+        defer { rt.existed[c] = exists }
+        return exists != rt.existed[c]
     }
 
     /// A condition's directory cannot be used: said once per reason.
-    private func refuse(_ p: Int, _ c: Int, _ reason: String) {
-        let rt = paths[p]
+    private func refuse(_ rt: PathRuntime, _ c: Int, _ reason: String) {
         guard rt.refusals[c] != reason else { return }
         rt.refusals[c] = reason
         let cond = rt.config.conditions[c]
@@ -138,18 +136,18 @@ extension Supervisor {
         } ?? false
     }
 
-    func dropWatches(_ p: Int, _ c: Int) {
-        paths[p].directories[c]?.close()
-        paths[p].directories[c] = nil
-        for wd in paths[p].watchDescriptors[c] {
+    func dropWatches(_ rt: PathRuntime, _ c: Int) {
+        rt.directories[c]?.close()
+        rt.directories[c] = nil
+        for wd in rt.watchDescriptors[c] {
             guard let uses = watches[wd] else { continue }
-            watches[wd] = uses.filter { $0.path != p || $0.condition != c }
+            watches[wd] = uses.filter { $0.path != rt.id || $0.condition != c }
             if watches[wd]!.isEmpty {
                 watches[wd] = nil
                 inotify?.remove(wd)
             }
         }
-        paths[p].watchDescriptors[c] = []
+        rt.watchDescriptors[c] = []
     }
 
 }

@@ -11,15 +11,15 @@ public final class Supervisor {
     enum Source {
         case signals
         case timer
-        case listener(socket: Int, index: Int)
+        case listener(socket: UnitID, index: Int)
         /// A listener of a running service, watched edge-triggered for activity.
-        case activity(service: Int)
+        case activity(service: UnitID)
         /// porter's copy of an instance's connection (IdleTimeoutSec=, Unix).
         case instanceActivity(pid: Int32)
         /// sd_notify messages.
         case notify
         /// The pidfd of a service's main process that is not porter's child.
-        case mainExit(service: Int)
+        case mainExit(service: UnitID)
         case inotify
         case journal(JournalPipe)
         /// The pidfd of a process left in a group after its main process exited.
@@ -40,8 +40,12 @@ public final class Supervisor {
 
     var sources: [UInt64: Source] = [:]
     var nextToken: UInt64 = 1
-    var sockets: [SocketRuntime] = []
-    var paths: [PathRuntime] = []
+    /// The units, by stable id; a name index for each table.
+    var sockets = UnitTable<SocketRuntime>()
+    var paths = UnitTable<PathRuntime>()
+    var socketIndex: [UnitName: UnitID] = [:]
+    var serviceIndex: [UnitName: UnitID] = [:]
+    var pathIndex: [UnitName: UnitID] = [:]
     /// One inotify instance for every path unit, when there is any.
     var inotify: Inotify?
     /// inotify watch descriptor → who relies on it.
@@ -50,8 +54,8 @@ public final class Supervisor {
     /// (a flood must not flood the log too).
     var overflows = 0
     var overflowLogged: Instant?
-    var services: [ServiceRuntime] = []
-    var servicePIDs: [Int32: Int] = [:]
+    var services = UnitTable<ServiceRuntime>()
+    var servicePIDs: [Int32: UnitID] = [:]
     /// Every deadline of the loop, in a heap.
     let timers = Timers()
     lazy var instances = InstanceTable(timers: timers)
@@ -64,7 +68,6 @@ public final class Supervisor {
     var preopened: [UnitName: Result<[FileDescriptor], OpenFailure>] = [:]
     /// What `activate` was given, for units that join later.
     var activation: (config: Configuration, prep: Preparation)?
-    var socketIndex: [UnitName: Int] = [:]
     /// Accept=no services that run (or were reported as unable to).
     var installedServices: Set<UnitName> = []
     /// Socket units whose address was in use, tried again with back-off.
@@ -76,6 +79,8 @@ public final class Supervisor {
     var openedPorts: [ListenConflict.Key: String] = [:]
     private var armedDeadline: Instant?
     var stopping = false
+    /// Where the configuration is read again on SIGHUP.
+    public var configDirectory: String?
     /// A launch needed a large heap: trimmed once the batch of events is
     /// done and its strings are freed.
     var trimPending = false
@@ -151,7 +156,7 @@ public final class Supervisor {
                 switch signal {
                 case SIGCHLD: reapChildren()
                 case SIGTERM, SIGINT: beginStop(Values.signalName(signal))
-                case SIGHUP: Log.warning("SIGHUP: reloading the configuration is not supported yet; restart porter to apply changes")
+                case SIGHUP: reload("SIGHUP")
                 default: break
                 }
             }
@@ -166,13 +171,14 @@ public final class Supervisor {
         case .inotify:
             pathEvents()
         case .mainExit(let service):
-            mainProcessExited(service)
+            if let s = services[service] { mainProcessExited(s) }
         case .instanceActivity(let pid):
             // Traffic either way, or the peer hanging up (any of `flags`): activity all the same.
             instances[pid]?.idle?.lastActivity = MonotonicClock.now()
         case .activity(let service):
+            guard let s = services[service] else { return }
             let now = MonotonicClock.now()
-            perform(services[service].machine.handle(.activity, now: now), service: service, now: now)
+            perform(s.machine.handle(.activity, now: now), service: s, now: now)
         case .journal(let pipe):
             pipe.drain()
         case .leftover(let group, let pid):
@@ -197,9 +203,10 @@ public final class Supervisor {
     /// The deadline a key has now.
     private func deadline(of key: TimerKey) -> Instant? {
         switch key {
-        case .service(let i): return services[i].machine.deadline
-        case .socket(let i): return sockets[i].retryAt
-        case .path(let p): return paths[p].jobs?.deadline
+        // A removed unit has no deadline: its entry leaves the heap.
+        case .service(let id): return services[id]?.machine.deadline
+        case .socket(let id): return sockets[id]?.retryAt
+        case .path(let id): return paths[id]?.jobs?.deadline
         case .instance(let pid): return instances[pid]?.deadline
         case .retries:
             let times = bindRetries.values.map(\.at) + leftovers.values.compactMap(\.killAt)
@@ -213,14 +220,16 @@ public final class Supervisor {
             // in place is scheduled again, never forgotten.
             defer { timers.touch(key) }
             switch key {
-            case .service(let i):
-                perform(services[i].machine.handle(.timer, now: now), service: i, now: now)
-            case .socket(let i):
-                let s = sockets[i]
+            case .service(let id):
+                guard let s = services[id] else { continue }
+                perform(s.machine.handle(.timer, now: now), service: s, now: now)
+            case .socket(let id):
+                guard let s = sockets[id] else { continue }
                 s.retryAt = nil
-                if !stopping, s.acceptMachine?.canAccept ?? false { watch(socket: i) }
-            case .path(let p):
-                if paths[p].jobs != nil { performJobs(p, paths[p].jobs!.handle(.timer, now: now)) }
+                if !stopping, s.acceptMachine?.canAccept ?? false { watch(socket: s) }
+            case .path(let id):
+                guard let p = paths[id], p.jobs != nil else { continue }
+                performJobs(p, p.jobs!.handle(.timer, now: now))
             case .instance(let pid):
                 if let inst = instances[pid] { instanceDeadline(pid, inst, now: now) }
             case .retries:
@@ -230,21 +239,20 @@ public final class Supervisor {
         }
     }
 
-    private func listenerReadable(_ socket: Int, _ index: Int) {
-        let s = sockets[socket]
+    private func listenerReadable(_ socket: UnitID, _ index: Int) {
+        guard let s = sockets[socket] else { return }
         if s.acceptMachine != nil {
-            acceptConnections(socket, index)
-        } else if let service = s.service {
+            acceptConnections(s, index)
+        } else if let id = s.service, let service = services[id] {
             let now = MonotonicClock.now()
-            perform(services[service].machine.handle(.readable, now: now), service: service, now: now)
+            perform(service.machine.handle(.readable, now: now), service: service, now: now)
         }
     }
 
     /// Starts or stops watching all listeners of a socket: level-triggered
     /// to start the service, or, with `activityOf`, edge-triggered so a
     /// running service's new work is noticed once per arrival.
-    func watch(socket i: Int, activityOf service: Int? = nil) {
-        let s = sockets[i]
+    func watch(socket s: SocketRuntime, activityOf service: UnitID? = nil) {
         guard !s.watched, !stopping else { return }
         for (index, fd) in s.fds.enumerated() {
             do {
@@ -255,7 +263,7 @@ public final class Supervisor {
                     sources[token] = .activity(service: service)
                     s.tokens.append(token)
                 } else {
-                    s.tokens.append(try register(fd, .listener(socket: i, index: index)))
+                    s.tokens.append(try register(fd, .listener(socket: s.id, index: index)))
                 }
             } catch {
                 Log.error("\(s.name): cannot watch \(s.config.listens[index].address): \(error.reason)")
@@ -263,8 +271,7 @@ public final class Supervisor {
         }
     }
 
-    func unwatch(socket i: Int) {
-        let s = sockets[i]
+    func unwatch(socket s: SocketRuntime) {
         for (fd, token) in zip(s.fds, s.tokens) { unregister(fd, token: token) }
         s.tokens.removeAll()
     }

@@ -325,6 +325,11 @@ struct AcceptMachineTableTests {
         (.closed, 2, .instanceStarted, [], .closed, 2),
         (.closed, 2, .instanceExited, [], .closed, 1),
         (.closed, 1, .stop, [], .closed, 1),
+        (.listening, 1, .limit(1), [.unwatch], .paused, 1),
+        (.listening, 1, .limit(5), [], .listening, 1),
+        (.paused, 2, .limit(3), [.watch], .listening, 2),
+        (.paused, 2, .limit(1), [], .paused, 2),
+        (.closed, 1, .limit(9), [], .closed, 1),
     ]
 
     /// Drives a machine into `state` with `running` instances.
@@ -345,5 +350,62 @@ struct AcceptMachineTableTests {
         #expect(m.state == state && m.running == running, "setup of row \(i)")
         #expect(m.handle(event) == actions, "row \(i)")
         #expect(m.state == after && m.running == runningAfter, "row \(i)")
+    }
+}
+
+@Suite("unit table")
+struct UnitTableTests {
+    @Test func removedIdsAreNeverReused() {
+        var t = UnitTable<String>()
+        let a = t.insert { _ in "a" }
+        let b = t.insert { _ in "b" }
+        #expect(t[a] == "a" && t[b] == "b" && t.count == 2)
+        #expect(t.remove(a) == "a")
+        #expect(t[a] == nil && !t.contains(a) && t.count == 1)
+        let c = t.insert { _ in "c" }
+        // The slot comes back, the id does not: a stale event for `a` finds nothing.
+        #expect(c.slot == a.slot && c != a)
+        #expect(t[a] == nil && t[c] == "c")
+        #expect(t.remove(a) == nil)
+        #expect(t.ids == [c, b] && t.values == ["c", "b"])
+        t[c] = "c2"
+        t[a] = "stale"
+        #expect(t[c] == "c2" && t.count == 2)
+    }
+
+    @Test func manyInsertionsAndRemovalsKeepEveryIdUnique() {
+        var t = UnitTable<Int>()
+        var seen: Set<UnitID> = []
+        var live: [UnitID] = []
+        for i in 0..<2000 {
+            let id = t.insert { _ in i }
+            #expect(seen.insert(id).inserted)
+            live.append(id)
+            if i % 3 == 0 { t.remove(live.removeFirst()) }
+        }
+        #expect(t.count == live.count)
+        #expect(live.allSatisfy { t.contains($0) })
+    }
+}
+
+@Suite("configuration diff")
+struct ConfigurationDiffTests {
+    @Test func classifiesEveryUnit() {
+        let n = { (s: String) in UnitName.parse(s)! }
+        let d = ConfigurationDiff(old: [n("a.socket"): 1, n("b.socket"): 2, n("c.service"): 3],
+                                  new: [n("a.socket"): 1, n("b.socket"): 9, n("d.path"): 4])
+        #expect(d.unchanged == [n("a.socket")])
+        #expect(d.changed == [n("b.socket")])
+        #expect(d.added == [n("d.path")])
+        #expect(d.removed == [n("c.service")])
+        #expect(d.summary == "1 added, 1 removed, 1 changed, 1 unchanged; added: d.path; removed: c.service; changed: b.socket")
+    }
+
+    @Test func fingerprintsFollowTheBytes() {
+        let c1 = Configuration.load(files: [("e.socket", "[Socket]\nListenStream=1\n")], host: HostFacts())
+        let c2 = Configuration.load(files: [("e.socket", "[Socket]\nListenStream=1\n")], host: HostFacts())
+        let c3 = Configuration.load(files: [("e.socket", "[Socket]\nListenStream=2\n")], host: HostFacts())
+        let f = { (c: Configuration) in c.socketsRead.values.first!.fingerprint }
+        #expect(f(c1) == f(c2) && f(c1) != f(c3))
     }
 }

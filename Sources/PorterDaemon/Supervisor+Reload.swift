@@ -1,0 +1,358 @@
+import Glibc
+import PorterCore
+import PorterSys
+
+/// Live reload (SIGHUP). All or nothing: the whole directory is read and
+/// validated again, every new address is bound, and only when all of that
+/// worked does anything running change. Listening sockets are handed on by
+/// address, so a socket that a unit still asks for is never closed and no
+/// connection is refused or reset; running processes finish under the
+/// definition they started with.
+extension Supervisor {
+    /// The listening sockets that a reload may hand on, by what they are
+    /// bound to; whatever nobody takes is closed once the reload is done.
+    struct Handover {
+        struct Held {
+            var fd: FileDescriptor
+            var shape: SocketConfig.Shape
+            /// RemoveOnStop= of the unit that had it: whether its file goes with it.
+            var removeFile: Bool
+        }
+        var pool: [Listen.Endpoint: Held] = [:]
+        /// What each socket unit of the new configuration listens on.
+        var fds: [UnitName: [FileDescriptor]] = [:]
+        /// Sockets this reload made, with their Unix paths: closed (and
+        /// removed) again if the reload is refused.
+        var made: [(fd: FileDescriptor, path: String?)] = []
+        /// Units still waiting for an address in use (not an error: they
+        /// waited before the reload too).
+        var stillWaiting: [UnitName: SocketConfig] = [:]
+        var notes: [String] = []
+    }
+
+    func reload(_ reason: String) {
+        guard !stopping else {
+            Log.info("\(reason): stopping, not reloading")
+            return
+        }
+        guard let directory = configDirectory else { return }
+        let began = MonotonicClock.now()
+        guard let config = Commands.load(directory, host) else {
+            Log.error("\(reason): reload refused: cannot read \(directory); nothing changed, still serving the previous configuration")
+            return
+        }
+        let prep = Preparation(config, host: host, environment: porterEnvironment, reuse: currentPrepared())
+        let problems = config.diagnostics + prep.diagnostics
+        let errors = problems.filter { $0.severity == .error }
+        for d in problems { Log.write(d.severity == .error ? .error : .warning, "reload: " + d.description) }
+        guard errors.isEmpty else {
+            Log.error("\(reason): reload refused: \(errors.count) error\(errors.count == 1 ? "" : "s"); nothing changed, still serving the previous configuration")
+            return
+        }
+        var handover: Handover
+        switch bind(config) {
+        case .success(let h): handover = h
+        case .failure(let d):
+            Log.error("reload: \(d.description)")
+            Log.error("\(reason): reload refused: a socket could not be opened; nothing changed, still serving the previous configuration")
+            return
+        }
+        let diff = ConfigurationDiff(old: runningFingerprints(), new: Self.fingerprints(of: config))
+        for note in handover.notes { Log.warning(note) }
+        commit(config, prep, &handover)
+        Log.info("\(reason): configuration reloaded in \((MonotonicClock.now() - began).porterDescription): \(diff.summary)")
+        Processes.trimHeap()
+    }
+
+    /// Every unit porter runs now, with its file's fingerprint.
+    func runningFingerprints() -> [UnitName: UInt64] {
+        var f: [UnitName: UInt64] = [:]
+        for s in sockets {
+            f[s.config.name] = s.config.fingerprint
+            if let t = s.template { f[t.config.name] = t.config.fingerprint }
+        }
+        for r in bindRetries.values { f[r.config.name] = r.config.fingerprint }
+        for s in services where !s.retired { f[s.prepared.config.name] = (s.next ?? s.prepared).config.fingerprint }
+        for p in paths {
+            f[p.config.name] = p.config.fingerprint
+            if let t = p.template { f[t.config.name] = t.config.fingerprint }
+        }
+        return f
+    }
+
+    static func fingerprints(of config: Configuration) -> [UnitName: UInt64] {
+        var f: [UnitName: UInt64] = [:]
+        for s in config.sockets { f[s.name] = s.fingerprint }
+        for (name, s) in config.services { f[name] = s.fingerprint }
+        for p in config.paths { f[p.name] = p.fingerprint }
+        return f
+    }
+
+    /// What was resolved for each service that runs: kept by a reload for
+    /// units whose file did not change.
+    func currentPrepared() -> [UnitName: PreparedService] {
+        var r: [UnitName: PreparedService] = [:]
+        for s in sockets { if let t = s.template { r[t.config.name] = t } }
+        for s in services where !s.retired { r[s.prepared.config.name] = s.next ?? s.prepared }
+        for p in paths { if let t = p.template { r[t.config.name] = t } }
+        return r
+    }
+
+    /// Finds or binds a socket for every listen line of `config`. A
+    /// socket porter already has for the same address is taken over (with
+    /// a note when the unit now asks for other socket options, which only a
+    /// new socket would get); anything else is bound now, while the old
+    /// sockets still listen. Any failure undoes what was made.
+    func bind(_ config: Configuration) -> Result<Handover, Diagnostic> {
+        var h = Handover()
+        for s in sockets {
+            for (fd, listen) in zip(s.fds, s.config.listens) {
+                h.pool[listen.endpoint] = Handover.Held(fd: fd, shape: s.config.shape, removeFile: s.config.removeOnStop)
+            }
+        }
+        for socket in config.sockets {
+            var fds: [FileDescriptor] = []
+            var taken: [(Listen.Endpoint, Handover.Held)] = []
+            var failure: OpenFailure? = nil
+            let owner = owner(of: socket)
+            for listen in socket.listens {
+                if let old = h.pool.removeValue(forKey: listen.endpoint) {
+                    taken.append((listen.endpoint, old))
+                    fds.append(old.fd)
+                    if old.shape != socket.shape {
+                        h.notes.append("\(socket.name):\(listen.line): \(listen.kind.rawValue)=\(listen.address): socket options changed; the listening socket is kept (so no connection is refused) and the new options apply when porter restarts")
+                    }
+                    continue
+                }
+                let opened: Result<FileDescriptor, OpenFailure>
+                switch owner {
+                case .success(let o): opened = open(listen, of: socket, owner: o)
+                case .failure(let f): opened = .failure(f)
+                }
+                switch opened {
+                case .success(let fd):
+                    fds.append(fd)
+                    h.made.append((fd, listen.address.unixPath))
+                case .failure(let f):
+                    failure = f
+                }
+                if failure != nil { break }
+            }
+            guard let failure else {
+                h.fds[socket.name] = fds
+                continue
+            }
+            if failure.inUse, bindRetries[socket.name] != nil {
+                // Waited before the reload and waits on: its sockets go back.
+                for (endpoint, old) in taken { h.pool[endpoint] = old }
+                h.stillWaiting[socket.name] = socket
+                continue
+            }
+            undo(h)
+            return .failure(failure.diagnostic)
+        }
+        return .success(h)
+    }
+
+    /// A refused reload leaves nothing of what it made.
+    private func undo(_ h: Handover) {
+        for (fd, path) in h.made {
+            fd.close()
+            if let path { UnixSocketFile.removeSocketFile(path) }
+        }
+    }
+
+    /// Applies a configuration that has been validated and bound. Nothing
+    /// here can fail.
+    private func commit(_ config: Configuration, _ prep: Preparation, _ h: inout Handover) {
+        activation = (config, prep)
+        let now = MonotonicClock.now()
+        let newSockets = Set(config.sockets.map(\.name))
+
+        // Sockets: removed ones stop being watched (their fds close below,
+        // unless another unit took them); kept ones take their new
+        // definition; new ones join.
+        for s in sockets where !newSockets.contains(s.config.name) {
+            unwatch(socket: s)
+            _ = s.acceptMachine?.handle(.stop)
+            socketIndex[s.config.name] = nil
+            sockets.remove(s.id)
+        }
+        for (name, _) in bindRetries where !newSockets.contains(name) { bindRetries[name] = nil }
+        for socket in config.sockets {
+            if let waiting = h.stillWaiting[socket.name] {
+                bindRetries[socket.name]?.config = waiting
+                continue
+            }
+            guard let fds = h.fds[socket.name] else { continue }
+            bindRetries[socket.name] = nil
+            if let id = socketIndex[socket.name], let s = sockets[id] {
+                update(s, socket, fds, prep)
+            } else {
+                install(socket, fds)
+            }
+        }
+
+        // Accept=no services: removed ones stop (and go once their run has
+        // ended), kept ones take their sockets and definition, new ones join.
+        let newServices = Set(config.passedSockets.keys)
+        for s in services where !s.retired && !newServices.contains(s.prepared.config.name) {
+            retire(s, now: now)
+        }
+        for name in newServices.sorted() {
+            guard let id = serviceIndex[name], let s = services[id], let p = prep.services[name] else { continue }
+            update(s, p, passed: config.passedSockets[name] ?? [])
+        }
+        installedServices = Set(services.filter { !$0.retired }.map(\.prepared.config.name))
+        for d in installServices() { Log.write(d.severity == .error ? .error : .warning, d.description) }
+
+        // Path units: removed ones stop watching, changed ones watch anew
+        // (keeping their queue of per-file jobs), new ones join.
+        let newPaths = Dictionary(uniqueKeysWithValues: config.paths.map { ($0.name, $0) })
+        for p in paths where newPaths[p.config.name] == nil { removePath(p) }
+        if !config.paths.isEmpty, let d = ensureInotify() { Log.error(d.description) }
+        for path in config.paths {
+            if let id = pathIndex[path.name], let old = paths[id] {
+                if old.config.fingerprint == path.fingerprint && old.config.accept == path.accept {
+                    if path.accept { old.template = prep.services[path.activates] }
+                    continue
+                }
+                for c in old.config.conditions.indices { dropWatches(old, c) }
+                let rt = PathRuntime(id: id, config: path, timers: timers)
+                if path.accept {
+                    rt.template = prep.services[path.activates]
+                    rt.jobs = old.jobs ?? FileJobs(name: path.name.description, maxRunning: path.maxConnections,
+                                                   moveFailed: path.failedDirectory != nil)
+                }
+                paths[id] = rt
+                for d in startWatching(rt, now: now) { Log.warning(d.description) }
+            } else if let rt = addPath(path, prep) {
+                for d in startWatching(rt, now: now) { Log.warning(d.description) }
+            }
+        }
+        // Which path units start which service, from scratch.
+        for s in services { s.paths.removeAll() }
+        for p in paths where !p.config.accept {
+            p.service = serviceIndex[p.config.activates]
+            if let s = p.service.flatMap({ services[$0] }) { s.paths.append(p.id) }
+        }
+
+        // What nobody took over closes now, after the new sockets listen;
+        // its file goes with RemoveOnStop=, as when systemd stops a socket.
+        for (endpoint, old) in h.pool {
+            old.fd.close()
+            if old.removeFile, case .unixPath(let path) = endpoint.address { UnixSocketFile.removeSocketFile(path) }
+        }
+        h.pool.removeAll()
+        if notify == nil, services.contains(where: { $0.prepared.config.effectiveNotifyAccess != .none }) {
+            do {
+                let n = try NotifySocket(name: "porter-notify-\(Processes.currentPID)")
+                _ = try register(n.fd, .notify)
+                notify = n
+            } catch {
+                Log.error("NOTIFY_SOCKET: cannot create it: \(error); sd_notify will not reach porter")
+            }
+        }
+        closeUnusedJournals()
+        releaseActivation()
+    }
+
+    /// A socket unit that stays: its new definition, its (possibly new)
+    /// listeners, and its watch as its mode says.
+    private func update(_ s: SocketRuntime, _ socket: SocketConfig, _ fds: [FileDescriptor], _ prep: Preparation) {
+        unwatch(socket: s)
+        s.config = socket
+        s.fds = fds
+        guard let template = prep.services[socket.activates] else { return }
+        if socket.accept {
+            s.service = nil
+            s.template = template
+            for fd in fds { try? fd.setNonBlocking(true) }
+            if s.acceptMachine == nil {
+                s.acceptMachine = AcceptMachine(name: socket.name.description, maxConnections: socket.maxConnections)
+            } else if s.acceptMachine!.maxConnections != socket.maxConnections {
+                _ = s.acceptMachine!.handle(.limit(socket.maxConnections))
+            }
+            if s.retryAt == nil, s.acceptMachine!.canAccept { watch(socket: s) }
+        } else {
+            // Accept=no: the service's update watches it.
+            s.template = nil
+            s.acceptMachine = nil
+            for fd in fds { try? fd.setNonBlocking(template.config.nonBlocking) }
+        }
+    }
+
+    /// An Accept=no service that stays: its sockets now, and its new
+    /// definition at once when it is not running, at its next start otherwise.
+    private func update(_ s: ServiceRuntime, _ p: PreparedService, passed names: [UnitName]) {
+        if p !== s.prepared && p !== s.next {
+            if p.journal == nil { p.journal = s.prepared.journal }
+            if s.machine.pid == nil {
+                s.prepared = p
+                s.next = nil
+                s.machine.adopt(p.config.policy)
+            } else {
+                s.next = p
+            }
+        }
+        for t in s.triggers { if let t = sockets[t], t.service == s.id { unwatch(socket: t) } }
+        let runtimes = names.compactMap { socketIndex[$0].flatMap { sockets[$0] } }
+        let triggers = runtimes.filter { $0.config.activates == s.prepared.config.name }
+        s.triggers = triggers.map(\.id)
+        s.passed = runtimes.flatMap { r in r.fds.map { ($0, r.config.fileDescriptorName) } }
+        for t in triggers {
+            t.service = s.id
+            switch s.machine.state {
+            case .listening: watch(socket: t)
+            case .running, .freezing:
+                if s.machine.policy.idleTimeout != nil { watch(socket: t, activityOf: s.id) }
+            case .starting, .stopping, .waitingRestart, .holdingOff, .stopped: break
+            }
+        }
+    }
+
+    /// A service the new configuration no longer has: stopped as at
+    /// shutdown (KillSignal=, then FinalKillSignal= after TimeoutStopSec=),
+    /// and removed once its run has ended.
+    private func retire(_ s: ServiceRuntime, now: Instant) {
+        s.retired = true
+        serviceIndex[s.prepared.config.name] = nil
+        s.next = nil
+        perform(s.machine.handle(.stop, now: now), service: s, now: now)
+        // Its sockets are gone or belong to another service now.
+        s.triggers = []
+        s.paths = []
+        removeIfDone(s)
+    }
+
+    /// A retired service whose run has ended leaves the table.
+    func removeIfDone(_ s: ServiceRuntime) {
+        guard s.retired, s.mainWatch == nil else { return }
+        switch s.machine.state {
+        case .running, .freezing, .stopping, .starting: return
+        case .listening, .waitingRestart, .holdingOff, .stopped: break
+        }
+        // KillMode=none left it running: nothing of porter's stays with it.
+        for (pid, id) in servicePIDs where id == s.id { servicePIDs[pid] = nil }
+        for stored in s.stored { stored.fd.close() }
+        s.stored.removeAll()
+        services.remove(s.id)
+        closeUnusedJournals()
+    }
+
+    /// Journal pipes of units a reload removed, once no unit and no
+    /// running process of theirs uses them.
+    func closeUnusedJournals() {
+        var used = Set<ObjectIdentifier>()
+        for p in currentPrepared().values { if let j = p.journal { used.insert(ObjectIdentifier(j)) } }
+        for s in services { if let j = s.prepared.journal { used.insert(ObjectIdentifier(j)) } }
+        for (_, inst) in instances { if let j = inst.journal { used.insert(ObjectIdentifier(j)) } }
+        journals.removeAll { j in
+            guard !used.contains(ObjectIdentifier(j)) else { return false }
+            j.flush()
+            unregister(j.read, token: j.token)
+            j.close()
+            return true
+        }
+    }
+}
