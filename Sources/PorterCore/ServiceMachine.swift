@@ -61,6 +61,20 @@ public struct ServiceMachine: Sendable {
         case stopped
     }
 
+    /// Without payloads, for the `a -> b` lines.
+    public var stateName: String {
+        switch state {
+        case .listening: return "listening"
+        case .starting: return "starting"
+        case .running: return "running"
+        case .freezing: return "freezing"
+        case .stopping: return "stopping"
+        case .waitingRestart: return "waiting-restart"
+        case .holdingOff: return "holding-off"
+        case .stopped: return "stopped"
+        }
+    }
+
     public enum Event: Equatable, Sendable {
         case readable
         case started(pid: Int32)
@@ -149,146 +163,217 @@ public struct ServiceMachine: Sendable {
         }
     }
 
+    /// Every state × event pair is spelled out, state by state: a new
+    /// state or event does not compile until each pair says what it does.
+    /// An event that cannot happen in a state (a start result while
+    /// listening) is logged at debug level and changes nothing; an event
+    /// that can arrive late (a timer, a notification, activity) is dropped.
     public mutating func handle(_ event: Event, now: Instant) -> [Action] {
-        switch (state, event) {
-        case (.listening, .readable):
-            state = .starting
-            return [.unwatch, .start]
-
-        case (.starting, .started(let pid)):
-            let start = policy.notify ? policy.startTimeout.map { now + $0 } : nil
-            state = .running(Run(pid: pid, since: now, ready: !policy.notify, lastActivity: now, lastWatchdog: now, startDeadline: start))
-            if stopRequested { return handle(.stop, now: now) }
-            return policy.idleTimeout != nil ? [.watchActivity] : []
-
-        case (.starting, .startFailed):
-            return afterRun(.startFailure, now: now)
-
-        case (.running(let run), .exited(let exited, let result, let progress)) where exited == run.pid,
-             (.freezing(let run, _, _), .exited(let exited, let result, let progress)) where exited == run.pid:
-            var actions = kill.leftovers(run.pid).map { Action.signal($0) }
-            if policy.idleTimeout != nil { actions.append(.unwatchActivity) }
-            return actions + afterRun(result == .success && !progress ? .noProgress : result, now: now)
-
-        case (.running(var run), .activity):
-            run.lastActivity = now
-            state = .running(run)
-            return []
-
-        case (.running(var run), .ready):
-            guard !run.ready else { return [] }
-            run.ready = true
-            run.lastWatchdog = now
-            state = .running(run)
-            return [.log(.info, "\(name): ready after \((now - run.since).porterDescription)")]
-
-        case (.running(var run), .watchdogPing):
-            run.lastWatchdog = now
-            state = .running(run)
-            return []
-
-        case (.running(var run), .extendTimeout(let d)):
-            if !run.ready { run.startDeadline = max(run.startDeadline ?? now, now + d) }
-            state = .running(run)
-            return []
-
-        case (.running(var run), .mainPID(let pid)):
-            run.pid = pid
-            state = .running(run)
-            return [.log(.info, "\(name): main process is now pid \(pid)")]
-
-        case (.running(let run), .timer):
-            return runTimer(run, now: now)
-
-        case (.running(var run), .measured(let busy)):
-            // The answer to `.measureIdle`.
-            if busy {
-                run.lastActivity = now
-                state = .running(run)
+        switch state {
+        case .listening:
+            switch event {
+            case .readable:
+                enter(.starting)
+                return [.unwatch, .start]
+            case .stop:
+                enter(.stopped)
+                return [.unwatch]
+            case .started, .startFailed, .exited:
+                return ignored(event)
+            case .timer, .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID:
                 return []
             }
-            state = .freezing(run, since: now, poll: now + Self.freezePoll)
-            return [.freeze(pid: run.pid)]
 
-        case (.freezing(var run, _, _), .activity):
-            // Work arrived while stopping it: keep it.
-            run.lastActivity = now
-            state = .running(run)
-            return [.signal(.init(pid: run.pid, signal: 18, group: true))]
-
-        case (.freezing(var run, let since, _), .timer):
-            if now - since >= policy.freezeLimit {
-                run.lastActivity = now
-                state = .running(run)
-                return [.signal(.init(pid: run.pid, signal: 18, group: true)),
-                        .log(.warning, "\(name): pid \(run.pid) did not stop within \(policy.freezeLimit.porterDescription); not stopping it for idleness now")]
+        case .starting:
+            switch event {
+            case .started(let pid):
+                let start = policy.notify ? policy.startTimeout.map { now + $0 } : nil
+                enter(.running(Run(pid: pid, since: now, ready: !policy.notify, lastActivity: now, lastWatchdog: now, startDeadline: start)))
+                if stopRequested { return handle(.stop, now: now) }
+                return policy.idleTimeout != nil ? [.watchActivity] : []
+            case .startFailed:
+                return afterRun(.startFailure, now: now)
+            case .stop:
+                stopRequested = true
+                return []
+            case .readable, .exited:
+                return ignored(event)
+            case .timer, .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID:
+                return []
             }
-            state = .freezing(run, since: since, poll: now + Self.freezePoll)
-            return [.checkFrozen(pid: run.pid)]
 
-        case (.freezing, .notFrozenYet):
-            return []
-
-        case (.freezing(var run, _, _), .measured(let busy)):
-            if busy {
+        case .running(var run):
+            switch event {
+            case .exited(let pid, let result, let progress):
+                guard pid == run.pid else { return ignored(event) }
+                return runEnded(run, result: result, progress: progress, now: now)
+            case .activity:
                 run.lastActivity = now
-                state = .running(run)
+                enter(.running(run))
+                return []
+            case .ready:
+                guard !run.ready else { return [] }
+                run.ready = true
+                run.lastWatchdog = now
+                enter(.running(run))
+                return [.log(.info, "\(name): ready after \((now - run.since).porterDescription)")]
+            case .watchdogPing:
+                run.lastWatchdog = now
+                enter(.running(run))
+                return []
+            case .extendTimeout(let d):
+                if !run.ready { run.startDeadline = max(run.startDeadline ?? now, now + d) }
+                enter(.running(run))
+                return []
+            case .mainPID(let pid):
+                run.pid = pid
+                enter(.running(run))
+                return [.log(.info, "\(name): main process is now pid \(pid)")]
+            case .timer:
+                return runTimer(run, now: now)
+            case .measured(let busy):
+                // The answer to `.measureIdle`.
+                if busy {
+                    run.lastActivity = now
+                    enter(.running(run))
+                    return []
+                }
+                enter(.freezing(run, since: now, poll: now + Self.freezePoll))
+                return [.freeze(pid: run.pid)]
+            case .stop:
+                return beginStop(run.pid, reason: .shutdown, now: now, log: nil)
+            case .readable, .started, .startFailed:
+                return ignored(event)
+            case .notFrozenYet:
+                return []
+            }
+
+        case .freezing(var run, let since, _):
+            switch event {
+            case .exited(let pid, let result, let progress):
+                guard pid == run.pid else { return ignored(event) }
+                return runEnded(run, result: result, progress: progress, now: now)
+            case .activity:
+                // Work arrived while stopping it: keep it.
+                run.lastActivity = now
+                enter(.running(run))
                 return [.signal(.init(pid: run.pid, signal: 18, group: true))]
-            }
-            return beginStop(run.pid, reason: .idle, now: now,
-                             log: "\(name): idle for \(policy.idleTimeout?.porterDescription ?? "?"), stopping pid \(run.pid)")
-
-        case (.holdingOff(let until), .timer) where now >= until:
-            return enterListening(log: "\(name): back-off over, listening again")
-
-        case (.waitingRestart(let until), .timer) where now >= until:
-            state = .starting
-            return [.log(.info, "\(name): restarting"), .start]
-
-        case (.listening, .stop), (.holdingOff, .stop), (.waitingRestart, .stop):
-            state = .stopped
-            return [.unwatch]
-
-        case (.starting, .stop):
-            stopRequested = true
-            return []
-
-        case (.running(let run), .stop), (.freezing(let run, _, _), .stop):
-            return beginStop(run.pid, reason: .shutdown, now: now, log: nil)
-
-        case (.stopping(let pid, let killAt, let reason), .timer):
-            guard let killAt, now >= killAt else { return [] }
-            state = .stopping(pid: pid, killAt: nil, reason: reason)
-            return [.log(.warning, "\(name): pid \(pid) still running after \(kill.timeout.duration?.porterDescription ?? "the stop timeout"), sending \(Values.signalName(kill.finalKillSignal))")]
-                + kill.escalate(pid).map { .signal($0) }
-
-        case (.stopping(let pid, _, let reason), .exited(let exited, _, _)) where exited == pid:
-            var actions = kill.leftovers(pid).map { Action.signal($0) }
-            if policy.idleTimeout != nil { actions.append(.unwatchActivity) }
-            switch reason {
-            case .shutdown:
-                state = .stopped
-                return actions
-            case .idle:
-                // Stopped by porter: a clean end whatever the signal did.
-                backoffLevel = 0
-                return actions + enterListening(log: nil)
-            case .runtimeMax, .startTimeout:
-                return actions + afterRun(.timeout, now: now)
-            case .watchdog:
-                return actions + afterRun(.watchdog, now: now)
+            case .timer:
+                if now - since >= policy.freezeLimit {
+                    run.lastActivity = now
+                    enter(.running(run))
+                    return [.signal(.init(pid: run.pid, signal: 18, group: true)),
+                            .log(.warning, "\(name): pid \(run.pid) did not stop within \(policy.freezeLimit.porterDescription); not stopping it for idleness now")]
+                }
+                enter(.freezing(run, since: since, poll: now + Self.freezePoll))
+                return [.checkFrozen(pid: run.pid)]
+            case .notFrozenYet:
+                return []
+            case .measured(let busy):
+                if busy {
+                    run.lastActivity = now
+                    enter(.running(run))
+                    return [.signal(.init(pid: run.pid, signal: 18, group: true))]
+                }
+                return beginStop(run.pid, reason: .idle, now: now,
+                                 log: "\(name): idle for \(policy.idleTimeout?.porterDescription ?? "?"), stopping pid \(run.pid)")
+            case .stop:
+                return beginStop(run.pid, reason: .shutdown, now: now, log: nil)
+            case .readable, .started, .startFailed:
+                return ignored(event)
+            case .ready, .watchdogPing, .extendTimeout, .mainPID:
+                // Stopped for the idle check: it cannot have sent these since.
+                return []
             }
 
-        case (.stopping, .stop):
-            stopRequested = true
-            return []
+        case .stopping(let pid, let killAt, let reason):
+            switch event {
+            case .timer:
+                guard let killAt, now >= killAt else { return [] }
+                enter(.stopping(pid: pid, killAt: nil, reason: reason))
+                return [.log(.warning, "\(name): pid \(pid) still running after \(kill.timeout.duration?.porterDescription ?? "the stop timeout"), sending \(Values.signalName(kill.finalKillSignal))")]
+                    + kill.escalate(pid).map { .signal($0) }
+            case .exited(let exited, _, _):
+                guard exited == pid else { return ignored(event) }
+                return stopped(pid, reason: reason, now: now)
+            case .stop:
+                stopRequested = true
+                return []
+            case .readable, .started, .startFailed:
+                return ignored(event)
+            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID:
+                return []  // already on the way out
+            }
 
-        case (_, .timer), (.stopped, _), (_, .activity), (_, .measured), (_, .notFrozenYet),
-             (_, .ready), (_, .watchdogPing), (_, .extendTimeout), (_, .mainPID):
-            return []  // nothing due, stale, or already on the way out
+        case .waitingRestart(let until):
+            switch event {
+            case .timer:
+                guard now >= until else { return [] }
+                enter(.starting)
+                return [.log(.info, "\(name): restarting"), .start]
+            case .stop:
+                enter(.stopped)
+                return [.unwatch]
+            case .readable, .started, .startFailed, .exited:
+                return ignored(event)
+            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID:
+                return []
+            }
 
-        default:
-            return [.log(.debug, "\(name): ignoring \(event) in state \(state)")]
+        case .holdingOff(let until):
+            switch event {
+            case .timer:
+                guard now >= until else { return [] }
+                return enterListening(log: "\(name): back-off over, listening again")
+            case .stop:
+                enter(.stopped)
+                return [.unwatch]
+            case .readable, .started, .startFailed, .exited:
+                return ignored(event)
+            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID:
+                return []
+            }
+
+        case .stopped:
+            switch event {
+            case .readable, .started, .startFailed, .exited, .timer, .stop, .activity, .measured, .notFrozenYet,
+                 .ready, .watchdogPing, .extendTimeout, .mainPID:
+                return []  // the end: nothing starts it again
+            }
+        }
+    }
+
+    /// The one place that changes the state (the supervisor logs each
+    /// change of kind as `a -> b` at debug level).
+    private mutating func enter(_ next: State) { state = next }
+
+    private func ignored(_ event: Event) -> [Action] {
+        [.log(.debug, "\(name): ignoring \(event) in state \(state)")]
+    }
+
+    /// The main process of a run exited while running or frozen.
+    private mutating func runEnded(_ run: Run, result: RunResult, progress: Bool, now: Instant) -> [Action] {
+        var actions = kill.leftovers(run.pid).map { Action.signal($0) }
+        if policy.idleTimeout != nil { actions.append(.unwatchActivity) }
+        return actions + afterRun(result == .success && !progress ? .noProgress : result, now: now)
+    }
+
+    /// The main process exited after porter asked it to stop.
+    private mutating func stopped(_ pid: Int32, reason: StopReason, now: Instant) -> [Action] {
+        var actions = kill.leftovers(pid).map { Action.signal($0) }
+        if policy.idleTimeout != nil { actions.append(.unwatchActivity) }
+        switch reason {
+        case .shutdown:
+            enter(.stopped)
+            return actions
+        case .idle:
+            // Stopped by porter: a clean end whatever the signal did.
+            backoffLevel = 0
+            return actions + enterListening(log: nil)
+        case .runtimeMax, .startTimeout:
+            return actions + afterRun(.timeout, now: now)
+        case .watchdog:
+            return actions + afterRun(.watchdog, now: now)
         }
     }
 
@@ -303,7 +388,7 @@ public struct ServiceMachine: Sendable {
             var k = kill
             k.killSignal = 6
             let (signals, killAt) = k.begin(run.pid, now: now)
-            state = .stopping(pid: run.pid, killAt: killAt, reason: .watchdog)
+            enter(.stopping(pid: run.pid, killAt: killAt, reason: .watchdog))
             return [.log(.warning, "\(name): watchdog timeout (no WATCHDOG=1 in \(w.porterDescription)), aborting pid \(run.pid)")]
                 + signals.map { .signal($0) }
         }
@@ -322,17 +407,17 @@ public struct ServiceMachine: Sendable {
         var actions: [Action] = log.map { [.log(.info, $0)] } ?? []
         if signals.isEmpty && reason == .shutdown {
             // KillMode=none: the process is left running, as systemd does.
-            state = .stopped
+            enter(.stopped)
             return actions + [.log(.warning, "\(name): KillMode=none, leaving pid \(pid) running")]
         }
-        state = .stopping(pid: pid, killAt: killAt, reason: reason)
+        enter(.stopping(pid: pid, killAt: killAt, reason: reason))
         actions += signals.map { .signal($0) }
         return actions
     }
 
     private mutating func afterRun(_ result: RunResult, now: Instant) -> [Action] {
         if stopRequested {
-            state = .stopped
+            enter(.stopped)
             return []
         }
         if !result.isFailure {
@@ -346,23 +431,23 @@ public struct ServiceMachine: Sendable {
                 let wait = policy.backoff(backoffLevel)
                 backoffLevel += 1
                 failures.removeAll()
-                state = .holdingOff(until: now + wait)
+                enter(.holdingOff(until: now + wait))
                 return [.log(.warning, "\(name): start limit hit (\(policy.startLimitBurst) runs in \(policy.startLimitInterval.porterDescription) failed or left their work queued), failed; holding off \(wait.porterDescription); clients wait in the backlog")]
             }
         }
         if result == .watchdog || policy.restart.restarts(after: result) {
             if policy.restartDelay <= .zero {
-                state = .starting
+                enter(.starting)
                 return [.start]
             }
-            state = .waitingRestart(until: now + policy.restartDelay)
+            enter(.waitingRestart(until: now + policy.restartDelay))
             return []
         }
         return enterListening(log: nil)
     }
 
     private mutating func enterListening(log: String?) -> [Action] {
-        state = .listening
+        enter(.listening)
         return (log.map { [.log(.info, $0)] } ?? []) + [.watch]
     }
 }

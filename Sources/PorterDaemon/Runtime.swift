@@ -64,8 +64,16 @@ final class ServiceRuntime {
     var next: PreparedService?
     /// A reload removed the unit: it goes once its run has ended.
     var retired = false
-    /// Every call into the machine may move its deadline.
-    var machine: ServiceMachine { didSet { timers?.touch(.service(id)) } }
+    /// Every call into the machine may move its deadline; every change of
+    /// state is one debug line, here and nowhere else.
+    var machine: ServiceMachine {
+        didSet {
+            timers?.touch(.service(id))
+            if Log.threshold == .debug, oldValue.stateName != machine.stateName {
+                Log.debug("\(name): \(oldValue.stateName) -> \(machine.stateName)")
+            }
+        }
+    }
     var timers: Timers?
     let id: UnitID
     /// Sockets whose readability starts the service.

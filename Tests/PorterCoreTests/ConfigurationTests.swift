@@ -409,3 +409,77 @@ struct ConfigurationDiffTests {
         #expect(f(c1) == f(c2) && f(c1) != f(c3))
     }
 }
+
+/// Every (state, event) pair of the service machine as a row: the state
+/// each event leads to from each state, at a time when every deadline of
+/// the state is due (t = 10 s). Actions are covered by the tests above.
+@Suite("service machine table")
+struct ServiceMachineTableTests {
+    typealias M = ServiceMachine
+    static let t0 = Instant(nanoseconds: 1_000_000_000)
+    static func at(_ s: Double) -> Instant { t0 + .milliseconds(Int(s * 1000)) }
+
+    /// A machine in each state, driven there by events (pid 42).
+    static func machine(_ state: String) -> M {
+        var p = ServicePolicy()
+        p.kill.timeout = .after(.seconds(5))
+        p.idleTimeout = .seconds(2)
+        if state == "waiting-restart" { p.restart = .onFailure; p.restartDelay = .milliseconds(200) }
+        if state == "holding-off" { p.startLimitBurst = 1 }
+        var m = M(name: "t.service", policy: p)
+        func go(_ e: M.Event, _ t: Double) { _ = m.handle(e, now: at(t)) }
+        switch state {
+        case "listening": break
+        case "starting": go(.readable, 0)
+        case "running": go(.readable, 0); go(.started(pid: 42), 0)
+        case "freezing": go(.readable, 0); go(.started(pid: 42), 0); go(.timer, 2); go(.measured(busy: false), 2)
+        case "stopping": go(.readable, 0); go(.started(pid: 42), 0); go(.stop, 0)
+        case "waiting-restart": go(.readable, 0); go(.started(pid: 42), 0); go(.exited(pid: 42, result: .exitCode, progress: true), 0)
+        case "holding-off": go(.readable, 0); go(.startFailed, 0)
+        case "stopped": go(.stop, 0)
+        default: break
+        }
+        return m
+    }
+
+    static let events: [(String, M.Event)] = [
+        ("readable", .readable), ("started", .started(pid: 43)), ("startFailed", .startFailed),
+        ("exited", .exited(pid: 42, result: .success, progress: true)), ("timer", .timer), ("stop", .stop),
+        ("activity", .activity), ("measured", .measured(busy: true)), ("notFrozenYet", .notFrozenYet), ("ready", .ready),
+        ("watchdogPing", .watchdogPing), ("extendTimeout", .extendTimeout(.seconds(1))), ("mainPID", .mainPID(44)),
+    ]
+
+    /// state → the state after each event, in the order of `events`.
+    static let table: [(String, [String])] = [
+        ("listening", ["starting", "listening", "listening", "listening", "listening", "stopped", "listening", "listening", "listening", "listening", "listening", "listening", "listening"]),
+        ("starting", ["starting", "running", "listening", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting"]),
+        ("running", ["running", "running", "running", "listening", "running", "stopping", "running", "running", "running", "running", "running", "running", "running"]),
+        ("freezing", ["freezing", "freezing", "freezing", "listening", "running", "stopping", "running", "running", "freezing", "freezing", "freezing", "freezing", "freezing"]),
+        ("stopping", ["stopping", "stopping", "stopping", "stopped", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping"]),
+        ("waiting-restart", ["waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "starting", "stopped", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart"]),
+        ("holding-off", ["holding-off", "holding-off", "holding-off", "holding-off", "listening", "stopped", "holding-off", "holding-off", "holding-off", "holding-off", "holding-off", "holding-off", "holding-off"]),
+        ("stopped", Array(repeating: "stopped", count: 13)),
+    ]
+
+    @Test(arguments: 0..<8)
+    func everyEventFromState(_ row: Int) {
+        let (state, after) = Self.table[row]
+        #expect(Self.machine(state).stateName == state, "setup of \(state)")
+        for (i, (name, event)) in Self.events.enumerated() {
+            var m = Self.machine(state)
+            _ = m.handle(event, now: Self.at(10))
+            #expect(m.stateName == after[i], "\(state) + \(name)")
+        }
+    }
+
+    /// A reload's new policy decides from then on.
+    @Test func adoptedPolicyDecides() {
+        var m = M(name: "t.service", policy: ServicePolicy())
+        var p = ServicePolicy()
+        p.idleTimeout = .seconds(1)
+        m.adopt(p)
+        _ = m.handle(.readable, now: Self.at(0))
+        #expect(m.handle(.started(pid: 42), now: Self.at(0)) == [.watchActivity])
+        #expect(m.deadline == Self.at(1))
+    }
+}
