@@ -5,8 +5,8 @@
 /// signal, then FinalKillSignal= (SIGKILL) after TimeoutStopSec= unless
 /// SendSIGKILL=no.
 public struct KillPolicy: Equatable, Sendable {
-    public var killSignal: Int32 = 15
-    public var finalKillSignal: Int32 = 9
+    public var killSignal = Sig.terminate
+    public var finalKillSignal = Sig.kill
     public var mode = KillMode.controlGroup
     public var sendSIGHUP = false
     public var sendSIGKILL = true
@@ -41,8 +41,8 @@ public struct KillPolicy: Equatable, Sendable {
         if mode == .none { return ([], nil) }
         let group = mode == .controlGroup
         var signals = [Signal(pid: pid, signal: killSignal, group: group)]
-        if sendSIGHUP && killSignal != 1 { signals.append(Signal(pid: pid, signal: 1, group: group)) }
-        if killSignal != 9 && killSignal != 18 { signals.append(Signal(pid: pid, signal: 18, group: group)) }
+        if sendSIGHUP && killSignal != Sig.hangup { signals.append(Signal(pid: pid, signal: Sig.hangup, group: group)) }
+        if killSignal != Sig.kill && killSignal != Sig.continue { signals.append(Signal(pid: pid, signal: Sig.continue, group: group)) }
         let killAt: Instant? = sendSIGKILL ? timeout.duration.map { now + $0 } : nil
         return (signals, killAt)
     }

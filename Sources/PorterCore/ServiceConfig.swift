@@ -72,8 +72,8 @@ public struct ServiceConfig: Sendable {
     public var standardInput = StandardInput.null
     var explicitOutput: StandardOutput? = nil
     var explicitError: StandardOutput? = nil
-    public var killSignal: Int32 = 15
-    public var finalKillSignal: Int32 = 9
+    public var killSignal = Sig.terminate
+    public var finalKillSignal = Sig.kill
     public var killMode = KillMode.controlGroup
     public var sendSIGKILL = true
     public var sendSIGHUP = false

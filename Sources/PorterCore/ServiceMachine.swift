@@ -257,12 +257,12 @@ public struct ServiceMachine: Sendable {
                 // Work arrived while stopping it: keep it.
                 run.lastActivity = now
                 enter(.running(run))
-                return [.signal(.init(pid: run.pid, signal: 18, group: true))]
+                return [.signal(.init(pid: run.pid, signal: Sig.continue, group: true))]
             case .timer:
                 if now - since >= policy.freezeLimit {
                     run.lastActivity = now
                     enter(.running(run))
-                    return [.signal(.init(pid: run.pid, signal: 18, group: true)),
+                    return [.signal(.init(pid: run.pid, signal: Sig.continue, group: true)),
                             .log(.warning, "\(name): pid \(run.pid) did not stop within \(policy.freezeLimit.porterDescription); not stopping it for idleness now")]
                 }
                 enter(.freezing(run, since: since, poll: now + Self.freezePoll))
@@ -273,7 +273,7 @@ public struct ServiceMachine: Sendable {
                 if busy {
                     run.lastActivity = now
                     enter(.running(run))
-                    return [.signal(.init(pid: run.pid, signal: 18, group: true))]
+                    return [.signal(.init(pid: run.pid, signal: Sig.continue, group: true))]
                 }
                 return beginStop(run.pid, reason: .idle, now: now,
                                  log: "\(name): idle for \(policy.idleTimeout?.porterDescription ?? "?"), stopping pid \(run.pid)")
@@ -386,7 +386,7 @@ public struct ServiceMachine: Sendable {
         if let w = policy.watchdog, run.ready || !policy.notify, now >= run.lastWatchdog + w {
             // systemd's WatchdogSignal= default: SIGABRT, for a core dump of the hang.
             var k = kill
-            k.killSignal = 6
+            k.killSignal = Sig.abort
             let (signals, killAt) = k.begin(run.pid, now: now)
             enter(.stopping(pid: run.pid, killAt: killAt, reason: .watchdog))
             return [.log(.warning, "\(name): watchdog timeout (no WATCHDOG=1 in \(w.porterDescription)), aborting pid \(run.pid)")]

@@ -119,7 +119,9 @@ public enum Values {
         return v
     }
 
-    /// Linux signal numbers (the same on x86_64 and aarch64).
+    /// Linux signal numbers (the same on x86_64 and aarch64): the only
+    /// place PorterCore spells one out. The daemon's tests compare them
+    /// with Glibc's.
     public static let signalNames: [(String, Int32)] = [
         ("HUP", 1), ("INT", 2), ("QUIT", 3), ("ILL", 4), ("TRAP", 5), ("ABRT", 6), ("BUS", 7),
         ("FPE", 8), ("KILL", 9), ("USR1", 10), ("SEGV", 11), ("USR2", 12), ("PIPE", 13),
@@ -168,4 +170,17 @@ public enum Values {
     public static func words(_ s: String) -> [String] {
         s.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
     }
+}
+
+/// The signals porter's machines send, by name.
+public enum Sig {
+    public static let hangup = Values.number(of: "HUP")
+    public static let abort = Values.number(of: "ABRT")
+    public static let kill = Values.number(of: "KILL")
+    public static let terminate = Values.number(of: "TERM")
+    public static let `continue` = Values.number(of: "CONT")
+}
+
+extension Values {
+    static func number(of name: String) -> Int32 { signalNames.first { $0.0 == name }!.1 }
 }

@@ -209,3 +209,17 @@ struct ListenerTests {
         }
     }
 }
+
+/// PorterCore spells signal numbers out once, without Glibc: they must be
+/// the kernel's.
+@Suite("signal numbers")
+struct SignalNumberTests {
+    @Test func coreNumbersAreGlibcs() {
+        #expect(Sig.hangup == SIGHUP && Sig.abort == SIGABRT && Sig.kill == SIGKILL)
+        #expect(Sig.terminate == SIGTERM && Sig.continue == SIGCONT)
+        let glibc: [(String, Int32)] = [("INT", SIGINT), ("QUIT", SIGQUIT), ("USR1", SIGUSR1), ("USR2", SIGUSR2),
+                                        ("PIPE", SIGPIPE), ("CHLD", SIGCHLD), ("STOP", SIGSTOP), ("WINCH", SIGWINCH)]
+        for (name, n) in glibc { #expect(Values.signalNames.first { $0.0 == name }?.1 == n, "SIG\(name)") }
+        #expect(Values.realtimeMinimum == __libc_current_sigrtmin() && Values.realtimeMaximum == __libc_current_sigrtmax())
+    }
+}
