@@ -34,7 +34,14 @@ public struct UnitName: Hashable, Sendable, CustomStringConvertible, Comparable 
     /// instance, then type.
     public static func < (a: UnitName, b: UnitName) -> Bool {
         if a.prefix != b.prefix { return a.prefix < b.prefix }
-        if a.instance != b.instance { return (a.instance ?? "") < (b.instance ?? "") }
+        // A plain unit before its template (nil before ""): a total order,
+        // so sorted lists come out the same every time.
+        switch (a.instance, b.instance) {
+        case (nil, .some): return true
+        case (.some, nil): return false
+        case let (x?, y?) where x != y: return x < y
+        default: break
+        }
         return a.type.rawValue < b.type.rawValue
     }
 

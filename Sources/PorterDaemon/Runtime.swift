@@ -28,11 +28,33 @@ final class SocketRuntime {
     var fds: [FileDescriptor]
     /// epoll tokens of the fds while they are watched.
     var tokens: [UInt64] = []
-    /// Accept=yes: the template and the machine.
-    var template: PreparedService?
-    var acceptMachine: AcceptMachine?
-    /// Accept=no: the service this socket activates.
-    var service: UnitID?
+    /// What handles the work that arrives: the one place a socket's mode
+    /// lives. A built-in service or a proxy is one more case here, and the
+    /// loop's switch over it says what each does.
+    enum Handler {
+        /// Accept=yes: one process per connection, from a template, while
+        /// the accept machine allows.
+        case instances(Instances)
+        /// Accept=no: the service that receives the listening sockets.
+        case service(ServiceLink)
+    }
+
+    final class Instances {
+        /// A reload may replace it; running instances keep theirs.
+        var template: PreparedService
+        var machine: AcceptMachine
+        init(template: PreparedService, machine: AcceptMachine) {
+            self.template = template
+            self.machine = machine
+        }
+    }
+
+    final class ServiceLink {
+        /// Set once the service is installed (all its sockets are open).
+        var id: UnitID?
+    }
+
+    var handler: Handler
     /// Connections accepted so far: the NR of systemd's instance names.
     var accepted: UInt32 = 0
     /// After an accept error (EMFILE...): when to try again.
@@ -45,14 +67,43 @@ final class SocketRuntime {
     var failureLog = LogRateLimit(interval: .seconds(10), burst: 10)
     var limitLog = LogRateLimit(interval: .seconds(60), burst: 1)
 
-    init(id: UnitID, config: SocketConfig, fds: [FileDescriptor], timers: Timers) {
+    /// With a template: Accept=yes; without: Accept=no.
+    init(id: UnitID, config: SocketConfig, fds: [FileDescriptor], template: PreparedService?, timers: Timers) {
         self.id = id
         self.config = config
         self.fds = fds
         self.timers = timers
+        handler = Self.handler(config, template)
+    }
+
+    static func handler(_ config: SocketConfig, _ template: PreparedService?) -> Handler {
+        if let template {
+            return .instances(Instances(template: template,
+                                        machine: AcceptMachine(name: config.name.description, maxConnections: config.maxConnections)))
+        }
+        return .service(ServiceLink())
     }
 
     var name: String { config.name.description }
+
+    /// Accept=yes: the template and the machine.
+    var instances: Instances? {
+        if case .instances(let i) = handler { return i }
+        return nil
+    }
+
+    /// Accept=no: the service this socket activates, once installed.
+    var service: UnitID? {
+        get {
+            if case .service(let link) = handler { return link.id }
+            return nil
+        }
+        set {
+            if case .service(let link) = handler { link.id = newValue }
+        }
+    }
+
+    var template: PreparedService? { instances?.template }
     var watched: Bool { !tokens.isEmpty }
 }
 
@@ -110,27 +161,43 @@ final class ServiceRuntime {
 
 /// A path unit while porter runs.
 final class PathRuntime {
+    /// What the unit does when its conditions fire: one of two kinds, never
+    /// a mix of optionals.
+    enum Mode {
+        /// Accept=no: starts one service, when its trigger machine says.
+        case service(ServiceLink)
+        /// Accept=yes: one job per file, from a template.
+        case perFile(JobQueue)
+    }
+
+    final class ServiceLink {
+        var service: UnitID?
+        var trigger: PathTrigger
+        init(_ trigger: PathTrigger) { self.trigger = trigger }
+    }
+
+    final class JobQueue {
+        /// What each job runs (a reload may replace it; running jobs keep theirs).
+        var template: PreparedService
+        var jobs: FileJobs { didSet { timers.touch(key) } }
+        var sinceTrim = 0
+        private let timers: Timers
+        private let key: TimerKey
+        init(template: PreparedService, jobs: FileJobs, timers: Timers, key: TimerKey) {
+            self.template = template
+            self.jobs = jobs
+            self.timers = timers
+            self.key = key
+        }
+    }
+
     let config: PathConfig
-    /// Accept=no: the service it starts.
-    var service: UnitID?
-    /// Accept=yes: the template and the job queue.
-    var template: PreparedService?
-    var jobs: FileJobs? { didSet { timers?.touch(.path(id)) } }
-    var timers: Timers?
     let id: UnitID
-    var jobsSinceTrim = 0
+    let mode: Mode
     /// Per-job failures: anyone who may write the directory can drive them.
     var failureLog = LogRateLimit(interval: .seconds(10), burst: 10)
-    /// The path that fired last, for TRIGGER_PATH.
+    /// The path that started the service last, for TRIGGER_PATH.
     var fired: String?
-    /// A change fired while the service ran: start it again after it exits
-    /// (systemd would have missed it).
-    var pending = false
-    /// TriggerLimitIntervalSec=/TriggerLimitBurst= (Accept=no): recent
-    /// starts, and whether the limit was hit (the unit stops watching, as
-    /// in systemd, until porter restarts).
-    var triggers: [Instant] = []
-    var failed = false
     /// The inotify watches each condition relies on.
     var watchDescriptors: [[Int32]]
     /// Whether each condition's path existed at the last look: a path
@@ -145,16 +212,47 @@ final class PathRuntime {
     /// Why a condition's directory was refused, to log each reason once.
     var refusals: [String?]
 
-    init(id: UnitID, config: PathConfig, timers: Timers) {
+    /// Accept=yes units pass the template (and, across a reload, the queue
+    /// to keep); Accept=no units get a trigger machine.
+    init(id: UnitID, config: PathConfig, template: PreparedService?, queue: JobQueue? = nil, timers: Timers) {
         self.id = id
-        self.timers = timers
         self.config = config
+        if let template {
+            let q = queue ?? JobQueue(template: template,
+                                      jobs: FileJobs(name: config.name.description, maxRunning: config.maxConnections,
+                                                     moveFailed: config.failedDirectory != nil),
+                                      timers: timers, key: .path(id))
+            q.template = template
+            mode = .perFile(q)
+        } else {
+            mode = .service(ServiceLink(PathTrigger(name: config.name.description, limitInterval: config.triggerLimitInterval,
+                                                    limitBurst: config.triggerLimitBurst)))
+        }
         watchDescriptors = Array(repeating: [], count: config.conditions.count)
         existed = Array(repeating: false, count: config.conditions.count)
         directories = Array(repeating: nil, count: config.conditions.count)
         refusals = Array(repeating: nil, count: config.conditions.count)
     }
+
     var name: String { config.name.description }
+
+    /// The job queue of a per-file unit.
+    var queue: JobQueue? {
+        if case .perFile(let q) = mode { return q }
+        return nil
+    }
+
+    /// The service link of an Accept=no unit.
+    var link: ServiceLink? {
+        if case .service(let l) = mode { return l }
+        return nil
+    }
+
+    /// The trigger limit was hit: the unit watches nothing any more.
+    var failed: Bool { link?.trigger.isFailed ?? false }
+
+    /// The template a job of this unit runs, or nil for Accept=no.
+    var template: PreparedService? { queue?.template }
 }
 
 /// The running Accept=yes instances by pid; every change touches the

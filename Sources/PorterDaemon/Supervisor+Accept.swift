@@ -12,7 +12,7 @@ extension Supervisor {
         let listener = s.fds[index]
         for _ in 0..<Self.acceptBatch {
             // retryAt: paused meanwhile (an instance could not be watched).
-            guard s.retryAt == nil, s.acceptMachine?.canAccept ?? false else { return }
+            guard s.retryAt == nil, s.instances?.machine.canAccept ?? false else { return }
             var peer = SocketAddress()
             let connection: FileDescriptor
             do {
@@ -105,7 +105,7 @@ extension Supervisor {
             instance.idle = watcher
             instances[pid] = instance
             Log.debug("\(unitName): started pid \(pid)")
-            if let actions = s.acceptMachine?.handle(.instanceStarted) { perform(actions, socket: s) }
+            if let actions = s.instances?.machine.handle(.instanceStarted) { perform(actions, socket: s) }
         case .failure(let error):
             if let watcher { dropIdleWatch(watcher) }
             if let pid = error.pid { failedSpawns.insert(pid) }
@@ -191,7 +191,7 @@ extension Supervisor {
         switch inst.owner {
         case .socket(let id):
             // Its socket may have been removed by a reload meanwhile.
-            if let s = sockets[id], let actions = s.acceptMachine?.handle(.instanceExited) { perform(actions, socket: s) }
+            if let s = sockets[id], let actions = s.instances?.machine.handle(.instanceExited) { perform(actions, socket: s) }
         case .path(let id, let file):
             if let p = paths[id] { jobExited(p, file: file, success: status.isSuccess || inst.ignoreFailure) }
         }

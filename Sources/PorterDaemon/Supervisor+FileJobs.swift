@@ -11,19 +11,18 @@ extension Supervisor {
         return FileVersion(inode: st.inode, modified: st.modified, size: st.size)
     }
 
-    func fileSeen(_ rt: PathRuntime, _ c: Int, _ name: String, now: Instant) {
-        guard rt.jobs != nil else { return }
+    func fileSeen(_ rt: PathRuntime, _ q: PathRuntime.JobQueue, _ c: Int, _ name: String, now: Instant) {
         if let v = version(rt.directories[c], name) {
-            performJobs(rt, rt.jobs!.handle(.seen(name, v), now: now))
+            performJobs(rt, q, q.jobs.handle(.seen(name, v), now: now))
         } else {
-            performJobs(rt, rt.jobs!.handle(.vanished(name), now: now))
+            performJobs(rt, q, q.jobs.handle(.vanished(name), now: now))
         }
     }
 
     /// Every matching file present: at start-up, after an overflow, and
     /// when a watched directory appears or is replaced.
     func scan(_ rt: PathRuntime, now: Instant) {
-        guard rt.jobs != nil, !rt.failed else { return }
+        guard let q = rt.queue else { return }
         var present: [String: FileVersion] = [:]
         for (c, cond) in rt.config.conditions.enumerated() {
             guard let dir = rt.directories[c] else { continue }
@@ -35,18 +34,18 @@ extension Supervisor {
                 failure(.path(rt.id, file: ""), "\(rt.name): \(notText) file\(notText == 1 ? "" : "s") in \(cond.directory) with a name that is not UTF-8; not jobs (rename them)", level: .warning)
             }
         }
-        performJobs(rt, rt.jobs!.handle(.scanned(present), now: now))
+        performJobs(rt, q, q.jobs.handle(.scanned(present), now: now))
     }
 
     /// Carries out what the job queue decided. A job that cannot start
     /// counts as failed at once; the loop (not recursion) keeps a burst of
     /// such failures from nesting.
-    func performJobs(_ rt: PathRuntime, _ actions: [FileJobs.Action]) {
+    func performJobs(_ rt: PathRuntime, _ q: PathRuntime.JobQueue, _ actions: [FileJobs.Action]) {
         var work = actions
         defer {
             // The end of a burst: hand the heap it needed back.
-            if rt.jobs?.isIdle ?? false, rt.jobsSinceTrim >= 1000 {
-                rt.jobsSinceTrim = 0
+            if q.jobs.isIdle, q.sinceTrim >= 1000 {
+                q.sinceTrim = 0
                 Processes.trimHeap()
             }
         }
@@ -56,7 +55,7 @@ extension Supervisor {
             next += 1
             switch action {
             case .start(let file):
-                if let failed = startJob(rt, file) { work += failed }
+                if let failed = startJob(rt, q, file) { work += failed }
             case .moveToFailed(let file):
                 moveToFailed(rt, file)
             case .log(let level, let message):
@@ -76,8 +75,8 @@ extension Supervisor {
 
     /// Starts the job of one file; returns the queue's actions if it could
     /// not be started.
-    private func startJob(_ rt: PathRuntime, _ file: String) -> [FileJobs.Action]? {
-        guard let template = rt.template, rt.jobs != nil else { return nil }
+    private func startJob(_ rt: PathRuntime, _ q: PathRuntime.JobQueue, _ file: String) -> [FileJobs.Action]? {
+        let template = q.template
         let now = MonotonicClock.now()
         if stopping { return nil }
         let c = condition(rt, of: file)
@@ -90,11 +89,11 @@ extension Supervisor {
         var input: FileDescriptor? = nil
         if template.config.standardInput == .fileTrigger {
             guard let dir, let fd = try? Files.open(at: dir, file, flags: O_RDONLY | O_NONBLOCK) else {
-                return rt.jobs!.handle(.exited(file, success: true, now: nil), now: now)
+                return q.jobs.handle(.exited(file, success: true, now: nil), now: now)
             }
             input = fd
         } else if version(dir, file) == nil {
-            return rt.jobs!.handle(.exited(file, success: true, now: nil), now: now)
+            return q.jobs.handle(.exited(file, success: true, now: nil), now: now)
         }
         defer { input?.close() }
         let launch: Launch
@@ -106,13 +105,13 @@ extension Supervisor {
                                      journal: { () throws(SysError) in try journal(for: template) })
         } catch let error as ValueError {
             Log.error("\(unitName): \(error.message)")
-            return rt.jobs!.handle(.exited(file, success: false, now: version(dir, file)), now: now)
+            return q.jobs.handle(.exited(file, success: false, now: version(dir, file)), now: now)
         } catch let error as Launch.Failure {
             Log.error("\(unitName): \(error.message)")
-            return rt.jobs!.handle(.exited(file, success: false, now: version(dir, file)), now: now)
+            return q.jobs.handle(.exited(file, success: false, now: version(dir, file)), now: now)
         } catch {
             Log.error("\(unitName): \(error)")
-            return rt.jobs!.handle(.exited(file, success: false, now: version(dir, file)), now: now)
+            return q.jobs.handle(.exited(file, success: false, now: version(dir, file)), now: now)
         }
         defer { launch.close() }
         switch spawner.spawnDetached(launch.plan) {
@@ -122,22 +121,22 @@ extension Supervisor {
             instance.runtimeEnd = template.config.runtimeMax.map { now + $0 }
             instances[pid] = instance
             Log.debug("\(unitName): started pid \(pid) for \(path)")
-            rt.jobsSinceTrim += 1
+            q.sinceTrim += 1
             return nil
         case .failure(let error):
             if let pid = error.pid { failedSpawns.insert(pid) }
             if error.isExecFailure { template.forgetExecutable(launch.plan.path) }
             Log.error("\(unitName): \(error)")
-            return rt.jobs!.handle(.exited(file, success: false, now: version(dir, file)), now: now)
+            return q.jobs.handle(.exited(file, success: false, now: version(dir, file)), now: now)
         }
     }
 
     /// A job ended: its file's fate is the queue's to decide.
     func jobExited(_ rt: PathRuntime, file: String, success: Bool) {
-        guard rt.jobs != nil else { return }
+        guard let q = rt.queue else { return }
         let now = MonotonicClock.now()
         let after = version(rt.directories[condition(rt, of: file)], file)
-        performJobs(rt, rt.jobs!.handle(.exited(file, success: success, now: after), now: now))
+        performJobs(rt, q, q.jobs.handle(.exited(file, success: success, now: after), now: now))
     }
 
     /// FailedDirectory= is resolved (and made) like a watched directory,

@@ -41,16 +41,11 @@ extension Supervisor {
             guard let id = serviceIndex[config.activates], let s = services[id] else { return nil }
             service = s
         }
-        let id = paths.insert { PathRuntime(id: $0, config: config, timers: timers) }
+        let id = paths.insert { PathRuntime(id: $0, config: config, template: template, timers: timers) }
         let rt = paths[id]!
         pathIndex[config.name] = id
-        if let template {
-            rt.template = template
-            rt.jobs = FileJobs(name: config.name.description, maxRunning: config.maxConnections,
-                               moveFailed: config.failedDirectory != nil)
-        }
-        if let service {
-            rt.service = service.id
+        if let service, let link = rt.link {
+            link.service = service.id
             service.paths.append(id)
         }
         return rt
@@ -71,7 +66,7 @@ extension Supervisor {
             }
         }
         for c in rt.config.conditions.indices { setUpWatches(rt, c) }
-        if rt.jobs != nil {
+        if rt.queue != nil {
             scan(rt, now: now)
         } else {
             // Conditions already true at start-up trigger at once.
@@ -84,7 +79,7 @@ extension Supervisor {
     /// already running finish and are reaped (their owner is gone).
     func removePath(_ rt: PathRuntime) {
         for c in rt.config.conditions.indices { dropWatches(rt, c) }
-        if let s = rt.service.flatMap({ services[$0] }) { s.paths.removeAll { $0 == rt.id } }
+        if let s = rt.link?.service.flatMap({ services[$0] }) { s.paths.removeAll { $0 == rt.id } }
         pathIndex[rt.config.name] = nil
         paths.remove(rt.id)
     }
@@ -153,7 +148,7 @@ extension Supervisor {
         for key in batch.redo {
             guard let rt = paths[key.unit] else { continue }
             let cond = rt.config.conditions[key.index]
-            if setUpWatches(rt, key.index) && !cond.isState && rt.jobs == nil { batch.changed[rt.id] = cond.path }
+            if setUpWatches(rt, key.index) && !cond.isState && rt.queue == nil { batch.changed[rt.id] = cond.path }
         }
         for id in batch.rescan { if let rt = paths[id] { scan(rt, now: now) } }
         // In slot order, for a stable order between units.
@@ -173,7 +168,7 @@ extension Supervisor {
             overflowLogged = now
         }
         for rt in paths where !rt.failed {
-            if rt.jobs != nil {
+            if rt.queue != nil {
                 batch.rescan.insert(rt.id)
                 continue
             }
@@ -193,7 +188,7 @@ extension Supervisor {
         switch use.role {
         case .ancestor:
             batch.redo.insert(key)
-            if rt.jobs != nil { batch.rescan.insert(use.path) } else { batch.touched.insert(use.path) }
+            if rt.queue != nil { batch.rescan.insert(use.path) } else { batch.touched.insert(use.path) }
         case .parent:
             if selfGone {
                 batch.redo.insert(key)
@@ -225,10 +220,11 @@ extension Supervisor {
                 return
             }
             if event.mask.contains(.isDirectory) || !Self.isJobFile(event.name, cond) { return }
+            guard let q = rt.queue else { return }
             if !event.mask.isDisjoint(with: [.closeWrite, .movedTo]) {
-                fileSeen(rt, use.condition, event.name, now: now)
+                fileSeen(rt, q, use.condition, event.name, now: now)
             } else {
-                performJobs(rt, rt.jobs!.handle(.vanished(event.name), now: now))
+                performJobs(rt, q, q.jobs.handle(.vanished(event.name), now: now))
             }
         }
     }
@@ -243,9 +239,9 @@ extension Supervisor {
     // MARK: Accept=no: one service
 
     /// Checks the state conditions (PathExists=, PathExistsGlob=,
-    /// DirectoryNotEmpty=) and fires for the first that holds.
+    /// DirectoryNotEmpty=) and reports the first that holds.
     func checkStates(_ rt: PathRuntime, now: Instant) {
-        guard rt.jobs == nil, !rt.failed else { return }
+        guard rt.link != nil, !rt.failed else { return }
         for c in rt.config.conditions.indices where rt.config.conditions[c].isState {
             if let hit = holds(rt, c) {
                 fire(rt, hit, now: now, fromState: true)
@@ -266,45 +262,38 @@ extension Supervisor {
         }
     }
 
-    /// A condition of an Accept=no unit fired. A state that holds while the
-    /// service runs is checked again when it exits (as in systemd); a change
-    /// is remembered and starts the service again then (systemd loses it).
+    /// A condition of an Accept=no unit fired (a change, or a state that
+    /// holds): its trigger machine decides.
     func fire(_ rt: PathRuntime, _ path: String, now: Instant, fromState: Bool = false) {
-        guard let s = rt.service.flatMap({ services[$0] }), !rt.failed, !stopping else { return }
-        guard s.machine.state == .listening else {
-            if !fromState {
-                rt.pending = true
-                rt.fired = path
-            }
-            return
-        }
-        let limit = rt.config
-        if limit.triggerLimitBurst > 0 && limit.triggerLimitInterval > .zero {
-            rt.triggers.removeAll { now - $0 >= limit.triggerLimitInterval }
-            if rt.triggers.count >= limit.triggerLimitBurst {
-                rt.failed = true
-                for c in rt.config.conditions.indices { dropWatches(rt, c) }
-                Log.error("\(rt.name): trigger limit hit (\(limit.triggerLimitBurst) starts in \(limit.triggerLimitInterval.porterDescription)), failed; no longer watching until porter restarts (TriggerLimitBurst=)")
-                return
-            }
-            rt.triggers.append(now)
-        }
-        for other in s.paths { paths[other]?.fired = nil }
-        rt.fired = path
-        rt.pending = false
-        Log.info("\(rt.name): \(path) triggered \(s.name)")
-        perform(s.machine.handle(.readable, now: now), service: s, now: now)
+        guard let link = rt.link, let s = link.service.flatMap({ services[$0] }), !stopping else { return }
+        let idle = s.machine.state == .listening
+        perform(link.trigger.handle(fromState ? .holds(path, serviceIdle: idle) : .changed(path, serviceIdle: idle), now: now),
+                path: rt, service: s, now: now)
     }
 
     /// The service is waiting for work again: a change that fired during
     /// the run, or a state that still holds, starts it again.
     func pathServiceListening(_ rt: PathRuntime, now: Instant) {
-        guard !rt.failed, !stopping else { return }
-        if rt.pending, let path = rt.fired {
-            rt.pending = false
-            fire(rt, path, now: now)
-        } else {
-            checkStates(rt, now: now)
+        guard let link = rt.link, let s = link.service.flatMap({ services[$0] }), !stopping else { return }
+        perform(link.trigger.handle(.serviceIdle, now: now), path: rt, service: s, now: now)
+    }
+
+    /// Performs what a trigger machine decided.
+    private func perform(_ actions: [PathTrigger.Action], path rt: PathRuntime, service s: ServiceRuntime, now: Instant) {
+        for action in actions {
+            switch action {
+            case .start(let path):
+                for other in s.paths { paths[other]?.fired = nil }
+                rt.fired = path
+                Log.info("\(rt.name): \(path) triggered \(s.name)")
+                perform(s.machine.handle(.readable, now: now), service: s, now: now)
+            case .checkStates:
+                checkStates(rt, now: now)
+            case .unwatch:
+                for c in rt.config.conditions.indices { dropWatches(rt, c) }
+            case .log(let level, let message):
+                Log.write(level, message)
+            }
         }
     }
 

@@ -174,7 +174,7 @@ extension Supervisor {
         // definition; new ones join.
         for s in sockets where !newSockets.contains(s.config.name) {
             unwatch(socket: s)
-            _ = s.acceptMachine?.handle(.stop)
+            _ = s.instances?.machine.handle(.stop)
             socketIndex[s.config.name] = nil
             sockets.remove(s.id)
         }
@@ -213,17 +213,15 @@ extension Supervisor {
         if !config.paths.isEmpty, let d = ensureInotify() { Log.error(d.description) }
         for path in config.paths {
             if let id = pathIndex[path.name], let old = paths[id] {
+                let template = path.accept ? prep.services[path.activates] : nil
                 if old.config.fingerprint == path.fingerprint && old.config.accept == path.accept {
-                    if path.accept { old.template = prep.services[path.activates] }
+                    if let template { old.queue?.template = template }
                     continue
                 }
+                // Changed: watched anew, under the same id (its running jobs
+                // report to it), keeping the queue of per-file jobs.
                 for c in old.config.conditions.indices { dropWatches(old, c) }
-                let rt = PathRuntime(id: id, config: path, timers: timers)
-                if path.accept {
-                    rt.template = prep.services[path.activates]
-                    rt.jobs = old.jobs ?? FileJobs(name: path.name.description, maxRunning: path.maxConnections,
-                                                   moveFailed: path.failedDirectory != nil)
-                }
+                let rt = PathRuntime(id: id, config: path, template: template, queue: old.queue, timers: timers)
                 paths[id] = rt
                 for d in startWatching(rt, now: now) { Log.warning(d.description) }
             } else if let rt = addPath(path, prep) {
@@ -232,9 +230,10 @@ extension Supervisor {
         }
         // Which path units start which service, from scratch.
         for s in services { s.paths.removeAll() }
-        for p in paths where !p.config.accept {
-            p.service = serviceIndex[p.config.activates]
-            if let s = p.service.flatMap({ services[$0] }) { s.paths.append(p.id) }
+        for p in paths {
+            guard let link = p.link else { continue }
+            link.service = serviceIndex[p.config.activates]
+            if let s = link.service.flatMap({ services[$0] }) { s.paths.append(p.id) }
         }
 
         // What nobody took over closes now, after the new sockets listen;
@@ -264,20 +263,23 @@ extension Supervisor {
         s.config = socket
         s.fds = fds
         guard let template = prep.services[socket.activates] else { return }
-        if socket.accept {
-            s.service = nil
-            s.template = template
+        switch (s.handler, socket.accept) {
+        case (.instances(let i), true):
+            i.template = template
+            if i.machine.maxConnections != socket.maxConnections { _ = i.machine.handle(.limit(socket.maxConnections)) }
+        case (.service, false):
+            break
+        case (.instances, false), (.service, true):
+            // Accept= changed: a new handler (instances running from before
+            // finish; the count starts again).
+            s.handler = SocketRuntime.handler(socket, socket.accept ? template : nil)
+        }
+        switch s.handler {
+        case .instances(let i):
             for fd in fds { try? fd.setNonBlocking(true) }
-            if s.acceptMachine == nil {
-                s.acceptMachine = AcceptMachine(name: socket.name.description, maxConnections: socket.maxConnections)
-            } else if s.acceptMachine!.maxConnections != socket.maxConnections {
-                _ = s.acceptMachine!.handle(.limit(socket.maxConnections))
-            }
-            if s.retryAt == nil, s.acceptMachine!.canAccept { watch(socket: s) }
-        } else {
+            if s.retryAt == nil, i.machine.canAccept { watch(socket: s) }
+        case .service:
             // Accept=no: the service's update watches it.
-            s.template = nil
-            s.acceptMachine = nil
             for fd in fds { try? fd.setNonBlocking(template.config.nonBlocking) }
         }
     }

@@ -133,14 +133,10 @@ extension Supervisor {
         if !socket.accept, service.config.nonBlocking {
             for fd in fds { try? fd.setNonBlocking(true) }
         }
-        let id = sockets.insert { SocketRuntime(id: $0, config: socket, fds: fds, timers: timers) }
+        let id = sockets.insert { SocketRuntime(id: $0, config: socket, fds: fds, template: socket.accept ? service : nil, timers: timers) }
         let rt = sockets[id]!
         socketIndex[socket.name] = id
-        if socket.accept {
-            rt.template = service
-            rt.acceptMachine = AcceptMachine(name: socket.name.description, maxConnections: socket.maxConnections)
-            watch(socket: rt)
-        }
+        if socket.accept { watch(socket: rt) }
     }
 
     /// Creates the runtime of every Accept=no service whose sockets are
@@ -307,7 +303,7 @@ extension Supervisor {
         stopLeftovers()
         stopPaths()
         for s in sockets {
-            _ = s.acceptMachine?.handle(.stop)
+            _ = s.instances?.machine.handle(.stop)
             close(socket: s, removeFiles: s.config.removeOnStop)
         }
         for (pid, inst) in instances {

@@ -206,7 +206,7 @@ public final class Supervisor {
         // A removed unit has no deadline: its entry leaves the heap.
         case .service(let id): return services[id]?.machine.deadline
         case .socket(let id): return sockets[id]?.retryAt
-        case .path(let id): return paths[id]?.jobs?.deadline
+        case .path(let id): return paths[id]?.queue?.jobs.deadline
         case .instance(let pid): return instances[pid]?.deadline
         case .retries:
             let times = bindRetries.values.map(\.at) + leftovers.values.compactMap(\.killAt)
@@ -226,10 +226,10 @@ public final class Supervisor {
             case .socket(let id):
                 guard let s = sockets[id] else { continue }
                 s.retryAt = nil
-                if !stopping, s.acceptMachine?.canAccept ?? false { watch(socket: s) }
+                if !stopping, s.instances?.machine.canAccept ?? false { watch(socket: s) }
             case .path(let id):
-                guard let p = paths[id], p.jobs != nil else { continue }
-                performJobs(p, p.jobs!.handle(.timer, now: now))
+                guard let p = paths[id], let q = p.queue else { continue }
+                performJobs(p, q, q.jobs.handle(.timer, now: now))
             case .instance(let pid):
                 if let inst = instances[pid] { instanceDeadline(pid, inst, now: now) }
             case .retries:
@@ -241,9 +241,11 @@ public final class Supervisor {
 
     private func listenerReadable(_ socket: UnitID, _ index: Int) {
         guard let s = sockets[socket] else { return }
-        if s.acceptMachine != nil {
+        switch s.handler {
+        case .instances:
             acceptConnections(s, index)
-        } else if let id = s.service, let service = services[id] {
+        case .service(let link):
+            guard let id = link.id, let service = services[id] else { return }
             let now = MonotonicClock.now()
             perform(service.machine.handle(.readable, now: now), service: service, now: now)
         }

@@ -483,3 +483,14 @@ struct ServiceMachineTableTests {
         #expect(m.deadline == Self.at(1))
     }
 }
+
+@Suite("unit name order")
+struct UnitNameOrderTests {
+    @Test func isTotal() {
+        let names = ["e@.service", "e.socket", "e@x.service", "d.path", "e.service"].map { UnitName.parse($0)! }
+        for a in names {
+            for b in names where a != b { #expect((a < b) != (b < a), "\(a) vs \(b)") }
+        }
+        #expect(names.sorted().map(\.description) == ["d.path", "e.service", "e.socket", "e@.service", "e@x.service"])
+    }
+}

@@ -175,3 +175,69 @@ struct FileJobsTests {
         #expect(q.waiting == 0)
     }
 }
+
+/// Every (state, event) pair of the Accept=no path trigger as a row.
+@Suite("path trigger table")
+struct PathTriggerTableTests {
+    typealias T = PathTrigger
+    static let t0 = Instant(nanoseconds: 1_000_000_000)
+
+    static func machine(_ state: T.State, burst: Int = 5) -> T {
+        var m = T(name: "p.path", limitInterval: .seconds(2), limitBurst: burst)
+        switch state {
+        case .watching: break
+        case .pending(let p): _ = m.handle(.changed(p, serviceIdle: false), now: t0)
+        case .failed:
+            for _ in 0...burst { _ = m.handle(.changed("/x", serviceIdle: true), now: t0) }
+        case .stopped: _ = m.handle(.stop, now: t0)
+        }
+        return m
+    }
+
+    static let rows: [(T.State, T.Event, [T.Action], T.State)] = [
+        (.watching, .changed("/a", serviceIdle: true), [.start("/a")], .watching),
+        (.watching, .changed("/a", serviceIdle: false), [], .pending("/a")),
+        (.watching, .holds("/a", serviceIdle: true), [.start("/a")], .watching),
+        (.watching, .holds("/a", serviceIdle: false), [], .watching),
+        (.watching, .serviceIdle, [.checkStates], .watching),
+        (.watching, .stop, [], .stopped),
+        (.pending("/a"), .changed("/b", serviceIdle: true), [.start("/b")], .watching),
+        (.pending("/a"), .changed("/b", serviceIdle: false), [], .pending("/b")),
+        (.pending("/a"), .holds("/b", serviceIdle: true), [.start("/b")], .watching),
+        (.pending("/a"), .holds("/b", serviceIdle: false), [], .pending("/a")),
+        (.pending("/a"), .serviceIdle, [.start("/a")], .watching),
+        (.pending("/a"), .stop, [], .stopped),
+        (.failed, .changed("/a", serviceIdle: true), [], .failed),
+        (.failed, .holds("/a", serviceIdle: true), [], .failed),
+        (.failed, .serviceIdle, [], .failed),
+        (.failed, .stop, [], .stopped),
+        (.stopped, .changed("/a", serviceIdle: true), [], .stopped),
+        (.stopped, .holds("/a", serviceIdle: true), [], .stopped),
+        (.stopped, .serviceIdle, [], .stopped),
+        (.stopped, .stop, [], .stopped),
+    ]
+
+    @Test(arguments: 0..<rows.count)
+    func row(_ i: Int) {
+        let (state, event, actions, after) = Self.rows[i]
+        var m = Self.machine(state)
+        #expect(m.state == state, "setup of row \(i)")
+        #expect(m.handle(event, now: Self.t0 + .seconds(10)) == actions, "row \(i)")
+        #expect(m.state == after, "row \(i)")
+    }
+
+    @Test func theLimitFailsTheUnitAndExpires() {
+        var m = T(name: "p.path", limitInterval: .seconds(2), limitBurst: 2)
+        #expect(m.handle(.changed("/a", serviceIdle: true), now: Self.t0) == [.start("/a")])
+        // Starts older than the interval no longer count.
+        #expect(m.handle(.changed("/a", serviceIdle: true), now: Self.t0 + .seconds(3)) == [.start("/a")])
+        #expect(m.handle(.changed("/a", serviceIdle: true), now: Self.t0 + .seconds(4)) == [.start("/a")])
+        let failed = m.handle(.serviceIdle, now: Self.t0 + .seconds(4))
+        #expect(failed == [.checkStates])
+        let over = m.handle(.holds("/a", serviceIdle: true), now: Self.t0 + .seconds(4))
+        #expect(over.first == .unwatch && m.isFailed)
+        // Burst 0: no limit.
+        var free = T(name: "p.path", limitInterval: .seconds(2), limitBurst: 0)
+        for _ in 0..<1000 { #expect(free.handle(.changed("/a", serviceIdle: true), now: Self.t0) == [.start("/a")]) }
+    }
+}

@@ -138,7 +138,7 @@ extension EndToEnd {
             let failures = loop.failures.withLock { $0 }
             #expect(failures.isEmpty, "\(failures.count) failed connections of \(loop.done.load(ordering: .relaxed)): \(failures.prefix(5))")
             #expect(porter.count("reload refused") == 0, "\(porter.log)")
-            #expect(porter.log.contains("2 added, 0 removed, 2 changed, 6 unchanged; added: e@.service e.socket; changed: b@.service d.service"), "\(porter.log)")
+            #expect(porter.log.contains("2 added, 0 removed, 2 changed, 6 unchanged; added: e.socket e@.service; changed: b@.service d.service"), "\(porter.log)")
             try waitUntil(10, "children back to \(baseChildren)") { porter.children.count == baseChildren }
             try waitUntil(10, "porter's fds back to \(baseFDs), now \(porter.fdCount): \(fdTargets(porter.pid))") { porter.fdCount == baseFDs }
             #expect(porter.zombies.isEmpty)
