@@ -287,39 +287,29 @@ enum InstanceOwner {
     case path(UnitID, file: String)
 }
 
-/// A running Accept=yes instance.
+/// A running Accept=yes instance: what porter holds for it, and the
+/// machine that decides when it is stopped.
 struct Instance {
     var owner: InstanceOwner
-    var unit: String
-    var kill: KillPolicy
     var ignoreFailure: Bool
     /// The program it was started with, to forget a failed PATH lookup.
     var executable: String
     /// Where its output goes: a journal pipe outlives a unit a reload
     /// removed until its last instance is gone.
     var journal: JournalPipe?
-    /// Set once a stop has begun: when to escalate (nil: never).
-    var stopping = false
-    var killAt: Instant?
-    /// RuntimeMaxSec=: when to stop it.
-    var runtimeEnd: Instant?
+    var machine: InstanceMachine
     /// IdleTimeoutSec=: porter's copy of the connection, watched for traffic.
-    var idle: IdleWatch?
+    var watch: IdleWatch?
 
     struct IdleWatch {
-        var timeout: Duration
         var connection: FileDescriptor
-        /// TCP: the kernel's TCP_INFO timestamps; otherwise edge-triggered
-        /// epoll events on the copy, counted as activity.
-        var tcp: Bool
+        /// Unix sockets: the epoll registration of the copy, watched
+        /// edge-triggered, each event counted as activity. TCP has none:
+        /// the kernel's TCP_INFO says when data last went either way.
         var token: UInt64?
-        var lastActivity: Instant
-        var checkAt: Instant
     }
 
-    /// When this instance next needs attention.
-    var deadline: Instant? {
-        if stopping { return killAt }
-        return [runtimeEnd, idle?.checkAt].compactMap { $0 }.min()
-    }
+    var unit: String { machine.unit }
+    var kill: KillPolicy { machine.kill }
+    var deadline: Instant? { machine.deadline }
 }

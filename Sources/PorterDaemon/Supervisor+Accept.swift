@@ -83,9 +83,10 @@ extension Supervisor {
         // connection is closed with the reason rather than served by an
         // instance nobody would stop (report F8).
         var watcher: Instance.IdleWatch? = nil
-        if let timeout = p.config.idleTimeout {
+        let tcp = peer.ipString != nil
+        if p.config.idleTimeout != nil {
             do throws(SysError) {
-                watcher = try watchIdle(fd, timeout: timeout, tcp: peer.ipString != nil, now: MonotonicClock.now())
+                watcher = try watchIdle(fd, tcp: tcp)
             } catch {
                 failure(s, "\(unitName): cannot watch IdleTimeoutSec= (\(error)); connection closed, pausing this socket for 1s")
                 unwatch(socket: s)
@@ -97,13 +98,11 @@ extension Supervisor {
         // exec failure is reported when the child is reaped.
         switch spawner.spawnDetached(launch.plan) {
         case .success(let pid):
-            var instance = Instance(owner: .socket(s.id), unit: unitName, kill: p.kill,
-                                    ignoreFailure: p.config.exec?.ignoreFailure ?? false, executable: launch.plan.path, journal: p.journal)
-            let now = MonotonicClock.now()
-            instance.runtimeEnd = p.config.runtimeMax.map { now + $0 }
+            let machine = InstanceMachine(pid: pid, unit: unitName, kill: p.kill, started: MonotonicClock.now(),
+                                          runtimeMax: p.config.runtimeMax, idleTimeout: p.config.idleTimeout, measured: tcp)
             if let token = watcher?.token { sources[token] = .instanceActivity(pid: pid) }
-            instance.idle = watcher
-            instances[pid] = instance
+            instances[pid] = Instance(owner: .socket(s.id), ignoreFailure: p.config.exec?.ignoreFailure ?? false,
+                                      executable: launch.plan.path, journal: p.journal, machine: machine, watch: watcher)
             Log.debug("\(unitName): started pid \(pid)")
             if let actions = s.instances?.machine.handle(.instanceStarted) { perform(actions, socket: s) }
         case .failure(let error):
@@ -118,9 +117,9 @@ extension Supervisor {
     /// data last went either way; for Unix sockets, the copy is watched
     /// edge-triggered, so each arrival (and each drain of what the service
     /// sent) is one event.
-    private func watchIdle(_ fd: FileDescriptor, timeout: Duration, tcp: Bool, now: Instant) throws(SysError) -> Instance.IdleWatch {
+    private func watchIdle(_ fd: FileDescriptor, tcp: Bool) throws(SysError) -> Instance.IdleWatch {
         let copy = try fd.duplicate()
-        var watch = Instance.IdleWatch(timeout: timeout, connection: copy, tcp: tcp, token: nil, lastActivity: now, checkAt: now + timeout)
+        var watch = Instance.IdleWatch(connection: copy, token: nil)
         if !tcp {
             let token = nextToken
             nextToken += 1
@@ -138,47 +137,41 @@ extension Supervisor {
         idle.connection.close()
     }
 
-    /// RuntimeMaxSec= or IdleTimeoutSec= of an instance came due, or its
-    /// stop timed out.
-    func instanceDeadline(_ pid: Int32, _ inst: Instance, now: Instant) {
-        if inst.stopping {
-            instances[pid]?.killAt = nil
-            Log.warning("\(inst.unit): pid \(pid) still running after the stop timeout, sending \(Values.signalName(inst.kill.finalKillSignal))")
-            for s in inst.kill.escalate(pid) { Signals.send(s.signal, to: s.pid, group: s.group) }
-            return
+    /// Runs one event through an instance's machine and performs what it
+    /// decides; the kernel is asked about a TCP connection's traffic only
+    /// when the machine wants to know.
+    func handle(instance pid: Int32, _ event: InstanceMachine.Event, now: Instant) {
+        guard var inst = instances[pid] else { return }
+        var work = inst.machine.handle(event, now: now)
+        var next = 0
+        while next < work.count {
+            let action = work[next]
+            next += 1
+            switch action {
+            case .signal(let s): Signals.send(s.signal, to: s.pid, group: s.group)
+            case .log(let level, let message): Log.write(level, message)
+            case .measureQuiet:
+                let quiet = inst.watch.flatMap { Socket.quietFor($0.connection) }.map { Duration.milliseconds(Int64($0)) }
+                work += inst.machine.handle(.quiet(quiet), now: now)
+            }
         }
-        if let end = inst.runtimeEnd, now >= end {
-            stopInstance(pid, inst, now: now, why: "RuntimeMaxSec= reached")
-            return
-        }
-        guard var idle = inst.idle, now >= idle.checkAt else { return }
-        if idle.tcp, let quiet = Socket.quietFor(idle.connection) {
-            idle.lastActivity = max(idle.lastActivity, now + .milliseconds(-Int64(quiet)))
-        }
-        if now - idle.lastActivity >= idle.timeout {
-            stopInstance(pid, inst, now: now, why: "no traffic for \(idle.timeout.porterDescription)")
+        if inst.machine.state == .abandoned {
+            // KillMode=none at shutdown: left running, but nothing of porter's stays with it.
+            if let w = inst.watch { dropIdleWatch(w) }
+            instances[pid] = nil
         } else {
-            idle.checkAt = idle.lastActivity + idle.timeout
-            instances[pid]?.idle = idle
+            instances[pid] = inst
         }
-    }
-
-    private func stopInstance(_ pid: Int32, _ inst: Instance, now: Instant, why: String) {
-        Log.info("\(inst.unit): \(why), stopping pid \(pid)")
-        let (signals, killAt) = inst.kill.begin(pid, now: now)
-        instances[pid]?.stopping = true
-        instances[pid]?.killAt = killAt
-        for s in signals { Signals.send(s.signal, to: s.pid, group: s.group) }
     }
 
     func instanceExited(_ pid: Int32, _ inst: Instance, _ status: ExitStatus) {
-        if let idle = inst.idle { dropIdleWatch(idle) }
+        if let w = inst.watch { dropIdleWatch(w) }
         if status == .exited(127), let failed = spawner.failure(of: pid) {
             // It never ran: say why, not "status 127".
             if failed.isExecFailure { template(of: inst.owner)?.forgetExecutable(inst.executable) }
             failure(inst.owner, "\(inst.unit): \(failed)")
         } else {
-            let ok = status.isSuccess || inst.ignoreFailure || (inst.stopping && Self.isStopSignal(status, inst.kill))
+            let ok = status.isSuccess || inst.ignoreFailure || (inst.machine.isStopping && Self.isStopSignal(status, inst.kill))
             if ok {
                 Log.info("\(inst.unit): pid \(pid) exited, \(status)")
             } else {

@@ -116,10 +116,10 @@ extension Supervisor {
         defer { launch.close() }
         switch spawner.spawnDetached(launch.plan) {
         case .success(let pid):
-            var instance = Instance(owner: .path(rt.id, file: file), unit: unitName, kill: template.kill,
-                                    ignoreFailure: template.config.exec?.ignoreFailure ?? false, executable: launch.plan.path, journal: template.journal)
-            instance.runtimeEnd = template.config.runtimeMax.map { now + $0 }
-            instances[pid] = instance
+            let machine = InstanceMachine(pid: pid, unit: unitName, kill: template.kill, started: now,
+                                          runtimeMax: template.config.runtimeMax, idleTimeout: nil, measured: false)
+            instances[pid] = Instance(owner: .path(rt.id, file: file), ignoreFailure: template.config.exec?.ignoreFailure ?? false,
+                                      executable: launch.plan.path, journal: template.journal, machine: machine)
             Log.debug("\(unitName): started pid \(pid) for \(path)")
             q.sinceTrim += 1
             return nil

@@ -306,18 +306,7 @@ extension Supervisor {
             _ = s.instances?.machine.handle(.stop)
             close(socket: s, removeFiles: s.config.removeOnStop)
         }
-        for (pid, inst) in instances {
-            let (signals, killAt) = inst.kill.begin(pid, now: now)
-            if signals.isEmpty {
-                // KillMode=none: left running, but nothing of porter's stays with it.
-                if let idle = inst.idle { dropIdleWatch(idle) }
-                instances[pid] = nil
-                continue
-            }
-            instances[pid]?.stopping = true
-            instances[pid]?.killAt = killAt
-            for s in signals { Signals.send(s.signal, to: s.pid, group: s.group) }
-        }
+        for (pid, _) in instances { handle(instance: pid, .stop, now: now) }
         for (pid, id) in servicePIDs where services[id]?.machine.state ?? .stopped == .stopped {
             servicePIDs[pid] = nil  // KillMode=none
         }

@@ -174,7 +174,7 @@ public final class Supervisor {
             if let s = services[service] { mainProcessExited(s) }
         case .instanceActivity(let pid):
             // Traffic either way, or the peer hanging up (any of `flags`): activity all the same.
-            instances[pid]?.idle?.lastActivity = MonotonicClock.now()
+            handle(instance: pid, .activity, now: MonotonicClock.now())
         case .activity(let service):
             guard let s = services[service] else { return }
             let now = MonotonicClock.now()
@@ -231,7 +231,7 @@ public final class Supervisor {
                 guard let p = paths[id], let q = p.queue else { continue }
                 performJobs(p, q, q.jobs.handle(.timer, now: now))
             case .instance(let pid):
-                if let inst = instances[pid] { instanceDeadline(pid, inst, now: now) }
+                handle(instance: pid, .timer, now: now)
             case .retries:
                 if !stopping { retryBinds(now: now) }
                 leftoversDue(now: now)

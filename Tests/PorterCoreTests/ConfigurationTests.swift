@@ -494,3 +494,81 @@ struct UnitNameOrderTests {
         #expect(names.sorted().map(\.description) == ["d.path", "e.service", "e.socket", "e@.service", "e@x.service"])
     }
 }
+
+/// Every (state, event) pair of an instance's machine as a row, at t = 10 s
+/// after a start at 0 with RuntimeMaxSec=20s, IdleTimeoutSec=5s and
+/// TimeoutStopSec=3s.
+@Suite("instance machine table")
+struct InstanceMachineTableTests {
+    typealias I = InstanceMachine
+    static let t0 = Instant(nanoseconds: 1_000_000_000)
+    static func at(_ s: Double) -> Instant { t0 + .milliseconds(Int(s * 1000)) }
+    static func kill(_ mode: KillMode = .controlGroup) -> KillPolicy {
+        var k = KillPolicy()
+        k.timeout = .after(.seconds(3))
+        k.mode = mode
+        return k
+    }
+    static let term = [I.Action.signal(.init(pid: 7, signal: 15, group: true)), .signal(.init(pid: 7, signal: 18, group: true))]
+
+    static func machine(_ state: I.State, measured: Bool = false, mode: KillMode = .controlGroup) -> I {
+        var m = I(pid: 7, unit: "i@1.service", kill: kill(mode), started: at(0), runtimeMax: .seconds(20),
+                  idleTimeout: .seconds(5), measured: measured)
+        switch state {
+        case .running: break
+        case .stopping: _ = m.handle(.stop, now: at(9))
+        case .abandoned:
+            m = I(pid: 7, unit: "i@1.service", kill: kill(.none), started: at(0), runtimeMax: nil, idleTimeout: nil, measured: false)
+            _ = m.handle(.stop, now: at(9))
+        }
+        return m
+    }
+
+    static let rows: [(I.State, Bool, I.Event, [I.Action], I.State)] = [
+        // Idle for 10 s > 5 s: stopped.
+        (.running, false, .timer, [.log(.info, "i@1.service: no traffic for 5s, stopping pid 7")] + term, .stopping(killAt: at(13))),
+        (.running, true, .timer, [.measureQuiet], .running),
+        (.running, false, .activity, [], .running),
+        (.running, true, .quiet(.seconds(2)), [], .running),
+        (.running, true, .quiet(.seconds(6)), [.log(.info, "i@1.service: no traffic for 5s, stopping pid 7")] + term, .stopping(killAt: at(13))),
+        (.running, false, .stop, term, .stopping(killAt: at(13))),
+        (.stopping(killAt: at(12)), false, .timer, [.log(.warning, "i@1.service: pid 7 still running after the stop timeout, sending SIGKILL"),
+                                                    .signal(.init(pid: 7, signal: 9, group: true))], .stopping(killAt: nil)),
+        (.stopping(killAt: at(12)), false, .activity, [], .stopping(killAt: at(12))),
+        (.stopping(killAt: at(12)), false, .quiet(nil), [], .stopping(killAt: at(12))),
+        (.stopping(killAt: at(12)), false, .stop, [], .stopping(killAt: at(12))),
+        (.abandoned, false, .timer, [], .abandoned),
+        (.abandoned, false, .activity, [], .abandoned),
+        (.abandoned, false, .quiet(nil), [], .abandoned),
+        (.abandoned, false, .stop, [], .abandoned),
+    ]
+
+    @Test(arguments: 0..<rows.count)
+    func row(_ i: Int) {
+        let (state, measured, event, actions, after) = Self.rows[i]
+        var m = Self.machine(state, measured: measured)
+        #expect(m.state == state, "setup of row \(i)")
+        let now = state == .stopping(killAt: Self.at(12)) ? Self.at(12) : Self.at(10)
+        #expect(m.handle(event, now: now) == actions, "row \(i)")
+        // Stopped rows: the kill deadline counts from the event.
+        let expected: I.State = after == .stopping(killAt: Self.at(13)) ? .stopping(killAt: now + .seconds(3)) : after
+        #expect(m.state == expected, "row \(i)")
+    }
+
+    @Test func deadlinesAndRuntimeMax() {
+        var m = Self.machine(.running)
+        #expect(m.deadline == Self.at(5))
+        _ = m.handle(.activity, now: Self.at(4))
+        // Checked at 5: active at 4, so looked at again at 9.
+        #expect(m.handle(.timer, now: Self.at(5)) == [])
+        #expect(m.deadline == Self.at(9))
+        var r = I(pid: 7, unit: "i@1.service", kill: Self.kill(), started: Self.at(0), runtimeMax: .seconds(20), idleTimeout: nil, measured: false)
+        #expect(r.deadline == Self.at(20))
+        #expect(r.handle(.timer, now: Self.at(19)) == [])
+        #expect(r.handle(.timer, now: Self.at(20)).first == .log(.info, "i@1.service: RuntimeMaxSec= reached, stopping pid 7"))
+        #expect(r.deadline == Self.at(23))
+        // KillMode=none: a stop lets go of it.
+        var n = I(pid: 7, unit: "i@1.service", kill: Self.kill(.none), started: Self.at(0), runtimeMax: nil, idleTimeout: nil, measured: false)
+        #expect(n.handle(.stop, now: Self.at(1)) == [] && n.state == .abandoned && n.deadline == nil)
+    }
+}
