@@ -42,10 +42,15 @@ final class SocketRuntime {
     final class Instances {
         /// A reload may replace it; running instances keep theirs.
         var template: PreparedService
-        var machine: AcceptMachine
-        init(template: PreparedService, machine: AcceptMachine) {
+        /// Every call may move its deadline (a back-off after a failed accept).
+        var machine: AcceptMachine { didSet { timers.touch(key) } }
+        private let timers: Timers
+        private let key: TimerKey
+        init(template: PreparedService, machine: AcceptMachine, timers: Timers, key: TimerKey) {
             self.template = template
             self.machine = machine
+            self.timers = timers
+            self.key = key
         }
     }
 
@@ -57,8 +62,6 @@ final class SocketRuntime {
     var handler: Handler
     /// Connections accepted so far: the NR of systemd's instance names.
     var accepted: UInt32 = 0
-    /// After an accept error (EMFILE...): when to try again.
-    var retryAt: Instant? { didSet { timers?.touch(.socket(id)) } }
     /// Where the loop keeps the deadline, and this socket's id.
     var timers: Timers?
     let id: UnitID
@@ -73,13 +76,14 @@ final class SocketRuntime {
         self.config = config
         self.fds = fds
         self.timers = timers
-        handler = Self.handler(config, template)
+        handler = Self.handler(id, config, template, timers: timers)
     }
 
-    static func handler(_ config: SocketConfig, _ template: PreparedService?) -> Handler {
+    static func handler(_ id: UnitID, _ config: SocketConfig, _ template: PreparedService?, timers: Timers) -> Handler {
         if let template {
             return .instances(Instances(template: template,
-                                        machine: AcceptMachine(name: config.name.description, maxConnections: config.maxConnections)))
+                                        machine: AcceptMachine(name: config.name.description, maxConnections: config.maxConnections),
+                                        timers: timers, key: .socket(id)))
         }
         return .service(ServiceLink())
     }

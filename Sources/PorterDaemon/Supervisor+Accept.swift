@@ -11,8 +11,8 @@ extension Supervisor {
     func acceptConnections(_ s: SocketRuntime, _ index: Int) {
         let listener = s.fds[index]
         for _ in 0..<Self.acceptBatch {
-            // retryAt: paused meanwhile (an instance could not be watched).
-            guard s.retryAt == nil, s.instances?.machine.canAccept ?? false else { return }
+            // Also false once the machine backs off (an instance could not be watched).
+            guard s.instances?.machine.canAccept ?? false else { return }
             var peer = SocketAddress()
             let connection: FileDescriptor
             do {
@@ -33,8 +33,13 @@ extension Supervisor {
     /// socket for a second instead; clients wait in the backlog.
     private func acceptFailed(_ s: SocketRuntime, _ error: SysError) {
         failure(s, "\(s.name): accept: \(error.reason); pausing this socket for 1s")
-        unwatch(socket: s)
-        s.retryAt = MonotonicClock.now() + .seconds(1)
+        backOff(s)
+    }
+
+    /// One second without accepting; clients wait in the backlog.
+    private func backOff(_ s: SocketRuntime) {
+        guard let i = s.instances else { return }
+        perform(i.machine.handle(.acceptFailed(until: MonotonicClock.now() + .seconds(1))), socket: s)
     }
 
     private func connectionInfo(_ s: SocketRuntime, _ fd: FileDescriptor, _ peer: SocketAddress) -> Connection {
@@ -89,8 +94,7 @@ extension Supervisor {
                 watcher = try watchIdle(fd, tcp: tcp)
             } catch {
                 failure(s, "\(unitName): cannot watch IdleTimeoutSec= (\(error)); connection closed, pausing this socket for 1s")
-                unwatch(socket: s)
-                s.retryAt = MonotonicClock.now() + .seconds(1)
+                backOff(s)
                 return
             }
         }
@@ -201,7 +205,7 @@ extension Supervisor {
     func perform(_ actions: [AcceptMachine.Action], socket s: SocketRuntime) {
         for action in actions {
             switch action {
-            case .watch: if s.retryAt == nil { watch(socket: s) }
+            case .watch: watch(socket: s)
             case .unwatch: unwatch(socket: s)
             case .log(let level, let message):
                 // At most once a minute: under load a socket reaches its

@@ -272,12 +272,12 @@ extension Supervisor {
         case (.instances, false), (.service, true):
             // Accept= changed: a new handler (instances running from before
             // finish; the count starts again).
-            s.handler = SocketRuntime.handler(socket, socket.accept ? template : nil)
+            s.handler = SocketRuntime.handler(s.id, socket, socket.accept ? template : nil, timers: timers)
         }
         switch s.handler {
         case .instances(let i):
             for fd in fds { try? fd.setNonBlocking(true) }
-            if s.retryAt == nil, i.machine.canAccept { watch(socket: s) }
+            if i.machine.canAccept { watch(socket: s) }
         case .service:
             // Accept=no: the service's update watches it.
             for fd in fds { try? fd.setNonBlocking(template.config.nonBlocking) }

@@ -205,7 +205,7 @@ public final class Supervisor {
         switch key {
         // A removed unit has no deadline: its entry leaves the heap.
         case .service(let id): return services[id]?.machine.deadline
-        case .socket(let id): return sockets[id]?.retryAt
+        case .socket(let id): return sockets[id]?.instances?.machine.deadline
         case .path(let id): return paths[id]?.queue?.jobs.deadline
         case .instance(let pid): return instances[pid]?.deadline
         case .retries:
@@ -224,9 +224,8 @@ public final class Supervisor {
                 guard let s = services[id] else { continue }
                 perform(s.machine.handle(.timer, now: now), service: s, now: now)
             case .socket(let id):
-                guard let s = sockets[id] else { continue }
-                s.retryAt = nil
-                if !stopping, s.instances?.machine.canAccept ?? false { watch(socket: s) }
+                guard let s = sockets[id], let i = s.instances, !stopping else { continue }
+                perform(i.machine.handle(.timer(now: now)), socket: s)
             case .path(let id):
                 guard let p = paths[id], let q = p.queue else { continue }
                 performJobs(p, q, q.jobs.handle(.timer, now: now))

@@ -330,7 +330,23 @@ struct AcceptMachineTableTests {
         (.paused, 2, .limit(3), [.watch], .listening, 2),
         (.paused, 2, .limit(1), [], .paused, 2),
         (.closed, 1, .limit(9), [], .closed, 1),
+        (.listening, 1, .acceptFailed(until: t(5)), [.unwatch], .backingOff(until: t(5)), 1),
+        (.paused, 2, .acceptFailed(until: t(5)), [], .backingOff(until: t(5)), 2),
+        (.closed, 1, .acceptFailed(until: t(5)), [], .closed, 1),
+        (.listening, 1, .timer(now: t(9)), [], .listening, 1),
+        (.paused, 2, .timer(now: t(9)), [], .paused, 2),
+        (.closed, 1, .timer(now: t(9)), [], .closed, 1),
+        (.backingOff(until: t(5)), 1, .instanceStarted, [], .backingOff(until: t(5)), 2),
+        (.backingOff(until: t(5)), 1, .instanceExited, [], .backingOff(until: t(5)), 0),
+        (.backingOff(until: t(5)), 1, .stop, [], .closed, 1),
+        (.backingOff(until: t(5)), 1, .limit(1), [], .backingOff(until: t(5)), 1),
+        (.backingOff(until: t(5)), 1, .acceptFailed(until: t(7)), [], .backingOff(until: t(7)), 1),
+        (.backingOff(until: t(5)), 1, .acceptFailed(until: t(3)), [], .backingOff(until: t(5)), 1),
+        (.backingOff(until: t(5)), 1, .timer(now: t(4)), [], .backingOff(until: t(5)), 1),
+        (.backingOff(until: t(5)), 1, .timer(now: t(5)), [.watch], .listening, 1),
+        (.backingOff(until: t(5)), 2, .timer(now: t(5)), [], .paused, 2),
     ]
+    static func t(_ s: Int64) -> Instant { Instant(nanoseconds: s * 1_000_000_000) }
 
     /// Drives a machine into `state` with `running` instances.
     static func machine(_ state: A.State, _ running: Int) -> A {
@@ -340,6 +356,11 @@ struct AcceptMachineTableTests {
         if state == .listening { while m.state == .paused { _ = m.handle(.instanceExited) } }
         while m.running < running { _ = m.handle(.instanceStarted) }
         if state == .closed { _ = m.handle(.stop) }
+        if case .backingOff(let until) = state {
+            while m.state == .paused { _ = m.handle(.instanceExited) }
+            while m.running < running { _ = m.handle(.instanceStarted) }
+            _ = m.handle(.acceptFailed(until: until))
+        }
         return m
     }
 
