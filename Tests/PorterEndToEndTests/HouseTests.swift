@@ -81,3 +81,31 @@ extension EndToEnd.House {
         #expect(try porter.stop() == 0)
     }
 }
+
+extension EndToEnd.House {
+    /// accept(2) failing for want of fds pauses the socket (AcceptMachine's
+    /// back-off) instead of spinning; the client waits in the backlog and
+    /// is served once fds are free again.
+    @Test(.enabled(if: access("/usr/bin/prlimit", X_OK) == 0, "needs prlimit(1) from util-linux"))
+    func acceptAtTheFdLimitPausesAndRecovers() throws {
+        let port = freePort()
+        let porter = try PorterRun("emfile", units: [
+            "e.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\n",
+            "e@.service": "[Service]\nExecStart=\(handlerBinary) say served\nStandardInput=socket\n",
+        ])
+        let original = readFile("/proc/\(porter.pid)/limits").split(separator: "\n").first { $0.hasPrefix("Max open files") }?
+            .split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).prefix(2).map(String.init) ?? []
+        #expect(original.count == 2)
+        // Every fd below the limit in use: the next accept cannot get one.
+        let open = Set(((try? Files.list("/proc/\(porter.pid)/fd")) ?? []).compactMap { Int($0) })
+        let lowestFree = (0...).first { !open.contains($0) }!
+        #expect(system("prlimit --pid \(porter.pid) --nofile=\(lowestFree):\(original.last ?? "")") == 0)
+        let client = try Client.tcp(port)
+        defer { client.close() }
+        try porter.waitForLog("e.socket: accept: Too many open files; pausing this socket for 1s")
+        #expect(system("prlimit --pid \(porter.pid) --nofile=\(original.joined(separator: ":"))") == 0)
+        #expect(try client.readAll(seconds: 10).contains("served"))
+        #expect(porter.count("pausing this socket") <= 3, "a paused socket does not spin: \(porter.log)")
+        #expect(try porter.stop() == 0)
+    }
+}
