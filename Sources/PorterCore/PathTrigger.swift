@@ -61,7 +61,9 @@ public struct PathTrigger: Sendable {
 
     public mutating func handle(_ event: Event, now: Instant) -> [Action] {
         switch state {
-        case .watching:
+        case .watching, .pending:
+            // A change or a state behaves the same whether one is pending
+            // (the latest change is the one kept); only idleness differs.
             switch event {
             case .changed(let path, let idle):
                 if idle { return start(path, now: now) }
@@ -70,21 +72,8 @@ public struct PathTrigger: Sendable {
             case .holds(let path, let idle):
                 return idle ? start(path, now: now) : []
             case .serviceIdle:
+                if case .pending(let waiting) = state { return start(waiting, now: now) }
                 return [.checkStates]
-            case .stop:
-                state = .stopped
-                return []
-            }
-        case .pending(let waiting):
-            switch event {
-            case .changed(let path, let idle):
-                if idle { return start(path, now: now) }
-                state = .pending(path)
-                return []
-            case .holds(let path, let idle):
-                return idle ? start(path, now: now) : []
-            case .serviceIdle:
-                return start(waiting, now: now)
             case .stop:
                 state = .stopped
                 return []

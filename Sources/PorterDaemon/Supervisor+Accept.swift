@@ -104,7 +104,7 @@ extension Supervisor {
         case .success(let pid):
             let machine = InstanceMachine(pid: pid, unit: unitName, kill: p.kill, started: MonotonicClock.now(),
                                           runtimeMax: p.config.runtimeMax, idleTimeout: p.config.idleTimeout, measured: tcp)
-            if let token = watcher?.token { sources[token] = .instanceActivity(pid: pid) }
+            if let token = watcher?.token { loop.assign(token, .instanceActivity(pid: pid)) }
             instances[pid] = Instance(owner: .socket(s.id), ignoreFailure: p.config.exec?.ignoreFailure ?? false,
                                       executable: launch.plan.path, journal: p.journal, machine: machine, watch: watcher)
             Log.debug("\(unitName): started pid \(pid)")
@@ -125,13 +125,10 @@ extension Supervisor {
         let copy = try fd.duplicate()
         var watch = Instance.IdleWatch(connection: copy, token: nil)
         if !tcp {
-            let token = nextToken
-            nextToken += 1
-            do { try epoll.add(copy, events: [.readable, .writable, .edgeTriggered], token: token) } catch {
+            do { watch.token = try loop.reserve(copy, events: [.readable, .writable, .edgeTriggered]) } catch {
                 copy.close()
                 throw error
             }
-            watch.token = token
         }
         return watch
     }

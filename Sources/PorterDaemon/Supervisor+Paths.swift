@@ -22,7 +22,7 @@ extension Supervisor {
         guard inotify == nil else { return nil }
         do {
             let ino = try Inotify()
-            _ = try register(ino.fd, .inotify)
+            inotifyToken = try register(ino.fd, .inotify)
             inotify = ino
             return nil
         } catch {
@@ -304,9 +304,7 @@ extension Supervisor {
             rt.directories = rt.directories.map { _ in nil }
         }
         if let inotify {
-            for (token, source) in sources {
-                if case .inotify = source { unregister(inotify.fd, token: token) }
-            }
+            unregister(inotify.fd, token: inotifyToken)
             inotify.close()
         }
         inotify = nil

@@ -2,15 +2,16 @@ import Glibc
 import PorterCore
 import PorterSys
 
-/// The one event loop: epoll over the listeners, a signalfd (SIGCHLD,
-/// SIGTERM, SIGINT, SIGHUP), one timerfd for the earliest deadline, and the
-/// journal pipes. The loop dispatches; the machines decide; the supervisor
-/// performs what they decide. Nothing here blocks, and nothing wakes porter
-/// up while no deadline is due and nothing arrives.
+/// The wiring: the loop (EventLoop: epoll, the timerfd, the deadline
+/// heap) hands over what is ready — listeners, a signalfd (SIGCHLD,
+/// SIGTERM, SIGINT, SIGHUP), pidfds, the notify socket, inotify, journal
+/// pipes — and deadlines that came; the machines of PorterCore decide; the
+/// per-kind files (+Accept, +Services, +Paths, +FileJobs, +Reload) perform
+/// what they decide. Nothing here blocks, and nothing wakes porter up while
+/// no deadline is due and nothing arrives.
 public final class Supervisor {
     enum Source {
         case signals
-        case timer
         case listener(socket: UnitID, index: Int)
         /// A listener of a running service, watched edge-triggered for activity.
         case activity(service: UnitID)
@@ -26,9 +27,8 @@ public final class Supervisor {
         case leftover(group: Int32, pid: Int32)
     }
 
-    let epoll: Epoll
+    let loop: EventLoop<Source>
     let signalFD: SignalFD
-    let timer: TimerFD
     let spawner: Spawner
     let queuedWork = QueuedWork()
     /// Every child's stdin when it has no other.
@@ -38,8 +38,6 @@ public final class Supervisor {
     /// The fd limit porter started with, for its children.
     let childFileLimit: (soft: UInt64, hard: UInt64)?
 
-    var sources: [UInt64: Source] = [:]
-    var nextToken: UInt64 = 1
     /// The units, by stable id; a name index for each table.
     var sockets = UnitTable<SocketRuntime>()
     var paths = UnitTable<PathRuntime>()
@@ -48,6 +46,7 @@ public final class Supervisor {
     var pathIndex: [UnitName: UnitID] = [:]
     /// One inotify instance for every path unit, when there is any.
     var inotify: Inotify?
+    var inotifyToken: UInt64 = 0
     /// inotify watch descriptor → who relies on it.
     var watches: [Int32: Set<WatchUse>] = [:]
     /// inotify overflows not logged yet, and when the last line was written
@@ -56,8 +55,8 @@ public final class Supervisor {
     var overflowLogged: Instant?
     var services = UnitTable<ServiceRuntime>()
     var servicePIDs: [Int32: UnitID] = [:]
-    /// Every deadline of the loop, in a heap.
-    let timers = Timers()
+    /// Every deadline of the loop, in its heap.
+    var timers: Timers { loop.timers }
     lazy var instances = InstanceTable(timers: timers)
     /// Children that failed before exec: already logged, reaped silently.
     var failedSpawns: Set<Int32> = []
@@ -77,7 +76,6 @@ public final class Supervisor {
     /// Where each opened address came from (file:line), to say which of
     /// porter's own units holds an address another cannot bind.
     var openedPorts: [ListenConflict.Key: String] = [:]
-    private var armedDeadline: Instant?
     var stopping = false
     /// Where the configuration is read again on SIGHUP.
     public var configDirectory: String?
@@ -99,43 +97,27 @@ public final class Supervisor {
         self.host = host
         self.porterEnvironment = environment
         devNull = try Files.open("/dev/null", flags: O_RDWR)
-        epoll = try Epoll()
+        loop = try EventLoop()
         signalFD = try SignalFD(SignalSet(Self.handledSignals))
-        timer = try TimerFD()
         spawner = try Spawner(resetSignals: [SIGPIPE])
         _ = try register(signalFD.fd, .signals)
-        _ = try register(timer.fd, .timer)
     }
 
     func register(_ fd: FileDescriptor, _ source: Source) throws(SysError) -> UInt64 {
-        let token = nextToken
-        nextToken += 1
-        try epoll.add(fd, events: .readable, token: token)
-        sources[token] = source
-        return token
+        try loop.register(fd, source)
     }
 
-    func unregister(_ fd: FileDescriptor, token: UInt64) {
-        sources[token] = nil
-        try? epoll.remove(fd)
-    }
+    func unregister(_ fd: FileDescriptor, token: UInt64) { loop.unregister(fd, token: token) }
 
     /// Runs until a stop signal has been handled and every child is gone.
     /// Returns the exit status.
     public func run() -> Int32 {
-        var events = Epoll.EventBuffer()
         while !(stopping && finished) {
-            armTimer()
-            let n: Int
-            do { n = try epoll.wait(into: &events) } catch {
+            do {
+                try loop.turn(deadline: { deadline(of: $0) }, due: { deadlinePassed($0, now: $1) }, dispatch: { dispatch($0, $1) })
+            } catch {
                 Log.error("epoll_wait: \(error.reason)")
                 return 1
-            }
-            for i in 0..<n {
-                let token = events.token(i)
-                // A registration dropped earlier in this batch: stale, skip.
-                guard let source = sources[token] else { continue }
-                dispatch(source, events.events(i))
             }
             if trimPending {
                 trimPending = false
@@ -160,10 +142,6 @@ public final class Supervisor {
                 default: break
                 }
             }
-        case .timer:
-            timer.drain()
-            armedDeadline = nil
-            deadlinePassed(now: MonotonicClock.now())
         case .listener(let socket, let index):
             listenerReadable(socket, index)
         case .notify:
@@ -186,20 +164,6 @@ public final class Supervisor {
         }
     }
 
-    /// Arms the timerfd for the earliest deadline, or disarms it: the
-    /// touched keys are asked for theirs, then the heap's top is read.
-    private func armTimer() {
-        timers.heap.flush { deadline(of: $0) }
-        let earliest = timers.heap.earliest()
-        guard earliest != armedDeadline else { return }
-        do {
-            try timer.arm(at: earliest)
-            armedDeadline = earliest
-        } catch {
-            Log.error("timerfd_settime: \(error.reason)")
-        }
-    }
-
     /// The deadline a key has now.
     private func deadline(of key: TimerKey) -> Instant? {
         switch key {
@@ -214,27 +178,24 @@ public final class Supervisor {
         }
     }
 
-    private func deadlinePassed(now: Instant) {
-        for key in timers.heap.due(now: now) {
-            // Touched again whatever the handler does: a deadline it left
-            // in place is scheduled again, never forgotten.
-            defer { timers.touch(key) }
-            switch key {
-            case .service(let id):
-                guard let s = services[id] else { continue }
-                perform(s.machine.handle(.timer, now: now), service: s, now: now)
-            case .socket(let id):
-                guard let s = sockets[id], let i = s.instances, !stopping else { continue }
-                perform(i.machine.handle(.timer(now: now)), socket: s)
-            case .path(let id):
-                guard let p = paths[id], let q = p.queue else { continue }
-                performJobs(p, q, q.jobs.handle(.timer, now: now))
-            case .instance(let pid):
-                handle(instance: pid, .timer, now: now)
-            case .retries:
-                if !stopping { retryBinds(now: now) }
-                leftoversDue(now: now)
-            }
+    /// A deadline came: the owner of the key is told (a removed unit's key
+    /// finds nobody).
+    private func deadlinePassed(_ key: TimerKey, now: Instant) {
+        switch key {
+        case .service(let id):
+            guard let s = services[id] else { return }
+            perform(s.machine.handle(.timer, now: now), service: s, now: now)
+        case .socket(let id):
+            guard let s = sockets[id], let i = s.instances, !stopping else { return }
+            perform(i.machine.handle(.timer(now: now)), socket: s)
+        case .path(let id):
+            guard let p = paths[id], let q = p.queue else { return }
+            performJobs(p, q, q.jobs.handle(.timer, now: now))
+        case .instance(let pid):
+            handle(instance: pid, .timer, now: now)
+        case .retries:
+            if !stopping { retryBinds(now: now) }
+            leftoversDue(now: now)
         }
     }
 
@@ -258,11 +219,7 @@ public final class Supervisor {
         for (index, fd) in s.fds.enumerated() {
             do {
                 if let service {
-                    let token = nextToken
-                    nextToken += 1
-                    try epoll.add(fd, events: [.readable, .edgeTriggered], token: token)
-                    sources[token] = .activity(service: service)
-                    s.tokens.append(token)
+                    s.tokens.append(try loop.register(fd, .activity(service: service), events: [.readable, .edgeTriggered]))
                 } else {
                     s.tokens.append(try register(fd, .listener(socket: s.id, index: index)))
                 }
