@@ -61,7 +61,10 @@ extension Supervisor {
         for note in handover.notes { Log.warning(note) }
         commit(config, prep, &handover)
         Log.info("\(reason): configuration reloaded in \((MonotonicClock.now() - began).porterDescription): \(diff.summary)")
-        Processes.trimHeap()
+        // As after start-up: the heap the second parse needed goes back,
+        // and so do the mappings of the parser's code (page-cache pages,
+        // mapped again by the next reload).
+        Processes.releaseStartupMemory()
     }
 
     /// Every unit porter runs now, with its file's fingerprint.

@@ -56,6 +56,7 @@ func scenarioReload(_ o: Options, _ results: Results) {
     var inside: [Double] = []
     var failed = 0, served = 0, refusedReloads = 0
     var rss: [Int] = []
+    var anon: [Int] = []
     for k in 1...reloads {
         // One unit changes; a load over every port runs across the reload.
         writeText(conf + "/svc0000@.service", template(k))
@@ -80,7 +81,9 @@ func scenarioReload(_ o: Options, _ results: Results) {
         load.done.wait()
         failed += load.stats.errors
         served += load.stats.ok
-        rss.append(Memory.of([pid]).rss)
+        let m = Memory.of([pid])
+        rss.append(m.rss)
+        anon.append(m.anonymous)
     }
     let after = Memory.of([pid])
     let afterFirst = rss.first ?? 0
@@ -98,7 +101,7 @@ func scenarioReload(_ o: Options, _ results: Results) {
     t.rows.append(["RSS kB: after one connection each → after \(reloads) reloads (min–max between)",
                    "\(before.rss) → \(after.rss) (\(rss.min() ?? 0)–\(rss.max() ?? 0))"])
     t.rows.append(["RSS kB: after the first reload → after the last", "\(afterFirst) → \(after.rss)"])
-    t.rows.append(["anonymous kB: before → after", "\(before.anonymous) → \(after.anonymous)"])
+    t.rows.append(["anonymous kB: before → after the first reload → after the last", "\(before.anonymous) → \(anon.first ?? 0) → \(after.anonymous)"])
     results.tables.append(t)
     results.targets.append(Target(name: "reload refusals", goal: "0 connections refused during reloads", measured: String(failed), met: failed == 0))
     results.targets.append(Target(name: "reload time", goal: "SIGHUP → applied ≤ 2 × cold parse", measured: ratio(reloadMs, parseMs),
