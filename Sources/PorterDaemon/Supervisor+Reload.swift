@@ -146,8 +146,15 @@ extension Supervisor {
                 continue
             }
             if failure.inUse, bindRetries[socket.name] != nil {
-                // Waited before the reload and waits on: its sockets go back.
+                // Waited before the reload and waits on: the sockets it took
+                // go back, the ones made for it close again.
                 for (endpoint, old) in taken { h.pool[endpoint] = old }
+                let madeHere = Set(fds.map(\.rawValue)).subtracting(taken.map(\.1.fd.rawValue))
+                for (fd, path) in h.made where madeHere.contains(fd.rawValue) {
+                    fd.close()
+                    if let path { UnixSocketFile.removeSocketFile(path) }
+                }
+                h.made.removeAll { madeHere.contains($0.fd.rawValue) }
                 h.stillWaiting[socket.name] = socket
                 continue
             }

@@ -228,5 +228,31 @@ extension EndToEnd {
             #expect(porter.zombies.isEmpty)
             #expect(try porter.stop() == 0)
         }
+
+        /// A unit that waits for an address in use keeps waiting across a
+        /// reload (not an error: it waited before), and the socket a reload
+        /// made for its other, free address is closed again, not leaked.
+        @Test func aUnitWaitingForItsAddressWaitsOnAcrossAReload() throws {
+            let (free, busy) = (freePort(), freePort())
+            let holder = try Socket.open(family: AF_INET, type: Int32(SOCK_STREAM.rawValue), nonBlocking: false)
+            try Socket.bind(holder, try SocketAddress(.ipv4(address: [127, 0, 0, 1], port: busy)))
+            try Socket.listen(holder, backlog: 1)
+            let porter = try PorterRun("reloadwait", units: [
+                "w.socket": "[Socket]\nListenStream=127.0.0.1:\(free)\nListenStream=127.0.0.1:\(busy)\nAccept=yes\n",
+                "w@.service": "[Service]\nExecStart=\(handlerBinary) say waited\nStandardInput=socket\n",
+            ])
+            try porter.waitForLog("address in use; trying again")
+            let fds = porter.fdCount
+            kill(porter.pid, SIGHUP)
+            try porter.waitForLog("configuration reloaded")
+            #expect(porter.count("reload refused") == 0, "\(porter.log)")
+            #expect(porter.fdCount == fds, "a reload leaks no socket: \(fdTargets(porter.pid))")
+            holder.close()
+            try porter.waitForLog("w.socket: address free at last, listening", seconds: 20)
+            let c = try Client.tcp(free)
+            #expect(try c.readAll().contains("waited"))
+            c.close()
+            #expect(try porter.stop() == 0)
+        }
     }
 }
