@@ -57,7 +57,10 @@ public final class Supervisor {
     var servicePIDs: [Int32: UnitID] = [:]
     /// Every deadline of the loop, in its heap.
     var timers: Timers { loop.timers }
-    lazy var instances = InstanceTable(timers: timers)
+    /// Not `lazy`: a lazy property is mutated through a get and a set, so
+    /// every change copied the whole table (its dictionary was shared with
+    /// the copy) — O(running instances) per connection.
+    var instances: InstanceTable
     /// Children that failed before exec: already logged, reaped silently.
     var failedSpawns: Set<Int32> = []
     var journals: [JournalPipe] = []
@@ -98,6 +101,7 @@ public final class Supervisor {
         self.porterEnvironment = environment
         devNull = try Files.open("/dev/null", flags: O_RDWR)
         loop = try EventLoop()
+        instances = InstanceTable(timers: loop.timers)
         signalFD = try SignalFD(SignalSet(Self.handledSignals))
         spawner = try Spawner(resetSignals: [SIGPIPE])
         _ = try register(signalFD.fd, .signals)
