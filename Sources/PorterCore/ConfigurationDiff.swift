@@ -22,8 +22,6 @@ public struct ConfigurationDiff: Equatable, Sendable {
         unchanged.sort()
     }
 
-    public func isChanged(_ name: UnitName) -> Bool { changed.contains(name) }
-
     /// The one info line of a reload.
     public var summary: String {
         "\(added.count) added, \(removed.count) removed, \(changed.count) changed, \(unchanged.count) unchanged"
