@@ -86,6 +86,18 @@ public enum SockDiag {
     }
 
     /// The attributes after a unix_diag_msg (16 bytes), as (type, value).
+    /// Whether a UNIX_DIAG_NAME value is `name` (a path, or "@name" for
+    /// an abstract one). The kernel reports the address as bound: a path
+    /// with its terminating NUL (unix_bind counts it in the length), an
+    /// abstract name with its leading NUL and nothing after. Comparing a
+    /// path without the NUL matched nothing, so a connection a service
+    /// had accepted but not answered looked idle.
+    public static func unixName(_ value: ArraySlice<UInt8>, is name: String) -> Bool {
+        if name.hasPrefix("@") { return value.elementsEqual([0] + Array(name.utf8.dropFirst())) }
+        let path = value.last == 0 ? value.dropLast() : value
+        return path.elementsEqual(name.utf8)
+    }
+
     public static func unixAttributes(_ b: [UInt8], _ payload: Range<Int>) -> [(type: UInt16, value: ArraySlice<UInt8>)] {
         var out: [(UInt16, ArraySlice<UInt8>)] = []
         var a = payload.lowerBound + 16

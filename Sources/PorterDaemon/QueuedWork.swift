@@ -67,11 +67,9 @@ public final class QueuedWork {
             return total
         }
         if local.family == AF_UNIX, let name = local.unixPath, !name.isEmpty {
-            // Abstract names come back with their leading NUL.
-            let wanted: [UInt8] = name.hasPrefix("@") ? [0] + Array(name.utf8.dropFirst()) : Array(name.utf8)
             var count = 0
             let ok = dump(SockDiag.unixRequest(states: SockDiag.established, show: SockDiag.showName)) { b, payload in
-                if SockDiag.unixAttributes(b, payload).contains(where: { $0.type == SockDiag.unixName && Array($0.value) == wanted }) { count += 1 }
+                if SockDiag.unixAttributes(b, payload).contains(where: { $0.type == SockDiag.unixName && SockDiag.unixName($0.value, is: name) }) { count += 1 }
             }
             return ok ? count : nil
         }

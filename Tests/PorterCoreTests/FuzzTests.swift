@@ -291,3 +291,15 @@ struct SockDiagTests {
         }
     }
 }
+
+@Suite("unix_diag names")
+struct UnixDiagNameTests {
+    @Test func pathsCarryTheirNULAbstractNamesTheirLeadingOne() {
+        let path = Array("/run/x.sock".utf8)
+        #expect(SockDiag.unixName(ArraySlice(path + [0]), is: "/run/x.sock"))
+        #expect(SockDiag.unixName(ArraySlice(path), is: "/run/x.sock"))
+        #expect(!SockDiag.unixName(ArraySlice(path + [0]), is: "/run/x.soc"))
+        #expect(SockDiag.unixName(ArraySlice([0] + Array("porter".utf8)), is: "@porter"))
+        #expect(!SockDiag.unixName(ArraySlice(Array("porter".utf8)), is: "@porter"))
+    }
+}

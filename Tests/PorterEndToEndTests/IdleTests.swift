@@ -50,15 +50,21 @@ extension EndToEnd {
             #expect(try porter.stop() == 0)
         }
 
-        /// Idle means idle: a service with an open connection is not stopped.
-        @Test func busyServiceIsNotStopped() throws {
+        /// Idle means idle: a service with an open connection is not stopped,
+        /// over TCP and over Unix (where the count of accepted connections
+        /// once matched nothing, so the service was stopped under a client).
+        @Test(arguments: [false, true])
+        func busyServiceIsNotStopped(unix: Bool) throws {
             let port = freePort()
+            let dir = makeTempDirectory("busy")
+            defer { _ = system("rm -rf '\(dir)'") }
+            let listen = unix ? "\(dir)/echo.sock" : "127.0.0.1:\(port)"
             let porter = try PorterRun("busy", units: [
-                "echo.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
+                "echo.socket": "[Socket]\nListenStream=\(listen)\n",
                 // Accepts and keeps each connection open until the client closes it.
                 "echo.service": "[Service]\nExecStart=\(handlerBinary) hold\nIdleTimeoutSec=100ms\n",
             ])
-            let c = try Client.tcp(port)
+            let c = unix ? try Client.unix(listen) : try Client.tcp(port)
             try porter.waitForLog("echo.service: started pid")
             usleep(600_000)
             #expect(porter.count("idle for") == 0, "stopped while a connection waited")

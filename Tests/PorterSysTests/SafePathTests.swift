@@ -218,3 +218,32 @@ struct SocketOptionTests {
         }
     }
 }
+
+extension ConnectionCountTests {
+    /// Unix: an accepted connection still open counts (it carries the
+    /// listener's name); the idle check must see one the service accepted
+    /// and has not answered yet.
+    @Test func countsAcceptedUnixConnections() throws {
+        var template = Array("/tmp/porter-cc-XXXXXX".utf8CString)
+        let dir = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+        defer { _ = system("rm -rf '\(dir)'") }
+        let path = dir + "/s.sock"
+        let config = SocketConfig(name: UnitName.parse("t.socket")!)
+        let l = try Listener.open(Listen(kind: .stream, address: .unixPath(path), line: 1), config: config,
+                                  options: .init(nonBlocking: false)) { _ in }
+        defer { l.close() }
+        let q = QueuedWork()
+        defer { q.close() }
+        var held: [FileDescriptor] = []
+        defer { for f in held { f.close() } }
+        let c1 = try Socket.open(family: AF_UNIX, type: Int32(SOCK_STREAM.rawValue), nonBlocking: false)
+        try Socket.connect(c1, try SocketAddress(.unixPath(path)))
+        held.append(c1)
+        #expect(q.measure(l) == 1, "one queued")
+        var peer = SocketAddress()
+        let a = try #require(try Socket.accept(l, peer: &peer))
+        held.append(a)
+        #expect(q.measure(l) == 0, "none queued")
+        #expect(q.connections(of: l) == 1, "one accepted and open")
+    }
+}
