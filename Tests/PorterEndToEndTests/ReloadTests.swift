@@ -254,5 +254,44 @@ extension EndToEnd {
             c.close()
             #expect(try porter.stop() == 0)
         }
+
+        /// Path units across reloads: a changed per-file unit watches anew
+        /// and keeps its queue (every file runs once, none twice); a removed
+        /// path unit no longer starts its service; an added one does.
+        @Test func pathUnitsAcrossReloads() throws {
+            let dir = makeTempDirectory("reload-path")
+            defer { _ = system("rm -rf '\(dir)'") }
+            mkdir(dir + "/in", 0o755)
+            let spool = "[Service]\nExecStart=\(handlerBinary) job \(dir)/jobs --instance %I --sleep 100 --remove\n"
+            let porter = try PorterRun("reloadpath", units: [
+                "spool.path": "[Path]\nDirectoryNotEmpty=\(dir)/in\nAccept=yes\nMaxConnections=1\n",
+                "spool@.service": spool,
+                "flag.path": "[Path]\nPathExists=\(dir)/flag\n",
+                "flag.service": "[Service]\nExecStart=\(handlerBinary) job \(dir)/flags --remove\n",
+            ])
+            for k in 0..<6 { renameIn(dir + "/in", "f\(k)", "job \(k)\n") }
+            try waitUntil(10, "the first job") { jobRuns(dir + "/jobs").count >= 1 }
+            // One job at a time, 100 ms each: the rest are queued when the
+            // unit changes (MaxConnections=2 now).
+            writeFile(porter.units + "/spool.path", "[Path]\nDirectoryNotEmpty=\(dir)/in\nAccept=yes\nMaxConnections=2\n")
+            unlink(porter.units + "/flag.path")
+            unlink(porter.units + "/flag.service")
+            writeFile(porter.units + "/other.path", "[Path]\nPathExists=\(dir)/other\n")
+            writeFile(porter.units + "/other.service", "[Service]\nExecStart=\(handlerBinary) job \(dir)/others --remove\n")
+            kill(porter.pid, SIGHUP)
+            try porter.waitForLog("configuration reloaded")
+            #expect(porter.log.contains("2 added, 2 removed, 1 changed, 1 unchanged"), "\(porter.log)")
+            try waitUntil(20, "all six jobs") { jobRuns(dir + "/jobs").count >= 6 }
+            try waitUntil(10, "the inbox empty") { ((try? Files.list(dir + "/in")) ?? ["?"]).isEmpty }
+            let instances = jobRuns(dir + "/jobs").map { $0[1] }
+            #expect(instances.sorted() == (0..<6).map { "f\($0)" }, "each file once: \(instances)")
+            writeFile(dir + "/other", "")
+            try waitUntil(10, "the added unit's run") { jobRuns(dir + "/others").count == 1 }
+            writeFile(dir + "/flag", "")
+            usleep(300_000)
+            #expect(jobRuns(dir + "/flags").isEmpty, "a removed path unit starts nothing")
+            #expect(access(dir + "/flag", F_OK) == 0)
+            #expect(try porter.stop() == 0)
+        }
     }
 }
