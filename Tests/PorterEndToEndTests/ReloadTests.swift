@@ -293,5 +293,40 @@ extension EndToEnd {
             #expect(access(dir + "/flag", F_OK) == 0)
             #expect(try porter.stop() == 0)
         }
+
+        /// A socket kept across a reload while its mode flips: Accept=no to
+        /// Accept=yes and back, on the same listening socket. The old
+        /// service is stopped; the connections are served either way.
+        @Test func acceptFlipsOnAKeptSocket() throws {
+            let port = freePort()
+            let porter = try PorterRun("reloadflip", units: [
+                "a.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
+                "a.service": "[Service]\nExecStart=\(handlerBinary) serve 0\n",
+            ])
+            var c = try Client.tcp(port)
+            #expect(try c.readAll().hasPrefix("accepted-on 3"))
+            c.close()
+            let inode = { fdTargets(porter.pid).filter { $0.hasPrefix("socket:") }.sorted() }
+            let before = inode()
+            unlink(porter.units + "/a.service")
+            writeFile(porter.units + "/a.socket", "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\n")
+            writeFile(porter.units + "/a@.service", "[Service]\nExecStart=\(handlerBinary) say instance\nStandardInput=socket\n")
+            kill(porter.pid, SIGHUP)
+            try porter.waitForLog("configuration reloaded")
+            try porter.waitForLog("a.service: pid")
+            c = try Client.tcp(port)
+            #expect(try c.readAll().contains("instance"))
+            c.close()
+            #expect(inode() == before, "the same listening socket")
+            unlink(porter.units + "/a@.service")
+            writeFile(porter.units + "/a.socket", "[Socket]\nListenStream=127.0.0.1:\(port)\n")
+            writeFile(porter.units + "/a.service", "[Service]\nExecStart=\(handlerBinary) serve 0\n")
+            kill(porter.pid, SIGHUP)
+            try waitUntil(10, "the second reload") { porter.count("configuration reloaded") == 2 }
+            c = try Client.tcp(port)
+            #expect(try c.readAll().hasPrefix("accepted-on 3"))
+            c.close()
+            #expect(try porter.stop() == 0)
+        }
     }
 }
