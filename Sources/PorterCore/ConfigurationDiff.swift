@@ -49,9 +49,9 @@ extension Listen {
 }
 
 extension SocketConfig {
-    /// Every setting that shapes a listening socket when it is made. Two
-    /// configurations with the same endpoint and these equal can share the
-    /// socket; a difference only applies to a socket made anew.
+    /// Every setting that shapes a listening socket. A reload hands a
+    /// socket on whatever these are; when they differ, the daemon sets
+    /// what a live socket can take and names the rest.
     public struct Shape: Hashable, Sendable {
         var backlog: Int32
         var bindIPv6Only: String

@@ -111,6 +111,55 @@ public enum Listener {
         }
     }
 
+    /// A reload kept this listening socket for a unit whose options
+    /// changed: what a live socket can take is set now (Backlog= by
+    /// listen(2) again, KeepAlive=, NoDelay=, the buffers, the integer
+    /// options); the keys only a new socket would get (bind-time options,
+    /// the file's mode and owner, an option removed without a value to go
+    /// back to) are returned, to be said.
+    static func reshape(_ fd: FileDescriptor, listen: Listen, from old: SocketConfig, to new: SocketConfig,
+                        warn: (String) -> Void) -> [String] {
+        var later: [String] = []
+        let family = (try? Socket.localAddress(fd))?.family ?? AF_UNIX
+        let inet = family == AF_INET || family == AF_INET6
+        let tcp = inet && listen.kind == .stream
+        func set(_ key: String, _ level: Int32, _ opt: Int32, _ value: Int32) {
+            do { try Socket.setOption(fd, level, opt, value) } catch {
+                warn("cannot set \(key)= on \(listen.address): \(error.reason), ignoring")
+            }
+        }
+        if new.backlog != old.backlog && listen.kind != .datagram {
+            do { try Socket.listen(fd, backlog: new.backlog) } catch { warn("cannot set Backlog= on \(listen.address): \(error.reason), ignoring") }
+        }
+        if new.keepAlive != old.keepAlive { set("KeepAlive", SOL_SOCKET, SO_KEEPALIVE, new.keepAlive ? 1 : 0) }
+        if new.noDelay != old.noDelay && tcp { set("NoDelay", Int32(IPPROTO_TCP), TCP_NODELAY, new.noDelay ? 1 : 0) }
+        for (key, o, n, force, plain) in [("ReceiveBuffer", old.receiveBuffer, new.receiveBuffer, SO_RCVBUFFORCE, SO_RCVBUF),
+                                          ("SendBuffer", old.sendBuffer, new.sendBuffer, SO_SNDBUFFORCE, SO_SNDBUF)] where o != n {
+            guard let size = n else { later.append(key); continue }
+            if (try? Socket.setOption(fd, SOL_SOCKET, force, Int32(size))) == nil { set(key, SOL_SOCKET, plain, Int32(size)) }
+        }
+        for o in new.options where !old.options.contains(o) {
+            switch o.scope {
+            case .any: break
+            case .inet: if !inet { continue }
+            case .tcp: if !tcp { continue }
+            }
+            let (level, name) = numbers(o.name, ipv6: family == AF_INET6)
+            set(o.key, level, name, o.value)
+        }
+        for o in old.options where !new.options.contains(where: { $0.key == o.key }) { later.append(o.key) }
+        if new.bindIPv6Only != old.bindIPv6Only { later.append("BindIPv6Only") }
+        if new.reusePort != old.reusePort { later.append("ReusePort") }
+        if new.freeBind != old.freeBind { later.append("FreeBind") }
+        if listen.address.unixPath != nil {
+            if new.socketMode != old.socketMode { later.append("SocketMode") }
+            if new.directoryMode != old.directoryMode { later.append("DirectoryMode") }
+            if new.socketUser != old.socketUser { later.append("SocketUser") }
+            if new.socketGroup != old.socketGroup { later.append("SocketGroup") }
+        }
+        return later
+    }
+
     /// setsockopt(2)'s level and option for a named option (linux/socket.h,
     /// netinet/in.h, netinet/tcp.h); some differ on IPv6 sockets.
     static func numbers(_ o: SocketOption.Name, ipv6: Bool) -> (level: Int32, name: Int32) {

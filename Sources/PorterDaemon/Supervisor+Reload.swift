@@ -14,7 +14,8 @@ extension Supervisor {
     struct Handover {
         struct Held {
             var fd: FileDescriptor
-            var shape: SocketConfig.Shape
+            /// The configuration the socket was last shaped by.
+            var config: SocketConfig
             /// RemoveOnStop= of the unit that had it: whether its file goes with it.
             var removeFile: Bool
         }
@@ -27,7 +28,9 @@ extension Supervisor {
         /// Units still waiting for an address in use (not an error: they
         /// waited before the reload too).
         var stillWaiting: [UnitName: SocketConfig] = [:]
-        var notes: [String] = []
+        /// Kept sockets whose unit now asks for other options: reshaped
+        /// at commit, when nothing can refuse the reload any more.
+        var reshape: [(fd: FileDescriptor, listen: Listen, from: SocketConfig, to: SocketConfig)] = []
     }
 
     func reload(_ reason: String) {
@@ -58,7 +61,6 @@ extension Supervisor {
             return
         }
         let diff = ConfigurationDiff(old: runningFingerprints(), new: Self.fingerprints(of: config))
-        for note in handover.notes { Log.warning(note) }
         commit(config, prep, &handover)
         Log.info("\(reason): configuration reloaded in \((MonotonicClock.now() - began).porterDescription): \(diff.summary)")
         // As after start-up: the heap the second parse needed goes back,
@@ -110,7 +112,7 @@ extension Supervisor {
         var h = Handover()
         for s in sockets {
             for (fd, listen) in zip(s.fds, s.config.listens) {
-                h.pool[listen.endpoint] = Handover.Held(fd: fd, shape: s.config.shape, removeFile: s.config.removeOnStop)
+                h.pool[listen.endpoint] = Handover.Held(fd: fd, config: s.config, removeFile: s.config.removeOnStop)
             }
         }
         for socket in config.sockets {
@@ -122,9 +124,7 @@ extension Supervisor {
                 if let old = h.pool.removeValue(forKey: listen.endpoint) {
                     taken.append((listen.endpoint, old))
                     fds.append(old.fd)
-                    if old.shape != socket.shape {
-                        h.notes.append("\(socket.name):\(listen.line): \(listen.kind.rawValue)=\(listen.address): socket options changed; the listening socket is kept (so no connection is refused) and the new options apply when porter restarts")
-                    }
+                    if old.config.shape != socket.shape { h.reshape.append((old.fd, listen, old.config, socket)) }
                     continue
                 }
                 let opened: Result<FileDescriptor, OpenFailure>
@@ -149,6 +149,7 @@ extension Supervisor {
                 // Waited before the reload and waits on: the sockets it took
                 // go back, the ones made for it close again.
                 for (endpoint, old) in taken { h.pool[endpoint] = old }
+                h.reshape.removeAll { r in taken.contains { $0.1.fd.rawValue == r.fd.rawValue } }
                 let madeHere = Set(fds.map(\.rawValue)).subtracting(taken.map(\.1.fd.rawValue))
                 for (fd, path) in h.made where madeHere.contains(fd.rawValue) {
                     fd.close()
@@ -246,6 +247,13 @@ extension Supervisor {
             if let s = link.service.flatMap({ services[$0] }) { s.paths.append(p.id) }
         }
 
+        for r in h.reshape {
+            let file = "\(r.to.name):\(r.listen.line): \(r.listen.kind.rawValue)"
+            let later = Listener.reshape(r.fd, listen: r.listen, from: r.from, to: r.to) { Log.warning("\(file): \($0)") }
+            if !later.isEmpty {
+                Log.warning("\(file)=\(r.listen.address): \(later.map { $0 + "=" }.joined(separator: ", ")) changed; the listening socket is kept (so no connection is refused) and this applies when porter restarts")
+            }
+        }
         // What nobody took over closes now, after the new sockets listen;
         // its file goes with RemoveOnStop=, as when systemd stops a socket.
         for (endpoint, old) in h.pool {

@@ -328,5 +328,38 @@ extension EndToEnd {
             c.close()
             #expect(try porter.stop() == 0)
         }
+
+        /// Options a live socket can take are set on the kept socket at
+        /// reload (Backlog=, read back from the kernel through ss(8)); one
+        /// only a new socket gets is named, and applies at restart.
+        @Test(.enabled(if: access("/usr/bin/ss", X_OK) == 0 || access("/bin/ss", X_OK) == 0, "needs ss(8) from iproute2"))
+        func changedOptionsOnAKeptSocket() throws {
+            let port = freePort()
+            let porter = try PorterRun("reloadopts", units: [
+                "o.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\nBacklog=16\n",
+                "o@.service": "[Service]\nExecStart=\(handlerBinary) say ok\nStandardInput=socket\n",
+            ])
+            func backlog() -> String {
+                let out = porter.dir + "/ss.out"
+                _ = system("ss -ltnH 'sport = :\(port)' > '\(out)'")
+                return readFile(out).split(separator: " ", omittingEmptySubsequences: true).dropFirst(2).first.map(String.init) ?? "?"
+            }
+            #expect(backlog() == "16")
+            let sockets = fdTargets(porter.pid).filter { $0.hasPrefix("socket:") }.sorted()
+            writeFile(porter.units + "/o.socket", "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\nBacklog=64\n")
+            kill(porter.pid, SIGHUP)
+            try porter.waitForLog("configuration reloaded")
+            #expect(backlog() == "64", "Backlog= set on the kept socket")
+            #expect(fdTargets(porter.pid).filter { $0.hasPrefix("socket:") }.sorted() == sockets, "the same socket")
+            #expect(!porter.log.contains("applies when porter restarts"), "\(porter.log)")
+            writeFile(porter.units + "/o.socket", "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\nBacklog=64\nReusePort=yes\n")
+            kill(porter.pid, SIGHUP)
+            try waitUntil(10, "the second reload") { porter.count("configuration reloaded") == 2 }
+            #expect(porter.log.contains("o.socket:2: ListenStream=127.0.0.1:\(port): ReusePort= changed; the listening socket is kept"), "\(porter.log)")
+            let c = try Client.tcp(port)
+            #expect(try c.readAll().contains("ok"))
+            c.close()
+            #expect(try porter.stop() == 0)
+        }
     }
 }
