@@ -89,25 +89,27 @@ public enum Listener {
         }
         if config.keepAlive { set("SO_KEEPALIVE", SOL_SOCKET, SO_KEEPALIVE, 1) }
         if config.noDelay && tcp { set("TCP_NODELAY", Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
-        // The FORCE variants pass net.core.rmem_max/wmem_max when privileged.
-        if let size = config.receiveBuffer {
-            if (try? Socket.setOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, Int32(size))) == nil {
-                set("SO_RCVBUF", SOL_SOCKET, SO_RCVBUF, Int32(size))
-            }
-        }
-        if let size = config.sendBuffer {
-            if (try? Socket.setOption(fd, SOL_SOCKET, SO_SNDBUFFORCE, Int32(size))) == nil {
-                set("SO_SNDBUF", SOL_SOCKET, SO_SNDBUF, Int32(size))
-            }
-        }
-        for o in config.options {
-            switch o.scope {
-            case .any: break
-            case .inet: if !inet { continue }
-            case .tcp: if !tcp { continue }
-            }
+        if let size = config.receiveBuffer { setBuffer(fd, size, SO_RCVBUFFORCE, SO_RCVBUF, "SO_RCVBUF", set) }
+        if let size = config.sendBuffer { setBuffer(fd, size, SO_SNDBUFFORCE, SO_SNDBUF, "SO_SNDBUF", set) }
+        for o in config.options where applies(o, inet: inet, tcp: tcp) {
             let (level, name) = numbers(o.name, ipv6: family == AF_INET6)
             set(o.key, level, name, o.value)
+        }
+    }
+
+    /// The FORCE variants pass net.core.rmem_max/wmem_max when privileged;
+    /// without the privilege, the plain option (capped by the kernel).
+    private static func setBuffer(_ fd: FileDescriptor, _ size: Int, _ force: Int32, _ plain: Int32, _ name: String,
+                                  _ set: (String, Int32, Int32, Int32) -> Void) {
+        if (try? Socket.setOption(fd, SOL_SOCKET, force, Int32(size))) == nil { set(name, SOL_SOCKET, plain, Int32(size)) }
+    }
+
+    /// Whether an option's scope covers this socket.
+    private static func applies(_ o: SocketOption, inet: Bool, tcp: Bool) -> Bool {
+        switch o.scope {
+        case .any: return true
+        case .inet: return inet
+        case .tcp: return tcp
         }
     }
 
@@ -136,14 +138,9 @@ public enum Listener {
         for (key, o, n, force, plain) in [("ReceiveBuffer", old.receiveBuffer, new.receiveBuffer, SO_RCVBUFFORCE, SO_RCVBUF),
                                           ("SendBuffer", old.sendBuffer, new.sendBuffer, SO_SNDBUFFORCE, SO_SNDBUF)] where o != n {
             guard let size = n else { later.append(key); continue }
-            if (try? Socket.setOption(fd, SOL_SOCKET, force, Int32(size))) == nil { set(key, SOL_SOCKET, plain, Int32(size)) }
+            setBuffer(fd, size, force, plain, key, set)
         }
-        for o in new.options where !old.options.contains(o) {
-            switch o.scope {
-            case .any: break
-            case .inet: if !inet { continue }
-            case .tcp: if !tcp { continue }
-            }
+        for o in new.options where !old.options.contains(o) && applies(o, inet: inet, tcp: tcp) {
             let (level, name) = numbers(o.name, ipv6: family == AF_INET6)
             set(o.key, level, name, o.value)
         }

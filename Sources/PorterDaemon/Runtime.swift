@@ -108,6 +108,10 @@ final class SocketRuntime {
     }
 
     var template: PreparedService? { instances?.template }
+
+    /// What an Accept=no service receives of this socket: each listener,
+    /// with its LISTEN_FDNAMES name.
+    var passed: [(fd: FileDescriptor, name: String)] { fds.map { ($0, config.fileDescriptorName) } }
     var watched: Bool { !tokens.isEmpty }
 }
 

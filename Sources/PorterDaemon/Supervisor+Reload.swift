@@ -319,7 +319,7 @@ extension Supervisor {
         let runtimes = names.compactMap { socketIndex[$0].flatMap { sockets[$0] } }
         let triggers = runtimes.filter { $0.config.activates == s.prepared.config.name }
         s.triggers = triggers.map(\.id)
-        s.passed = runtimes.flatMap { r in r.fds.map { ($0, r.config.fileDescriptorName) } }
+        s.passed = runtimes.flatMap(\.passed)
         for t in triggers {
             t.service = s.id
             switch s.machine.state {

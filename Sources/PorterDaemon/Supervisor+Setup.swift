@@ -165,12 +165,8 @@ extension Supervisor {
             }
             installedServices.insert(name)
             let triggers = indices.filter { $0.config.activates == name }
-            var passed: [(fd: FileDescriptor, name: String)] = []
-            for s in indices {
-                for fd in s.fds { passed.append((fd, s.config.fileDescriptorName)) }
-            }
             let id = services.insert {
-                ServiceRuntime(id: $0, prepared: prepared, triggers: triggers.map(\.id), passed: passed, timers: timers)
+                ServiceRuntime(id: $0, prepared: prepared, triggers: triggers.map(\.id), passed: indices.flatMap(\.passed), timers: timers)
             }
             serviceIndex[name] = id
             for t in triggers { t.service = id }
