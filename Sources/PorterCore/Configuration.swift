@@ -13,6 +13,8 @@ public struct Configuration: Sendable {
     /// (the ones that activate it, then Sockets=).
     public var passedSockets: [UnitName: [UnitName]] = [:]
     public var diagnostics: [Diagnostic] = []
+    /// Masked units and aliases, one line each.
+    public var notes: [String] = []
     /// Units that were refused, with every unit that depended on them.
     public var refused: Set<UnitName> = []
     /// Valid services that no socket activates: not run, but `porter check`
@@ -40,6 +42,7 @@ public struct Configuration: Sendable {
     public static func pair(_ units: UnitSet) -> Configuration {
         var c = Configuration()
         c.diagnostics = units.diagnostics
+        c.notes = units.notes
         c.refused = units.refused
         let socketConfigs = units.sockets
         c.socketsRead = socketConfigs
@@ -60,6 +63,8 @@ public struct Configuration: Sendable {
                 let why: String
                 if c.refused.contains(target) {
                     why = "refused because \(target) has errors"
+                } else if units.masked.contains(target) {
+                    why = "activates \(target), which is masked"
                 } else if socket.accept {
                     why = "Accept=yes starts instances of \(target), which does not exist"
                         + (present.contains(name.withType(.service)) ? " (\(name.withType(.service)) is for Accept=no)" : "")
@@ -81,6 +86,7 @@ public struct Configuration: Sendable {
             let target = path.activates
             guard serviceConfigs[target] != nil else {
                 let why = c.refused.contains(target) ? "refused because \(target) has errors"
+                    : units.masked.contains(target) ? "starts \(target), which is masked"
                     : path.accept ? "Accept=yes starts instances of \(target), which does not exist"
                     : "starts \(target), which does not exist"
                 c.diagnostics.append(Diagnostic(.error, file: name.description, why))
@@ -216,11 +222,24 @@ public struct UnitSet: Sendable {
             }
             return  // not a unit file: README, editor backups, ...
         }
+        add(name, files: [(fileName, bytes)], host: host)
+    }
+
+    /// Adds unit `name` made of `files`: the unit file, then its drop-ins
+    /// in the order they apply (`UnitSources`). Each is parsed on its own,
+    /// so a syntax error names its file and line.
+    public mutating func add(_ name: UnitName, files: [(name: String, bytes: [UInt8])], host: HostFacts) {
         present.insert(name)
-        var d = Diagnostics(file: fileName)
-        let file = UnitFile.parse(fileName: fileName, bytes: bytes, diagnostics: &d)
+        let sources = SourceNames(files.map(\.name))
+        var d = Diagnostics(sources: sources)
+        var parsed: [UnitFile] = []
+        var print = Fingerprint.of(files.first?.bytes ?? [])
+        for (k, f) in files.enumerated() {
+            parsed.append(UnitFile.parse(fileName: f.name, bytes: f.bytes, firstLine: k * SourceNames.stride, diagnostics: &d))
+            if k > 0 { print = print &* 31 &+ Fingerprint.of(Array(f.name.utf8)) &* 17 &+ Fingerprint.of(f.bytes) }
+        }
+        let file = parsed.count == 1 ? parsed[0] : UnitFile.merging(parsed)
         let specifiers = Specifiers(unit: name, host: host)
-        let print = Fingerprint.of(bytes)
         switch name.type {
         case .socket:
             if var s = SocketConfig.read(file, name: name, specifiers: specifiers, diagnostics: &d) {
@@ -247,14 +266,24 @@ public struct UnitSet: Sendable {
         diagnostics += d.all
     }
 
+    /// What an admin should know but is no problem: masked units, aliases.
+    public private(set) var notes: [String] = []
+    public mutating func note(_ line: String) { notes.append(line) }
+    /// Masked units: not loaded, and what needs them says so.
+    public private(set) var masked: Set<UnitName> = []
+    public mutating func mask(_ name: UnitName, _ line: String) {
+        masked.insert(name)
+        notes.append(line)
+    }
+
     /// Adds a problem found outside the parser.
     public mutating func report(_ d: Diagnostic) { diagnostics.append(d) }
 
     /// A unit file that could not be read whole: an error, and the unit is
     /// refused, so what depends on it says why.
-    public mutating func refuse(fileName: String, _ message: String) {
+    public mutating func refuse(fileName: String, unit: UnitName? = nil, _ message: String) {
         diagnostics.append(Diagnostic(.error, file: fileName, message))
-        if let name = UnitName.parse(fileName) {
+        if let name = unit ?? UnitName.parse(fileName) {
             present.insert(name)
             refused.insert(name)
         }

@@ -36,8 +36,18 @@ public struct Diagnostics: Sendable {
     private var suppressed = 0
     private var suppressedError = false
     public let file: String
+    /// The unit file and its drop-ins: a line says which one it is in.
+    public let sources: SourceNames
 
-    public init(file: String) { self.file = file }
+    public init(file: String) {
+        self.file = file
+        sources = SourceNames(file)
+    }
+
+    public init(sources: SourceNames) {
+        self.file = sources.unit
+        self.sources = sources
+    }
 
     public var all: [Diagnostic] {
         guard suppressed > 0 else { return shown }
@@ -55,11 +65,11 @@ public struct Diagnostics: Sendable {
     }
 
     public mutating func error(_ line: Int?, _ key: String?, _ message: String) {
-        add(Diagnostic(.error, file: file, line: line, key: key, message))
+        add(Diagnostic(.error, in: sources, line: line, key: key, message))
     }
 
     public mutating func warning(_ line: Int?, _ key: String?, _ message: String) {
-        add(Diagnostic(.warning, file: file, line: line, key: key, message))
+        add(Diagnostic(.warning, in: sources, line: line, key: key, message))
     }
 
     public var hasErrors: Bool { suppressedError || shown.contains { $0.severity == .error } }

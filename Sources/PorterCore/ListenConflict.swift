@@ -33,16 +33,16 @@ public enum ListenConflict {
     /// Every listen address that an earlier unit (in name order) or an
     /// earlier line already has, as errors for the later position.
     public static func duplicates(_ sockets: [SocketConfig]) -> [(unit: UnitName, diagnostic: Diagnostic)] {
-        var seen: [Key: (UnitName, Int)] = [:]
+        var seen: [Key: String] = [:]
         var out: [(UnitName, Diagnostic)] = []
         for s in sockets.sorted(by: { $0.name < $1.name }) {
             for l in s.listens {
                 let k = exactKey(l)
-                if let (other, line) = seen[k] {
-                    out.append((s.name, Diagnostic(.error, file: s.name.description, line: l.line, key: l.kind.rawValue,
-                        "\(l.address) is already a listen address of \(other):\(line); one address, one unit")))
+                if let other = seen[k] {
+                    out.append((s.name, Diagnostic(.error, in: s.sources, line: l.line, key: l.kind.rawValue,
+                        "\(l.address) is already a listen address of \(other); one address, one unit")))
                 } else {
-                    seen[k] = (s.name, l.line)
+                    seen[k] = s.sources.at(l.line)
                 }
             }
         }

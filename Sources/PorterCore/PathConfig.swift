@@ -70,8 +70,13 @@ public struct PathConfig: Sendable {
     public var failedDirectory: String?
     /// Of the unit file's bytes: whether a reload changed the unit.
     public var fingerprint: UInt64 = 0
+    /// The unit file and its drop-ins, for messages about its lines.
+    public var sources = SourceNames("")
 
-    public init(name: UnitName) { self.name = name }
+    public init(name: UnitName) {
+        self.name = name
+        sources = SourceNames(name.description)
+    }
 
     static let keys = KeySet([
         "PathExists", "PathExistsGlob", "PathChanged", "PathModified", "DirectoryNotEmpty", "Unit",
@@ -87,6 +92,7 @@ public struct PathConfig: Sendable {
 
     public static func read(_ file: UnitFile, name: UnitName, specifiers: Specifiers, diagnostics: inout Diagnostics) -> PathConfig? {
         var c = PathConfig(name: name)
+        c.sources = diagnostics.sources
         var r = UnitReader(file: file, diagnostics: diagnostics)
         r.read(section: "Path", implemented: keys) { r, a in c.apply(a, &r, specifiers) }
         c.validate(&r)

@@ -47,6 +47,8 @@ public struct ServiceConfig: Sendable {
     var execLine = 0
     /// Of the unit file's bytes: whether a reload changed the unit.
     public var fingerprint: UInt64 = 0
+    /// The unit file and its drop-ins, for messages about its lines.
+    public var sources = SourceNames("")
     /// Where User=, Group= and SupplementaryGroups= were set, for the
     /// messages of checks made after parsing (a user that does not exist).
     var credentialLines: (user: Int?, group: Int?, supplementary: Int?) = (nil, nil, nil)
@@ -100,7 +102,10 @@ public struct ServiceConfig: Sendable {
     /// FileDescriptorStoreMax=: 0 (systemd's default) keeps no fds.
     public var fdStoreMax = 0
 
-    public init(name: UnitName) { self.name = name }
+    public init(name: UnitName) {
+        self.name = name
+        sources = SourceNames(name.description)
+    }
 
     /// systemd's service_fix_stdio(): with a bidirectional stdin (a socket)
     /// stdout defaults to inherit, i.e. the socket; otherwise to the journal.
@@ -124,6 +129,7 @@ public struct ServiceConfig: Sendable {
 
     public static func read(_ file: UnitFile, name: UnitName, specifiers: Specifiers, diagnostics: inout Diagnostics) -> ServiceConfig? {
         var config = ServiceConfig(name: name)
+        config.sources = diagnostics.sources
         var reader = UnitReader(file: file, diagnostics: diagnostics)
         reader.read(section: "Service", implemented: keys, unitKeys: unitKeys) { r, a in
             switch a.key {

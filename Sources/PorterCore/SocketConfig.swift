@@ -74,9 +74,12 @@ public struct SocketConfig: Sendable {
     var sawListen = false
     /// Of the unit file's bytes: whether a reload changed the unit.
     public var fingerprint: UInt64 = 0
+    /// The unit file and its drop-ins, for messages about its lines.
+    public var sources = SourceNames("")
 
     public init(name: UnitName) {
         self.name = name
+        sources = SourceNames(name.description)
         // systemd.socket(5): the name defaults to the socket unit's name, suffix included.
         fileDescriptorName = name.description
     }
@@ -93,6 +96,7 @@ public struct SocketConfig: Sendable {
     /// Reads a socket unit. Returns nil when it has errors (in `diagnostics`).
     public static func read(_ file: UnitFile, name: UnitName, specifiers: Specifiers, diagnostics: inout Diagnostics) -> SocketConfig? {
         var config = SocketConfig(name: name)
+        config.sources = diagnostics.sources
         var reader = UnitReader(file: file, diagnostics: diagnostics)
         reader.read(section: "Socket", implemented: keys) { r, a in
             config.apply(a, &r, specifiers)

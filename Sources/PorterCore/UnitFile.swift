@@ -30,7 +30,9 @@ public struct UnitFile: Sendable {
     /// The same on raw bytes. Porter reads thousands of unit files at start;
     /// working on UTF-8 bytes instead of Characters keeps that to a few
     /// microseconds each (grapheme breaking is neither needed nor cheap).
-    public static func parse(fileName: String, bytes: [UInt8], diagnostics: inout Diagnostics) -> UnitFile {
+    /// `firstLine`: the number of the line before the first, for the
+    /// drop-ins of a unit (see `SourceNames`).
+    public static func parse(fileName: String, bytes: [UInt8], firstLine: Int = 0, diagnostics: inout Diagnostics) -> UnitFile {
         var sections: [Section] = []
         var pending: [UInt8] = []
         var pendingLine = 0
@@ -81,7 +83,7 @@ public struct UnitFile: Sendable {
             sections[sections.count - 1].assignments.append(Assignment(key: key, value: String(decoding: v, as: UTF8.self), line: lineNumber))
         }
 
-        var lineNumber = 0
+        var lineNumber = firstLine
         var start = 0
         let n = bytes.count
         while start <= n {
@@ -122,6 +124,14 @@ public struct UnitFile: Sendable {
         return UnitFile(fileName: fileName, sections: sections)
     }
 
+    /// A unit file with its drop-ins applied: their sections follow the
+    /// unit's, so each assignment comes later than what it overrides, and
+    /// an empty one resets a list, as systemd.unit(5) says.
+    public static func merging(_ files: [UnitFile]) -> UnitFile {
+        var merged = UnitFile(fileName: files.first?.fileName ?? "", sections: [])
+        for f in files { merged.sections += f.sections }
+        return merged
+    }
 }
 
 extension StringProtocol {

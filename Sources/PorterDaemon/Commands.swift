@@ -18,37 +18,45 @@ public enum Commands {
         return env
     }
 
-    static func openDirectory(_ directory: String) -> ConfigLoader.Directory? {
-        guard let st = try? Files.status(directory), st.isDirectory else {
-            Log.error("\(directory): not a directory; expected --config-dir DIR with .socket and .service files")
-            return nil
+    /// Where porter reads units: the directories given, or the defaults
+    /// (of which missing ones are skipped).
+    public struct Place: Sendable {
+        public var directories: [String]
+        public var isDefault: Bool
+        public init(_ directories: [String]) {
+            isDefault = directories.isEmpty
+            self.directories = isDefault ? ConfigLoader.defaultDirectories : directories
         }
+        public var description: String { directories.joined(separator: ", ") }
+    }
+
+    static func open(_ place: Place) -> ConfigLoader.Directories? {
         do {
-            let dir = try ConfigLoader.Directory(directory)
-            if dir.writableByOthers {
-                Log.warning("\(directory): others can write this directory; whoever adds a unit here runs programs as porter's user")
+            let dirs = try ConfigLoader.Directories(place.directories, optional: place.isDefault)
+            for path in dirs.writableByOthers {
+                Log.warning("\(path): others can write this directory; whoever adds a unit here runs programs as porter's user")
             }
-            return dir
+            return dirs
         } catch {
-            Log.error("\(directory): cannot read: \(error.reason)")
+            Log.error(error.description)
             return nil
         }
     }
 
-    static func load(_ directory: String, _ host: HostFacts) -> Configuration? {
-        guard let dir = openDirectory(directory) else { return nil }
-        defer { dir.close() }
+    static func load(_ place: Place, _ host: HostFacts) -> Configuration? {
+        guard let dirs = open(place) else { return nil }
+        defer { dirs.close() }
         var units = UnitSet()
-        dir.reportInvalidNames(to: &units)
-        dir.add(dir.names, to: &units, host: host)
+        dirs.report(to: &units)
+        dirs.add(dirs.names, to: &units, host: host)
         return Configuration.pair(units)
     }
 
     /// `porter run`: the daemon in the foreground, logging to stderr.
-    public static func run(configDirectory: String) -> Int32 {
+    public static func run(_ place: Place) -> Int32 {
         // Everything read at start-up is freed before the loop begins; the
         // supervisor keeps what it needs.
-        guard let supervisor = setUp(configDirectory) else { return 1 }
+        guard let supervisor = setUp(place) else { return 1 }
         Processes.releaseStartupMemory()
         return supervisor.run()
     }
@@ -58,11 +66,11 @@ public enum Commands {
     /// read, so clients can connect (and wait in the backlog) as early as
     /// possible, as systemd binds sockets before it starts anything. Unix
     /// paths follow once the pairing has shown their units run.
-    static func setUp(_ configDirectory: String) -> Supervisor? {
+    static func setUp(_ place: Place) -> Supervisor? {
         let env = environment()
         let host = ConfigLoader.hostFacts(environment: env)
-        guard let dir = openDirectory(configDirectory) else { return nil }
-        defer { dir.close() }
+        guard let dirs = open(place) else { return nil }
+        defer { dirs.close() }
         let supervisor: Supervisor
         do {
             supervisor = try Supervisor(host: host, environment: env)
@@ -70,13 +78,15 @@ public enum Commands {
             Log.error("cannot set up the event loop: \(error)")
             return nil
         }
-        supervisor.configDirectory = configDirectory
+        supervisor.place = place
         var units = UnitSet()
-        dir.reportInvalidNames(to: &units)
-        dir.add(dir.names.filter { $0.hasSuffix(".socket") }, to: &units, host: host)
+        dirs.report(to: &units)
+        let names = dirs.names
+        dirs.add(names.filter { $0.type == .socket }, to: &units, host: host)
         supervisor.openListeners(units.sockets)
-        dir.add(dir.names.filter { !$0.hasSuffix(".socket") }, to: &units, host: host)
+        dirs.add(names.filter { $0.type != .socket }, to: &units, host: host)
         let config = Configuration.pair(units)
+        for n in config.notes { Log.info(n) }
         for d in config.diagnostics { Log.write(d.severity == .error ? .error : .warning, d.description) }
         let problems = supervisor.activate(config)
         for d in problems { Log.write(d.severity == .error ? .error : .warning, d.description) }
@@ -85,20 +95,33 @@ public enum Commands {
             + supervisor.paths.filter { $0.template != nil }.count
         let paths = supervisor.paths.count
         let watching = paths == 0 ? "" : ", \(paths) path unit\(paths == 1 ? "" : "s") watching"
-        Log.info("ready: \(sockets) socket\(sockets == 1 ? "" : "s") listening\(watching) for \(services) service\(services == 1 ? "" : "s") from \(configDirectory)")
+        Log.info("ready: \(sockets) socket\(sockets == 1 ? "" : "s") listening\(watching) for \(services) service\(services == 1 ? "" : "s") from \(dirs.paths.joined(separator: ", "))")
         return supervisor
     }
 
     /// `porter check`: parse and validate everything, print each pairing and
     /// every problem; non-zero when there is any error.
-    public static func check(configDirectory: String) -> Int32 {
+    public static func check(_ place: Place, show: [String] = []) -> Int32 {
         let env = environment()
         let host = ConfigLoader.hostFacts(environment: env)
-        guard let config = load(configDirectory, host) else { return 1 }
+        if !show.isEmpty { return Self.show(place, show) }
+        guard let dirs = open(place) else { return 1 }
+        var units = UnitSet()
+        dirs.report(to: &units)
+        dirs.add(dirs.names, to: &units, host: host)
+        let config = Configuration.pair(units)
+        let made = dirs.names.compactMap { dirs.sources.units[$0] }
+        dirs.close()
         let prep = Preparation(config, host: host, environment: env, unused: true)
         let problems = config.diagnostics + prep.diagnostics
         var out = ""
+        for n in config.notes { out += "note: \(n)\n" }
         for d in problems { out += "\(d.severity.rawValue): \(d.description)\n" }
+        // Where each unit came from, when it is more than one plain file.
+        for u in made where !u.dropIns.isEmpty || u.file.linkTarget != nil || u.file.directory > 0 {
+            let link = u.file.linkTarget.map { " -> \($0)" } ?? ""
+            out += "\(u.name): \(u.file.path)\(link)" + u.dropIns.map { " + \($0.path)" }.joined() + "\n"
+        }
         let usable = config.sockets.filter { !prep.refusedSockets.contains($0.name) }
         for s in usable {
             let listens = s.listens.map(\.description).joined(separator: " ")
@@ -116,5 +139,26 @@ public enum Commands {
         out += pathCount + "\(usable.count) socket\(usable.count == 1 ? "" : "s") ready, \(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s")\n"
         _ = try? FileDescriptor.standardOutput.write(out)
         return errors > 0 ? 1 : 0
+    }
+}
+
+extension Commands {
+    /// `porter check --show UNIT`: the files of each unit, as `systemctl
+    /// cat` prints them.
+    static func show(_ place: Place, _ names: [String]) -> Int32 {
+        guard let dirs = open(place) else { return 1 }
+        defer { dirs.close() }
+        var out = "", status: Int32 = 0
+        for n in names {
+            guard let name = UnitName.parse(n), let text = dirs.show(name) else {
+                Log.error("\(n): no such unit in \(dirs.paths.joined(separator: ", "))"
+                          + (UnitName.parse(n).flatMap { dirs.sources.masked[$0] }.map { " (masked by \($0))" } ?? ""))
+                status = 1
+                continue
+            }
+            out += text
+        }
+        _ = try? FileDescriptor.standardOutput.write(out)
+        return status
     }
 }

@@ -40,9 +40,8 @@ final class PreparedService {
 
     static func prepare(_ config: ServiceConfig, host: HostFacts, porterEnvironment: [String: String],
                         shared cache: Shared = Shared()) -> Result<PreparedService, Diagnostic> {
-        let file = config.name.description
         func refuse(_ key: String, _ message: String) -> Result<PreparedService, Diagnostic> {
-            .failure(Diagnostic(.error, file: file, line: config.line(of: key), key: key, message))
+            .failure(Diagnostic(.error, in: config.sources, line: config.line(of: key), key: key, message))
         }
         var account: Users.User? = nil
         if let u = config.user {

@@ -60,7 +60,7 @@ extension Supervisor {
             // through a symlink someone else could have placed.
             for c in rt.config.conditions where c.kind != .exists && c.kind != .existsGlob {
                 do { try SafePath.directory(c.path, trust: .porter, create: rt.config.directoryMode).close() } catch {
-                    problems.append(Diagnostic(.warning, file: rt.name, line: c.line, key: c.kind.rawValue,
+                    problems.append(Diagnostic(.warning, in: rt.config.sources, line: c.line, key: c.kind.rawValue,
                                                "MakeDirectory=: \(error)"))
                 }
             }

@@ -38,12 +38,13 @@ extension Supervisor {
             Log.info("\(reason): stopping, not reloading")
             return
         }
-        guard let directory = configDirectory else { return }
+        guard let place else { return }
         let began = MonotonicClock.now()
-        guard let config = Commands.load(directory, host) else {
-            Log.error("\(reason): reload refused: cannot read \(directory); nothing changed, still serving the previous configuration")
+        guard let config = Commands.load(place, host) else {
+            Log.error("\(reason): reload refused: cannot read \(place.description); nothing changed, still serving the previous configuration")
             return
         }
+        for n in config.notes { Log.info("reload: " + n) }
         let prep = Preparation(config, host: host, environment: porterEnvironment, reuse: currentPrepared())
         let problems = config.diagnostics + prep.diagnostics
         let errors = problems.filter { $0.severity == .error }
@@ -248,7 +249,7 @@ extension Supervisor {
         }
 
         for r in h.reshape {
-            let file = "\(r.to.name):\(r.listen.line): \(r.listen.kind.rawValue)"
+            let file = "\(r.to.sources.at(r.listen.line)): \(r.listen.kind.rawValue)"
             let later = Listener.reshape(r.fd, listen: r.listen, from: r.from, to: r.to) { Log.warning("\(file): \($0)") }
             if !later.isEmpty {
                 Log.warning("\(file)=\(r.listen.address): \(later.map { $0 + "=" }.joined(separator: ", ")) changed; the listening socket is kept (so no connection is refused) and this applies when porter restarts")

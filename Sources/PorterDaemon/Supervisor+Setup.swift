@@ -29,7 +29,7 @@ struct Preparation {
                 services[name] = p
                 // Not an error: the program may be installed before the first connection.
                 if let exe = p.shared?.executable, p.executable(exe) == nil || !Files.isExecutable(p.executable(exe)!) {
-                    diagnostics.append(Diagnostic(.warning, file: name.description, line: p.config.execStartLine, key: "ExecStart",
+                    diagnostics.append(Diagnostic(.warning, in: p.config.sources, line: p.config.execStartLine, key: "ExecStart",
                         "\(exe) is not an executable file (yet); starts will fail until it is"))
                 }
             case .failure(let d):
@@ -259,16 +259,17 @@ extension Supervisor {
 
     /// Binds and listens on one Listen*= line.
     func open(_ listen: Listen, of socket: SocketConfig, owner: Listener.Owner) -> Result<FileDescriptor, OpenFailure> {
-        let file = socket.name.description
+        let (sourceFile, sourceLine) = socket.sources.locate(listen.line)
+        let file = "\(sourceFile):\(sourceLine ?? 0)"
         // Accept=yes: porter accepts until EAGAIN. Accept=no: the service
         // gets the socket as NonBlocking= says (systemd clears O_NONBLOCK
         // unless asked; `activate` sets it), and porter only ever polls it.
         let options = Listener.Options(nonBlocking: socket.accept, owner: owner)
         do {
             let fd = try Listener.open(listen, config: socket, options: options) { warning in
-                Log.warning("\(file):\(listen.line): \(listen.kind.rawValue): \(warning)")
+                Log.warning("\(file): \(listen.kind.rawValue): \(warning)")
             }
-            openedPorts[ListenConflict.key(listen)] = "\(file):\(listen.line)"
+            openedPorts[ListenConflict.key(listen)] = file
             return .success(fd)
         } catch {
             var error = error
@@ -276,7 +277,7 @@ extension Supervisor {
                 // Not another process: one of porter's own units has it.
                 error.hint = "\(other) listens there too"
             }
-            return .failure(OpenFailure(Diagnostic(.error, file: file, line: listen.line, key: listen.kind.rawValue, "\(listen.address): \(error)"),
+            return .failure(OpenFailure(Diagnostic(.error, in: socket.sources, line: listen.line, key: listen.kind.rawValue, "\(listen.address): \(error)"),
                                         inUse: error.errno == EADDRINUSE))
         }
     }

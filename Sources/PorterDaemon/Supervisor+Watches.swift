@@ -109,7 +109,7 @@ extension Supervisor {
         guard rt.refusals[c] != reason else { return }
         rt.refusals[c] = reason
         let cond = rt.config.conditions[c]
-        Log.error("\(rt.name):\(cond.line): \(cond.kind.rawValue): \(reason); not watching \(cond.path) until that changes")
+        Log.error("\(rt.config.sources.at(cond.line)): \(cond.kind.rawValue): \(reason); not watching \(cond.path) until that changes")
     }
 
     /// Calls `body` with the verified directory a condition looks into:

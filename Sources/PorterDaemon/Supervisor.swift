@@ -81,7 +81,8 @@ public final class Supervisor {
     var openedPorts: [ListenConflict.Key: String] = [:]
     var stopping = false
     /// Where the configuration is read again on SIGHUP.
-    public var configDirectory: String?
+    /// Where the units are read from (and read again on reload).
+    public var place: Commands.Place?
     /// A launch needed a large heap: trimmed once the batch of events is
     /// done and its strings are freed.
     var trimPending = false

@@ -48,6 +48,12 @@ public enum Files {
         FileDescriptor(try retrying("open(\(path))") { porter_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0) })
     }
 
+    /// Opens the directory `name` in `dir` (following a symlink: drop-in
+    /// directories may be linked in). The caller owns the fd.
+    public static func openDirectory(at dir: FileDescriptor, _ name: String) throws(SysError) -> FileDescriptor {
+        FileDescriptor(try retrying("open(\(name))") { porter_openat(dir.rawValue, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0) })
+    }
+
     /// Reads a whole regular file relative to a directory fd, at most
     /// `limit` bytes. O_NONBLOCK: opening a FIFO must not wait for a writer
     /// (it is refused after fstat anyway); symlinks are followed, since an
@@ -185,6 +191,17 @@ public enum Files {
     /// owns the fd. The corresponding C function is openat(2).
     public static func open(at dir: FileDescriptor, _ name: String, flags: Int32) throws(SysError) -> FileDescriptor {
         FileDescriptor(try retrying("open(\(name))") { porter_openat(dir.rawValue, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0) })
+    }
+
+    /// Where the symlink `name` in `dir` points, or nil when it is not a
+    /// symlink. The corresponding C function is readlinkat(2).
+    public static func readLink(at dir: FileDescriptor, _ name: String) -> String? {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { raw in
+            readlinkat(dir.rawValue, name, raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count)
+        }
+        guard n > 0, n < buf.count else { return nil }
+        return String(decoding: buf[..<n], as: UTF8.self)
     }
 
     /// The corresponding C function is renameat(2).

@@ -4,18 +4,23 @@ import PorterDaemon
 import PorterSys
 
 let usage = """
-    usage: porter run [--config-dir DIR] [--log-level LEVEL]
-           porter check [--config-dir DIR]
+    usage: porter run [--config-dir DIR]... [--log-level LEVEL]
+           porter check [--config-dir DIR]... [--show UNIT]...
            porter --help | --version
 
-    porter listens on the sockets of the .socket units in DIR (default
-    /etc/porter) and starts the matching .service or @.service units when
-    work arrives, as systemd socket activation and inetd do.
+    porter listens on the sockets of the .socket units in DIR and starts
+    the matching .service or @.service units when work arrives, as systemd
+    socket activation and inetd do; .path units start them when files
+    appear. --config-dir may be given more than once: the first DIR that
+    holds a unit file wins, drop-ins (NAME.TYPE.d/*.conf) of all are merged.
+    Default: /etc/porter, /run/porter, /usr/lib/porter (those that exist).
 
       run     run in the foreground, logging to stderr; SIGTERM or SIGINT
-              stops the services and exits 0
-      check   read and validate DIR, print each socket -> service pairing
-              and every problem; exits 1 when there is an error
+              stops the services and exits 0, SIGHUP reloads
+      check   read and validate, print each socket -> service pairing,
+              where units came from and every problem; exits 1 when there
+              is an error
+      --show UNIT  print the files that make up UNIT, as systemctl cat
       --log-level  debug, info (default), warning or error
 
     """
@@ -41,7 +46,8 @@ case "--version", "-V", "version":
     _ = try? FileDescriptor.standardOutput.write("porter \(Commands.version)\n")
     exit(0)
 case "run", "check":
-    var directory = "/etc/porter"
+    var directories: [String] = []
+    var show: [String] = []
     while let a = args.first {
         args.removeFirst()
         var value: String? = nil
@@ -58,7 +64,9 @@ case "run", "check":
         }
         switch flag {
         case "--config-dir", "-c":
-            directory = next()
+            directories.append(next())
+        case "--show" where command == "check":
+            show.append(next())
         case "--log-level" where command == "run":
             switch next() {
             case "debug": Log.threshold = .debug
@@ -71,7 +79,8 @@ case "run", "check":
             fail("unknown option '\(a)' for \(command)")
         }
     }
-    exit(command == "run" ? Commands.run(configDirectory: directory) : Commands.check(configDirectory: directory))
+    let place = Commands.Place(directories)
+    exit(command == "run" ? Commands.run(place) : Commands.check(place, show: show))
 default:
     fail("unknown command '\(command)'")
 }

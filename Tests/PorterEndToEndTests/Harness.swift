@@ -33,6 +33,12 @@ func waitUntil(_ seconds: Double = 10, _ what: String, _ condition: () throws ->
 }
 
 func writeFile(_ path: String, _ text: String, mode: mode_t = 0o644) {
+    // Parents first (drop-in directories: "echo.socket.d/port.conf").
+    var parent = ""
+    for part in path.split(separator: "/").dropLast() {
+        parent += "/" + part
+        mkdir(parent, 0o755)
+    }
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
     precondition(fd >= 0, "cannot write \(path)")
     _ = text.withCString { write(fd, $0, strlen($0)) }
