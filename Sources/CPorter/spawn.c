@@ -17,6 +17,8 @@
  *      (porter blocks the signals it reads through signalfd; a child must not
  *      inherit that mask, and ignored dispositions survive execve)
  *   2. setsid, so the service gets its own process group porter can signal
+ *   2b. the process settings (Limit*=, Nice=, OOMScoreAdjust=, scheduling,
+ *      affinity, timer slack, personality), still privileged
  *   3. setgroups, setresgid, setresuid: groups first, because once the uid is
  *      dropped the process may no longer change its groups
  *   4. move fds into place 0..n-1, lifting sources out of the target range
@@ -167,6 +169,79 @@ static long place_fds(int *src, int n, int *errfd)
     return 0;
 }
 
+/* "-1000".."1000" and a newline into buf; returns the length. */
+static int format_int(char *buf, int value)
+{
+    char tmp[12];
+    int n = 0, len = 0;
+    unsigned v = value < 0 ? (unsigned)(-(long)value) : (unsigned)value;
+    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+    if (value < 0) buf[len++] = '-';
+    while (n) buf[len++] = tmp[--n];
+    buf[len++] = '\n';
+    return len;
+}
+
+static void apply_settings(const struct porter_spawn_request *rq)
+{
+    const struct porter_process_settings *ps = rq->settings;
+    long r;
+    for (int i = 0; i < ps->nlimits; i++) {
+        struct { uint64_t cur, max; } lim = { ps->limits[i].cur, ps->limits[i].max };
+        r = RAW4(SYS_prlimit64, 0, ps->limits[i].resource, &lim, NULL);
+        if (r < 0)
+            fail(rq, PORTER_STAGE_LIMIT_BASE + ps->limits[i].resource, r);
+    }
+    if (ps->set_nice) {
+        r = RAW3(SYS_setpriority, PRIO_PROCESS, 0, ps->nice);
+        if (r < 0)
+            fail(rq, PORTER_STAGE_NICE, r);
+    }
+    if (ps->set_oom_score) {
+        char buf[16];
+        int len = format_int(buf, ps->oom_score_adj);
+        long fd = RAW4(SYS_openat, AT_FDCWD, "/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC, 0);
+        if (fd < 0)
+            fail(rq, PORTER_STAGE_OOM_SCORE, fd);
+        r = RAW3(SYS_write, fd, buf, len);
+        (void)RAW1(SYS_close, fd);
+        if (r < 0)
+            fail(rq, PORTER_STAGE_OOM_SCORE, r);
+    }
+    if (ps->set_ioprio) {
+        r = RAW3(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, ps->ioprio);
+        if (r < 0)
+            fail(rq, PORTER_STAGE_IOPRIO, r);
+    }
+    if (ps->set_scheduler) {
+        struct { int priority; } param = { ps->sched_priority };
+        r = RAW3(SYS_sched_setscheduler, 0, ps->sched_policy, &param);
+        if (r < 0)
+            fail(rq, PORTER_STAGE_SCHEDULER, r);
+    }
+    if (ps->affinity) {
+        r = RAW3(SYS_sched_setaffinity, 0, ps->affinity_size, ps->affinity);
+        if (r < 0)
+            fail(rq, PORTER_STAGE_AFFINITY, r);
+    }
+    if (ps->set_timer_slack) {
+        r = raw6(SYS_prctl, PR_SET_TIMERSLACK, (long)ps->timer_slack, 0, 0, 0, 0);
+        if (r < 0)
+            fail(rq, PORTER_STAGE_TIMER_SLACK, r);
+    }
+    if (ps->set_personality) {
+        r = RAW1(SYS_personality, ps->personality);
+        if (r < 0)
+            fail(rq, PORTER_STAGE_PERSONALITY, r);
+    }
+    if (ps->ignore_sigpipe) {
+        static const struct kernel_sigaction ign = { .handler = 1 /* SIG_IGN */ };
+        r = RAW4(SYS_rt_sigaction, SIGPIPE, &ign, NULL, 8);
+        if (r < 0)
+            fail(rq, PORTER_STAGE_SIGNALS, r);
+    }
+}
+
 static int child_main(void *arg)
 {
     const struct porter_spawn_request *rq = arg;
@@ -188,6 +263,9 @@ static int child_main(void *arg)
         if (r < 0)
             fail(rq, PORTER_STAGE_SETSID, r);
     }
+
+    if (rq->settings)
+        apply_settings(rq);
 
     if (rq->change_ids) {
         r = RAW2(SYS_setgroups, rq->ngroups, rq->groups);

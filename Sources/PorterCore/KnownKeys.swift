@@ -50,22 +50,17 @@ public enum KnownKeys {
         "MemorySwapMax", "MemoryLimit", "CPUQuota", "CPUQuotaPeriodSec", "CPUWeight", "StartupCPUWeight",
         "CPUShares", "AllowedCPUs", "AllowedMemoryNodes", "TasksMax", "IOWeight", "IODeviceWeight",
         "IOReadBandwidthMax", "IOWriteBandwidthMax", "IOReadIOPSMax", "IOWriteIOPSMax", "Slice", "Delegate",
-        "LimitCPU", "LimitFSIZE", "LimitDATA", "LimitSTACK", "LimitCORE", "LimitRSS", "LimitNOFILE", "LimitAS",
-        "LimitNPROC", "LimitMEMLOCK", "LimitLOCKS", "LimitSIGPENDING", "LimitMSGQUEUE", "LimitNICE",
-        "LimitRTPRIO", "LimitRTTIME", "TTYPath", "StandardInputText", "StandardInputData", "ProtectSystemd",
-        "BPFProgram", "ManagedOOMSwap", "ManagedOOMMemoryPressure", "NUMAPolicy", "NUMAMask", "CPUAffinity",
-        "Personality", "IgnoreSIGPIPE",
+        "TTYPath", "StandardInputText", "StandardInputData", "ProtectSystemd",
+        "BPFProgram", "ManagedOOMSwap", "ManagedOOMMemoryPressure", "NUMAPolicy", "NUMAMask",
     ]
     /// Harmless: scheduling hints and logging niceties.
     static let execIgnored: Set<String> = [
-        "Nice", "OOMScoreAdjust", "IOSchedulingClass", "IOSchedulingPriority", "CPUSchedulingPolicy",
-        "CPUSchedulingPriority", "CPUSchedulingResetOnFork", "TimerSlackNSec", "SyslogIdentifier",
         "SyslogFacility", "SyslogLevel", "SyslogLevelPrefix", "LogLevelMax", "LogExtraFields", "LogRateLimitIntervalSec",
         "LogRateLimitBurst", "LogNamespace", "LogFilterPatterns", "TTYReset", "TTYVHangup", "TTYVTDisallocate",
         "TTYRows", "TTYColumns", "UtmpIdentifier", "UtmpMode", "CoredumpFilter", "CoredumpReceive",
         "MemoryAccounting", "CPUAccounting", "IOAccounting", "TasksAccounting", "IPAccounting",
         "RuntimeDirectoryMode", "RuntimeDirectoryPreserve", "StateDirectoryMode", "CacheDirectoryMode",
-        "LogsDirectoryMode", "ConfigurationDirectoryMode", "SetLoginEnvironment",
+        "LogsDirectoryMode", "ConfigurationDirectoryMode",
     ]
     static let serviceRefused: [String: String] = [
         "ExecStartPre": "porter runs one command per start", "ExecStartPost": "porter runs one command per start",

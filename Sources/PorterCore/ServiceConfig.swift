@@ -101,6 +101,12 @@ public struct ServiceConfig: Sendable {
     public var notifyAccess: NotifyAccess? = nil
     /// FileDescriptorStoreMax=: 0 (systemd's default) keeps no fds.
     public var fdStoreMax = 0
+    /// Limits, priorities, affinity and the rest of `ProcessSettings`.
+    public var process = ProcessSettings()
+    /// SyslogIdentifier=: the name porter's log gives the service's output.
+    public var syslogIdentifier: String? = nil
+    /// SetLoginEnvironment=; nil: systemd's default (with User= only).
+    public var setLoginEnvironment: Bool? = nil
 
     public init(name: UnitName) {
         self.name = name
@@ -123,8 +129,8 @@ public struct ServiceConfig: Sendable {
         "StandardError", "KillSignal", "FinalKillSignal", "KillMode", "SendSIGKILL", "SendSIGHUP",
         "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart",
         "StartLimitInterval", "StartLimitBurst", "RestartSec", "IdleTimeoutSec", "RuntimeMaxSec", "TimeoutStartSec",
-        "WatchdogSec", "NotifyAccess", "FileDescriptorStoreMax",
-    ])
+        "WatchdogSec", "NotifyAccess", "FileDescriptorStoreMax", "SyslogIdentifier", "SetLoginEnvironment",
+    ] + ProcessSettings.keys)
     static let unitKeys = KeySet(["StartLimitIntervalSec", "StartLimitBurst"])
 
     public static func read(_ file: UnitFile, name: UnitName, specifiers: Specifiers, diagnostics: inout Diagnostics) -> ServiceConfig? {
@@ -326,6 +332,10 @@ public struct ServiceConfig: Sendable {
                 return
             }
             notifyAccess = n
+        case "SyslogIdentifier":
+            syslogIdentifier = a.value.isEmpty ? nil : r.value(a, specifiers.expand)
+        case "SetLoginEnvironment":
+            setLoginEnvironment = a.value.isEmpty ? nil : r.value(a, Values.boolean)
         case "FileDescriptorStoreMax":
             if let v = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 0...4096) }) { fdStoreMax = v }
         case "StartLimitIntervalSec", "StartLimitInterval":
@@ -335,11 +345,14 @@ public struct ServiceConfig: Sendable {
         case "StartLimitBurst":
             if let v = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 0...1_000_000) }) { startLimitBurst = v }
         default:
-            break
+            _ = r.value(a) { (v) throws(ValueError) in try process.apply(a.key, v) }
         }
     }
 
     mutating func validate(_ r: inout UnitReader, _ specifiers: Specifiers) {
+        do { try process.finish() } catch {
+            r.diagnostics.error(nil, "CPUSchedulingPriority", error.message)
+        }
         guard let exec else {
             r.diagnostics.error(nil, nil, "no ExecStart= line; nothing to run")
             return

@@ -98,8 +98,27 @@ struct Launch {
         }
         launch.plan.umask = Int32(c.umask)
         launch.plan.noNewPrivileges = c.noNewPrivileges
-        launch.plan.fileLimit = fileLimit
+        // LimitNOFILE= replaces the limit porter restores from its start.
+        launch.plan.fileLimit = c.process.limit(7) == nil ? fileLimit : nil
+        launch.plan.settings = Self.settings(c.process)
         return launch
+    }
+
+    /// Core's settings as the spawner's plain values. Always some: the
+    /// default ignores SIGPIPE, as systemd's IgnoreSIGPIPE=yes does.
+    static func settings(_ p: ProcessSettings) -> SpawnPlan.Settings? {
+        var s = SpawnPlan.Settings()
+        s.limits = p.limits.map { ($0.resource, $0.soft, $0.hard) }
+        s.nice = p.nice
+        s.oomScoreAdjust = p.oomScoreAdjust
+        s.ioPriority = p.ioPriority
+        // SCHED_RESET_ON_FORK is or'ed into the policy.
+        s.scheduler = p.cpuScheduling.map { ($0.policy | ($0.resetOnFork ? 0x4000_0000 : 0), $0.priority) }
+        s.affinity = p.cpuAffinity
+        s.timerSlack = p.timerSlackNanoseconds
+        s.personality = p.personality
+        s.ignoreSIGPIPE = p.ignoreSIGPIPE
+        return s
     }
 
     /// Whether the plan's strings were large enough (a 100 000-argument

@@ -75,7 +75,14 @@ final class PreparedService {
 
         // systemd.exec(5): USER, LOGNAME, HOME, SHELL for units with User=
         // (and always in a user manager, which an unprivileged porter is).
-        let who: Users.User? = account ?? (host.uid != 0 ? Users.User(name: host.userName, uid: host.uid, gid: host.gid, home: host.home, shell: host.shell) : nil)
+        // SetLoginEnvironment=yes sets them for porter's own user too, =no never.
+        let me = Users.User(name: host.userName, uid: host.uid, gid: host.gid, home: host.home, shell: host.shell)
+        var who: Users.User? = account ?? (host.uid != 0 ? me : nil)
+        switch config.setLoginEnvironment {
+        case true?: who = who ?? me
+        case false?: who = nil
+        case nil: break
+        }
         let key = "\(who?.name ?? "")\u{0}" + config.passEnvironment.joined(separator: "\u{0}")
         let base: (block: EnvironmentBlock, strings: [String])
         if let hit = cache.environments[key] {

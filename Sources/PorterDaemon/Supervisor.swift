@@ -242,7 +242,7 @@ public final class Supervisor {
     /// The journal pipe of a service, created at its first use.
     func journal(for p: PreparedService) throws(SysError) -> FileDescriptor {
         if let j = p.journal { return j.write }
-        let j = try JournalPipe(name: p.config.name.description)
+        let j = try JournalPipe(name: p.config.syslogIdentifier ?? p.config.name.description)
         j.token = try register(j.read, .journal(j))
         p.journal = j
         journals.append(j)

@@ -20,6 +20,22 @@ public struct SpawnPlan {
     public var noNewPrivileges = false
     /// RLIMIT_NOFILE to restore in the child (porter raises its own).
     public var fileLimit: (soft: UInt64, hard: UInt64)? = nil
+    /// Limits, priorities and the rest, set before the ids change.
+    public var settings: Settings? = nil
+
+    /// What systemd.exec(5) sets on the process besides ids and streams.
+    public struct Settings {
+        public var limits: [(resource: Int32, soft: UInt64, hard: UInt64)] = []
+        public var nice: Int32? = nil
+        public var oomScoreAdjust: Int32? = nil
+        public var ioPriority: Int32? = nil
+        public var scheduler: (policy: Int32, priority: Int32)? = nil
+        public var affinity: [UInt8]? = nil
+        public var timerSlack: UInt64? = nil
+        public var personality: UInt32? = nil
+        public var ignoreSIGPIPE = false
+        public init() {}
+    }
 
     public init(path: String, arguments: [String], environment: [String], fds: [Int32]) {
         self.path = path
@@ -53,6 +69,17 @@ public struct SpawnError: Error, Equatable, CustomStringConvertible {
         case Int32(PORTER_STAGE_NO_NEW_PRIVS.rawValue): step = "no_new_privs"
         case Int32(PORTER_STAGE_EXEC.rawValue): step = "exec"
         case Int32(PORTER_STAGE_RLIMIT.rawValue): step = "setrlimit(RLIMIT_NOFILE)"
+        case Int32(PORTER_STAGE_NICE.rawValue): step = "Nice=: setpriority"
+        case Int32(PORTER_STAGE_OOM_SCORE.rawValue): step = "OOMScoreAdjust=: /proc/self/oom_score_adj"
+        case Int32(PORTER_STAGE_IOPRIO.rawValue): step = "IOSchedulingClass=: ioprio_set"
+        case Int32(PORTER_STAGE_SCHEDULER.rawValue): step = "CPUSchedulingPolicy=: sched_setscheduler"
+        case Int32(PORTER_STAGE_AFFINITY.rawValue): step = "CPUAffinity=: sched_setaffinity"
+        case Int32(PORTER_STAGE_TIMER_SLACK.rawValue): step = "TimerSlackNSec=: prctl(PR_SET_TIMERSLACK)"
+        case Int32(PORTER_STAGE_PERSONALITY.rawValue): step = "Personality=: personality"
+        case let s where s >= Int32(PORTER_STAGE_LIMIT_BASE.rawValue) && s < Int32(PORTER_STAGE_LIMIT_BASE.rawValue) + 16:
+            let names = ["CPU", "FSIZE", "DATA", "STACK", "CORE", "RSS", "NPROC", "NOFILE", "MEMLOCK", "AS", "LOCKS",
+                         "SIGPENDING", "MSGQUEUE", "NICE", "RTPRIO", "RTTIME"]
+            step = "Limit\(names[Int(s - Int32(PORTER_STAGE_LIMIT_BASE.rawValue))])=: setrlimit"
         default: step = "clone"
         }
         return "\(step)\(subject.isEmpty ? "" : " " + subject): \(SysError.describe(errno))"
@@ -68,6 +95,9 @@ final class SpawnMemory {
     private let pointers: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>
     private let fds: UnsafeMutablePointer<Int32>
     private let groups: UnsafeMutablePointer<gid_t>
+    private var settings: UnsafeMutablePointer<porter_process_settings>? = nil
+    private var limits: UnsafeMutablePointer<porter_rlimit>? = nil
+    private var affinity: UnsafeMutablePointer<UInt8>? = nil
 
     init(_ plan: SpawnPlan, errorFD: Int32, resetSignals: UnsafePointer<Int32>, resetCount: Int, pidfs: Bool) {
         let slot = 21  // room for 20 digits and a NUL
@@ -153,6 +183,34 @@ final class SpawnMemory {
         }
         rq.reset_signals = resetSignals
         rq.nreset_signals = Int32(resetCount)
+        if let ps = plan.settings {
+            var c = porter_process_settings()
+            if !ps.limits.isEmpty {
+                let l = UnsafeMutablePointer<porter_rlimit>.allocate(capacity: ps.limits.count)
+                for (i, x) in ps.limits.enumerated() { (l + i).initialize(to: porter_rlimit(resource: x.resource, cur: x.soft, max: x.hard)) }
+                c.limits = UnsafePointer(l)
+                c.nlimits = Int32(ps.limits.count)
+                limits = l
+            }
+            if let n = ps.nice { c.set_nice = 1; c.nice = n }
+            if let o = ps.oomScoreAdjust { c.set_oom_score = 1; c.oom_score_adj = o }
+            if let io = ps.ioPriority { c.set_ioprio = 1; c.ioprio = io }
+            if let sc = ps.scheduler { c.set_scheduler = 1; c.sched_policy = sc.policy; c.sched_priority = sc.priority }
+            if let mask = ps.affinity {
+                let a = UnsafeMutablePointer<UInt8>.allocate(capacity: mask.count)
+                a.initialize(from: mask, count: mask.count)
+                c.affinity = UnsafePointer(a)
+                c.affinity_size = Int32(mask.count)
+                affinity = a
+            }
+            if let t = ps.timerSlack { c.set_timer_slack = 1; c.timer_slack = t }
+            if let p = ps.personality { c.set_personality = 1; c.personality = UInt(p) }
+            c.ignore_sigpipe = ps.ignoreSIGPIPE ? 1 : 0
+            let box = UnsafeMutablePointer<porter_process_settings>.allocate(capacity: 1)
+            box.initialize(to: c)
+            settings = box
+            rq.settings = UnsafePointer(box)
+        }
         request.initialize(to: rq)
     }
 
@@ -162,6 +220,9 @@ final class SpawnMemory {
         pointers.deallocate()
         fds.deallocate()
         groups.deallocate()
+        settings?.deallocate()
+        limits?.deallocate()
+        affinity?.deallocate()
     }
 }
 

@@ -69,6 +69,15 @@ func report() -> String {
     var limit = rlimit()
     getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     lines.append("nofile \(limit.rlim_cur) \(limit.rlim_max)")
+    getrlimit(Int32(RLIMIT_CORE.rawValue), &limit)
+    lines.append("core \(limit.rlim_cur) \(limit.rlim_max)")
+    errno = 0
+    lines.append("nice \(getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0))")
+    lines.append("oom_score_adj \(readText("/proc/self/oom_score_adj").trimmingCharacters())")
+    lines.append("timerslack \(readText("/proc/self/timerslack_ns").trimmingCharacters())")
+    // As porter left it: this program ignores SIGPIPE itself later.
+    let sigIgn = initialSignals.first { $0.hasPrefix("SigIgn") } ?? ""
+    lines.append("sigpipe \((UInt64(sigIgn.dropFirst(7).trimmingCharacters(), radix: 16) ?? 0) & (1 << (UInt64(SIGPIPE) - 1)) != 0 ? "ignored" : "default")")
     for a in CommandLine.arguments { lines.append("arg \(a)") }
     var p = environ
     while let e = p.pointee {
@@ -88,6 +97,10 @@ func report() -> String {
     }
     lines += initialSignals
     return lines.joined(separator: "\n") + "\nend\n"
+}
+
+extension StringProtocol {
+    func trimmingCharacters() -> String { String(self.filter { $0 != " " && $0 != "\n" && $0 != "\t" }) }
 }
 
 extension Substring {

@@ -72,4 +72,51 @@ struct UnitsAsShippedTests {
         #expect(try waitExit(p3) == 1)
         #expect(readFile(shown).contains("nope.socket: no such unit"))
     }
+
+    @Test func limitsAndPrioritiesReachTheChild() throws {
+        let (port, plain, refused, said) = (freePort(), freePort(), freePort(), freePort())
+        let porter = try PorterRun("limits", units: [
+            "lim.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\n",
+            "lim@.service": """
+                [Service]
+                ExecStart=\(handlerBinary) report
+                StandardInput=socket
+                LimitNOFILE=200:300
+                LimitCORE=0:infinity
+                Nice=7
+                OOMScoreAdjust=300
+                TimerSlackNSec=70us
+                IgnoreSIGPIPE=no
+                """,
+            "plain.socket": "[Socket]\nListenStream=127.0.0.1:\(plain)\nAccept=yes\n",
+            "plain@.service": "[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\n",
+            "said.socket": "[Socket]\nListenStream=127.0.0.1:\(said)\nAccept=yes\n",
+            "said@.service": "[Service]\nExecStart=\(handlerBinary) say hello\nSyslogIdentifier=greeter\n",
+            // The kernel refuses an fd limit above fs.nr_open.
+            "bad.socket": "[Socket]\nListenStream=127.0.0.1:\(refused)\nAccept=yes\n",
+            "bad@.service": "[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\nLimitNOFILE=infinity\n",
+        ])
+        let r = Report(try Client.tcp(port).readAll())
+        #expect(r.value("nofile") == "200 300")
+        #expect(r.value("core") == "0 \(UInt64.max)")
+        #expect(r.value("nice") == "7")
+        #expect(r.value("oom_score_adj") == "300")
+        #expect(r.value("timerslack") == "70000")
+        #expect(r.value("sigpipe") == "default")
+        // systemd's defaults: SIGPIPE ignored, porter's own nice and oom score.
+        let p = Report(try Client.tcp(plain).readAll())
+        #expect(p.value("sigpipe") == "ignored")
+        #expect(p.value("nice") == "0")
+
+        // SyslogIdentifier= names the service's output in porter's log.
+        try Client.tcp(said).close()
+        try porter.waitForLog("greeter: hello (stderr)")
+
+        #expect(try Client.tcp(refused).readAll() == "")
+        try porter.waitForLog("LimitNOFILE=: setrlimit: ")
+        #expect(porter.log.contains("Operation not permitted"))
+        // The socket keeps serving the others.
+        #expect(Report(try Client.tcp(plain).readAll()).value("pid") != nil)
+        #expect(try porter.stop() == 0)
+    }
 }

@@ -223,3 +223,22 @@ struct SignalNumberTests {
         #expect(Values.realtimeMinimum == __libc_current_sigrtmin() && Values.realtimeMaximum == __libc_current_sigrtmax())
     }
 }
+
+/// The same for the RLIMIT_ numbers of Limit*=.
+@Suite("resource limit numbers")
+struct ResourceNumberTests {
+    @Test func coreNumbersAreGlibcs() {
+        let glibc: [(String, Int32)] = [
+            ("LimitCPU", Int32(RLIMIT_CPU.rawValue)), ("LimitFSIZE", Int32(RLIMIT_FSIZE.rawValue)),
+            ("LimitDATA", Int32(RLIMIT_DATA.rawValue)), ("LimitSTACK", Int32(RLIMIT_STACK.rawValue)),
+            ("LimitCORE", Int32(RLIMIT_CORE.rawValue)), ("LimitRSS", Int32(__RLIMIT_RSS.rawValue)),
+            ("LimitNPROC", Int32(__RLIMIT_NPROC.rawValue)), ("LimitNOFILE", Int32(RLIMIT_NOFILE.rawValue)),
+            ("LimitMEMLOCK", Int32(__RLIMIT_MEMLOCK.rawValue)), ("LimitAS", Int32(RLIMIT_AS.rawValue)),
+            ("LimitLOCKS", Int32(__RLIMIT_LOCKS.rawValue)), ("LimitSIGPENDING", Int32(__RLIMIT_SIGPENDING.rawValue)),
+            ("LimitMSGQUEUE", Int32(__RLIMIT_MSGQUEUE.rawValue)), ("LimitNICE", Int32(__RLIMIT_NICE.rawValue)),
+            ("LimitRTPRIO", Int32(__RLIMIT_RTPRIO.rawValue)), ("LimitRTTIME", Int32(__RLIMIT_RTTIME.rawValue)),
+        ]
+        #expect(ResourceLimit.names == glibc.map(\.0))
+        for (key, n) in glibc { #expect(ResourceLimit.resource(named: key) == n, "\(key)") }
+    }
+}

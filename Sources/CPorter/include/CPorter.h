@@ -46,6 +46,46 @@ enum porter_spawn_stage {
     PORTER_STAGE_EXEC = 9,
     PORTER_STAGE_CLONE = 10,
     PORTER_STAGE_RLIMIT = 11,
+    PORTER_STAGE_NICE = 12,
+    PORTER_STAGE_OOM_SCORE = 13,
+    PORTER_STAGE_IOPRIO = 14,
+    PORTER_STAGE_SCHEDULER = 15,
+    PORTER_STAGE_AFFINITY = 16,
+    PORTER_STAGE_TIMER_SLACK = 17,
+    PORTER_STAGE_PERSONALITY = 18,
+    /* setrlimit of Limit*=: this plus the resource number */
+    PORTER_STAGE_LIMIT_BASE = 100,
+};
+
+/* One Limit*= of systemd.exec(5). */
+struct porter_rlimit {
+    int32_t resource;
+    uint64_t cur;
+    uint64_t max;
+};
+
+/* What systemd.exec(5) sets on the process that needs no sandbox; applied
+ * before the ids change (raising a hard limit, lowering the nice value or a
+ * realtime policy need the privileges porter may be about to drop). */
+struct porter_process_settings {
+    const struct porter_rlimit *limits;
+    int nlimits;
+    int set_nice;
+    int nice;
+    int set_oom_score;
+    int oom_score_adj;
+    int set_ioprio;
+    int ioprio;
+    int set_scheduler;
+    int sched_policy;            /* SCHED_RESET_ON_FORK or'ed in */
+    int sched_priority;
+    const uint8_t *affinity;     /* NULL: leave it */
+    int affinity_size;
+    int set_timer_slack;
+    uint64_t timer_slack;
+    int set_personality;
+    unsigned long personality;
+    int ignore_sigpipe;          /* SIGPIPE ignored across exec */
 };
 
 /* The message a failed child writes to the error pipe: one write, atomic. */
@@ -87,6 +127,7 @@ struct porter_spawn_request {
     /* RLIMIT_NOFILE for the child when porter raised its own (0/0: leave). */
     uint64_t nofile_soft;
     uint64_t nofile_hard;
+    const struct porter_process_settings *settings; /* NULL: none */
 };
 
 /* Starts the child and returns its pid, or -errno when clone itself failed.
