@@ -47,8 +47,14 @@ public struct ExecCommand: Equatable, Sendable {
             case "-": ignoreFailure = true
             case "+": fullPrivileges = true
             case ":": noExpand = true
-            case "!", "|":
-                throw ValueError("the \(Quote.value(String(c))) command prefix is not supported by porter")
+            case "!":
+                // systemd: `!` lifts User=/Group= (and its sandbox, which
+                // porter has none of); `!!` does so only where ambient
+                // capabilities are missing, and porter grants none: it runs
+                // the command as User= says.
+                if first.dropFirst().first == "!" { first = first.dropFirst() } else { fullPrivileges = true }
+            case "|":
+                throw ValueError("the '|' command prefix (run through the user's shell) is not supported by porter; write the shell out: /bin/sh -c '...'")
             default: break prefixes
             }
             first = first.dropFirst()

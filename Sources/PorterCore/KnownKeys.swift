@@ -63,21 +63,29 @@ public enum KnownKeys {
         "LogsDirectoryMode", "ConfigurationDirectoryMode",
     ]
     static let serviceRefused: [String: String] = [
-        "ExecStartPre": "porter runs one command per start", "ExecStartPost": "porter runs one command per start",
-        "ExecCondition": "porter runs one command per start", "ExecReload": "porter has no reload jobs",
-        "ExecStop": "porter stops a service with KillSignal=", "ExecStopPost": "porter runs one command per start",
-        "PIDFile": "forking services are not supported", "BusName": "D-Bus activation is not supported",
-        "USBFunctionDescriptors": "not supported", "USBFunctionStrings": "not supported",
-        "OpenFile": "not supported", "FileDescriptorStorePreserve": "not supported",
-        "RuntimeRandomizedExtraSec": "not supported", "OOMPolicy": "not supported",
-        "ExitType": "not supported", "RestartPreventExitStatus": "not supported",
-        "RestartForceExitStatus": "not supported", "SuccessExitStatus": "not supported",
-        "RestartMode": "not supported", "RestartSteps": "not supported",
-        "RestartMaxDelaySec": "not supported", "ReloadSignal": "porter has no reload jobs",
+        "PIDFile": "it belongs to Type=forking, which porter does not support yet",
+        "BusName": "it belongs to Type=dbus, and porter has no D-Bus bus",
+        "USBFunctionDescriptors": "USB gadget functions need systemd's FunctionFS support, which porter does not have",
+        "USBFunctionStrings": "USB gadget functions need systemd's FunctionFS support, which porter does not have",
+        "OpenFile": "porter does not open files for the service yet",
+        "FileDescriptorStorePreserve": "porter keeps stored fds only while it runs (FileDescriptorStorePreserve= is not supported yet)",
+        "RuntimeRandomizedExtraSec": "porter does not randomize RuntimeMaxSec= yet",
+        "RestartMode": "porter does not support RestartMode= yet (it restarts as RestartMode=normal)",
+        "RestartSteps": "porter's back-off is its own (1 s, doubling, capped) and does not take RestartSteps= yet",
+        "RestartMaxDelaySec": "porter's back-off is its own (1 s, doubling, capped) and does not take RestartMaxDelaySec= yet",
     ]
-    static let serviceIgnored: Set<String> = [
-        "RemainAfterExit", "GuessMainPID", "TimeoutAbortSec", "TimeoutStartFailureMode", "TimeoutStopFailureMode",
+    /// Accepted with a warning: what they ask for cannot matter or is
+    /// porter's behaviour anyway; the warning says which.
+    static let serviceWarned: [String: String] = [
+        "GuessMainPID": "it belongs to Type=forking, which porter does not support yet",
+        "TimeoutAbortSec": "porter aborts a hung service with the stop timeout",
+        "TimeoutStartFailureMode": "porter stops a service that did not start in time with KillSignal=",
+        "TimeoutStopFailureMode": "porter sends FinalKillSignal= when the stop timeout passes",
+        "OOMPolicy": "without cgroups porter cannot tell an OOM kill from another SIGKILL; the service is handled as killed",
+        "ExitType": "porter follows the main process (ExitType=main); ExitType=cgroup would need cgroups",
+        "ReloadSignal": "kept for porter's reload command, which does not exist yet",
     ]
+    static let serviceIgnored: Set<String> = []
     static let socketRefused: [String: String] = [
         "ListenFIFO": "FIFOs are not supported", "ListenSpecial": "special files are not supported",
         "ListenNetlink": "netlink sockets are not supported", "ListenMessageQueue": "message queues are not supported",
@@ -96,6 +104,10 @@ public enum KnownKeys {
         "AcceptFileDescriptors", "Timestamping", "TimeoutSec",
     ]
 
+    static let directoryKeys: Set<String> = ["RuntimeDirectory", "StateDirectory", "CacheDirectory", "LogsDirectory", "ConfigurationDirectory"]
+    static let directoryModeKeys: Set<String> = ["RuntimeDirectoryMode", "RuntimeDirectoryPreserve", "StateDirectoryMode",
+                                                  "CacheDirectoryMode", "LogsDirectoryMode", "ConfigurationDirectoryMode"]
+
     public static func classify(section: String, key: String, implemented: [String]) -> Verdict {
         switch section {
         case "Unit":
@@ -109,11 +121,21 @@ public enum KnownKeys {
         case "Service", "Socket":
             let table = section == "Service" ? serviceRefused : socketRefused
             if let why = table[key] { return .refused(why) }
+            if section == "Service", let why = serviceWarned[key] { return .ignored(why) }
+            if directoryKeys.contains(key) {
+                return .refused("porter does not create the service's directories yet, and the service would miss the one it asks for")
+            }
+            if directoryModeKeys.contains(key) {
+                return .ignored("has no effect: porter does not create the service's directories yet (\(key.replacing("Mode", with: "").replacing("Preserve", with: ""))= is refused)")
+            }
+            if key.hasSuffix("Accounting") {
+                return .ignored("accounting needs cgroups, which porter does not use")
+            }
             if execRefused.contains(key) {
                 return .refused("porter cannot provide it (no namespaces, cgroups or seccomp), and running the unit without it would be less safe than asked")
             }
             if (section == "Service" ? serviceIgnored : socketIgnored).contains(key) || execIgnored.contains(key) {
-                return .ignored("not supported by porter")
+                return .ignored("a logging or terminal setting porter does not have; its output goes to porter's log as it is")
             }
         default:
             break

@@ -1,5 +1,5 @@
 public enum ServiceType: String, Sendable {
-    case simple, exec, notify
+    case simple, exec, notify, oneshot
 }
 
 /// NotifyAccess=: whose sd_notify messages are heeded.
@@ -45,6 +45,8 @@ public struct ServiceConfig: Sendable {
     public var name: UnitName
     public var exec: ExecCommand?
     var execLine = 0
+    /// The line of a second ExecStart= (only Type=oneshot may have one).
+    var extraStartLine = 0
     /// Of the unit file's bytes: whether a reload changed the unit.
     public var fingerprint: UInt64 = 0
     /// The unit file and its drop-ins, for messages about its lines.
@@ -101,6 +103,19 @@ public struct ServiceConfig: Sendable {
     public var notifyAccess: NotifyAccess? = nil
     /// FileDescriptorStoreMax=: 0 (systemd's default) keeps no fds.
     public var fdStoreMax = 0
+    /// Every command line by phase; `exec` is the first ExecStart=.
+    public var commands: [CommandSequence.Phase: [ExecCommand]] = [:]
+    var commandLines: [CommandSequence.Phase: Int] = [:]
+    /// ExecReload=: kept for `porter reload UNIT`.
+    public var reloadCommands: [ExecCommand] = []
+    public var remainAfterExit = false
+    public var successExitStatus = ExitStatusSet()
+    public var restartPreventExitStatus = ExitStatusSet()
+    public var restartForceExitStatus = ExitStatusSet()
+    /// Whether there is anything besides one ExecStart= to run.
+    public var hasExtraCommands: Bool {
+        commands.contains { $0.key != .start && !$0.value.isEmpty } || (commands[.start]?.count ?? 0) > 1
+    }
     /// Limits, priorities, affinity and the rest of `ProcessSettings`.
     public var process = ProcessSettings()
     /// SyslogIdentifier=: the name porter's log gives the service's output.
@@ -130,6 +145,8 @@ public struct ServiceConfig: Sendable {
         "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart",
         "StartLimitInterval", "StartLimitBurst", "RestartSec", "IdleTimeoutSec", "RuntimeMaxSec", "TimeoutStartSec",
         "WatchdogSec", "NotifyAccess", "FileDescriptorStoreMax", "SyslogIdentifier", "SetLoginEnvironment",
+        "ExecCondition", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload",
+        "RemainAfterExit", "SuccessExitStatus", "RestartPreventExitStatus", "RestartForceExitStatus",
     ] + ProcessSettings.keys)
     static let unitKeys = KeySet(["StartLimitIntervalSec", "StartLimitBurst"])
 
@@ -189,23 +206,47 @@ public struct ServiceConfig: Sendable {
             case "simple", "idle", "": type = .simple
             case "exec": type = .exec
             case "notify": type = .notify
-            case "notify-reload", "forking", "oneshot", "dbus":
-                r.error(a, "Type=\(a.value) is not supported, expected simple, exec or notify")
+            case "oneshot": type = .oneshot
+            case "notify-reload":
+                r.error(a, "Type=notify-reload is not supported yet: porter has no reload command for services (ExecReload= waits for it too); expected simple, exec, notify or oneshot")
+            case "forking":
+                r.error(a, "Type=forking is not supported yet: porter does not follow a daemon that backgrounds itself; expected simple, exec, notify or oneshot")
+            case "dbus":
+                r.error(a, "Type=dbus needs a D-Bus bus name to appear, and porter has no bus; expected simple, exec, notify or oneshot")
             default:
-                r.error(a, "invalid value \(Quote.value(a.value)), expected simple, exec or notify")
+                r.error(a, "invalid value \(Quote.value(a.value)), expected simple, exec, notify or oneshot")
             }
-        case "ExecStart":
+        case "ExecStart", "ExecCondition", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload":
+            let phase = CommandSequence.Phase(rawValue: a.key)
             if a.value.isEmpty {
-                exec = nil
+                if let phase { commands[phase] = nil } else { reloadCommands = [] }
+                if a.key == "ExecStart" { exec = nil }
                 return
             }
-            guard let commands = r.value(a, ExecCommand.parse) else { return }
-            if exec != nil || commands.count > 1 {
-                r.error(a, "more than one command; porter runs one ExecStart= per service (Type=oneshot is not supported)")
-                return
+            guard let parsed = r.value(a, ExecCommand.parse) else { return }
+            if let phase {
+                commands[phase, default: []] += parsed
+                if commandLines[phase] == nil { commandLines[phase] = a.line }
+            } else {
+                reloadCommands += parsed
+                r.warning(a, "kept for porter's reload command, which does not exist yet; porter reloads nothing in the service meanwhile")
             }
-            exec = commands[0]
-            execLine = a.line
+            if a.key == "ExecStart" {
+                if exec == nil {
+                    exec = parsed[0]
+                    execLine = a.line
+                }
+                if (commands[.start]?.count ?? 0) > 1 { commandLines[.start] = commandLines[.start] ?? a.line; extraStartLine = a.line }
+            }
+        case "RemainAfterExit": if let v = r.value(a, Values.boolean) { remainAfterExit = v }
+        case "SuccessExitStatus", "RestartPreventExitStatus", "RestartForceExitStatus":
+            var set = a.key == "SuccessExitStatus" ? successExitStatus : a.key == "RestartPreventExitStatus" ? restartPreventExitStatus : restartForceExitStatus
+            guard r.value(a, { (v) throws(ValueError) in try set.add(v) }) != nil else { return }
+            switch a.key {
+            case "SuccessExitStatus": successExitStatus = set
+            case "RestartPreventExitStatus": restartPreventExitStatus = set
+            default: restartForceExitStatus = set
+            }
         case "Environment":
             if a.value.isEmpty {
                 environment.removeAll()
@@ -360,10 +401,20 @@ public struct ServiceConfig: Sendable {
         if name.instance != nil && !name.isTemplate {
             r.diagnostics.error(nil, nil, "service instances are made from templates, expected NAME.service or NAME@.service")
         }
+        if type != .oneshot && (commands[.start]?.count ?? 0) > 1 {
+            r.diagnostics.error(extraStartLine, "ExecStart", "more than one command, which only Type=oneshot may have (systemd's rule); expected one ExecStart= or Type=oneshot")
+        }
+        if remainAfterExit && type != .oneshot {
+            r.diagnostics.warning(nil, "RemainAfterExit", "has an effect with Type=oneshot only in porter: a service that keeps running is active anyway")
+        }
         var checked = Set<String>()
-        for word in [exec.path] + exec.arguments where checked.insert(word).inserted {
-            do { _ = try specifiers.expand(word) } catch {
-                r.diagnostics.error(execLine, "ExecStart", error.message)
+        for phase in CommandSequence.Phase.allCases {
+            for c in commands[phase] ?? [] {
+                for word in [c.path] + c.arguments where checked.insert(word).inserted {
+                    do { _ = try specifiers.expand(word) } catch {
+                        r.diagnostics.error(commandLines[phase] ?? execLine, phase.rawValue, error.message)
+                    }
+                }
             }
         }
         // The executable: absolute, or a plain name for the search path.

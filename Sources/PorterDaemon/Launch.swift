@@ -27,12 +27,31 @@ struct Launch {
                      triggerFile: FileDescriptor? = nil,
                      activation: [(String, String)],
                      devNull: FileDescriptor, fileLimit: (soft: UInt64, hard: UInt64)?,
+                     step: CommandSequence.Step? = nil,
                      journal: () throws(SysError) -> FileDescriptor) throws(Failure) -> Launch {
         let c = p.config
+        // A control command (ExecCondition=, ExecStartPre=, ...): no socket
+        // and no listening fds, stdin from /dev/null, output to the log
+        // unless a file is configured. Only ExecStart= gets the activation.
+        let control = step.map { $0.phase != .start } ?? false
+        var instance = instance
+        if let step {
+            do {
+                let sp = Specifiers(unit: instance.unit, host: p.host, user: c.user)
+                instance.executable = try sp.expand(step.command.path)
+                instance.arguments = try step.command.arguments.map { (a) throws(ValueError) in try sp.expand(a) }
+                instance.expandEnvironment = step.command.expandEnvironment
+            } catch {
+                throw Failure("\(step.label): \(error.message)")
+            }
+        }
+        let socket = control ? nil : socket
+        let listen = control ? [] : listen
+        let stored = control ? [] : stored
         var launch = Launch(plan: SpawnPlan(path: "", arguments: [], environment: [], fds: []))
         do throws(SysError) {
             let input: Int32
-            switch c.standardInput {
+            switch control ? StandardInput.null : c.standardInput {
             case .null: input = devNull.rawValue
             case .socket: input = socket!.rawValue
             case .file(let path):
@@ -42,8 +61,10 @@ struct Launch {
             case .fileTrigger:
                 input = triggerFile?.rawValue ?? devNull.rawValue
             }
-            let output = try stream(c.standardOutput, inherit: input, &launch, devNull, socket, journal)
-            let error = try stream(c.standardError, inherit: output, &launch, devNull, socket, journal)
+            let outputKind = control && c.standardOutput == .socket ? .journal : c.standardOutput
+            let errorKind = control && c.standardError == .socket ? .journal : c.standardError
+            let output = try stream(control && outputKind == .inherit ? .journal : outputKind, inherit: input, &launch, devNull, socket, journal)
+            let error = try stream(errorKind, inherit: output, &launch, devNull, socket, journal)
             launch.plan.fds = [input, output, error]
         } catch {
             launch.close()
@@ -86,7 +107,11 @@ struct Launch {
             throw Failure(message: "exec \(instance.executable): not found in \(Files.searchPath.joined(separator: ":"))")
         }
         launch.plan.path = path
-        if let ids = p.ids { launch.plan.ids = ids }
+        if let step {
+            if !step.command.fullPrivileges, let ids = p.accountIDs { launch.plan.ids = ids }
+        } else if let ids = p.ids {
+            launch.plan.ids = ids
+        }
         if let wd = instance.workingDirectory {
             launch.plan.workingDirectory = wd.path ?? p.home
             launch.plan.workingDirectoryOptional = wd.optional
@@ -164,6 +189,15 @@ struct Launch {
                 || entry.hasPrefix("TCP") || entry.hasPrefix("UNIXREMOTE")
         default:
             return false
+        }
+    }
+}
+
+extension ProcessExit {
+    init(_ s: ExitStatus) {
+        switch s {
+        case .exited(let n): self = .exited(n)
+        case .signaled(let sig, let core): self = .signaled(sig, core: core)
         }
     }
 }

@@ -10,7 +10,11 @@ final class PreparedService {
     let config: ServiceConfig
     /// Resolved once for every instance, unless a setting uses %i, %n, ...
     let shared: ServiceInstance?
-    let ids: (uid: UInt32, gid: UInt32, groups: [UInt32])?
+    /// User=, Group=, SupplementaryGroups= resolved, for every command
+    /// without the `+` or `!` prefix.
+    let accountIDs: (uid: UInt32, gid: UInt32, groups: [UInt32])?
+    /// What the main ExecStart= runs as.
+    var ids: (uid: UInt32, gid: UInt32, groups: [UInt32])? { config.exec?.fullPrivileges == true ? nil : accountIDs }
     let kill: KillPolicy
     /// PATH, LANG, USER/LOGNAME/HOME/SHELL, PassEnvironment=.
     let baseEnvironment: EnvironmentBlock
@@ -59,7 +63,10 @@ final class PreparedService {
             if !groups.contains(found) { groups.append(found) }
         }
         var ids: (uid: UInt32, gid: UInt32, groups: [UInt32])? = nil
-        let fullPrivileges = config.exec?.fullPrivileges ?? false
+        // `+` and `!` commands keep porter's credentials; if every command
+        // has one, User= never applies.
+        let all = CommandSequence.Phase.allCases.flatMap { config.commands[$0] ?? [] }
+        let fullPrivileges = all.isEmpty ? (config.exec?.fullPrivileges ?? false) : all.allSatisfy(\.fullPrivileges)
         if !fullPrivileges && (config.user != nil || config.group != nil || !config.supplementaryGroups.isEmpty) {
             let uid = account?.uid ?? host.uid
             if host.uid != 0 {
@@ -121,7 +128,7 @@ final class PreparedService {
                  base: (block: EnvironmentBlock, strings: [String]), home: String, host: HostFacts) {
         self.config = config
         self.shared = shared
-        self.ids = ids
+        self.accountIDs = ids
         self.kill = KillPolicy(config)
         self.baseEnvironment = base.block
         self.home = home

@@ -308,6 +308,8 @@ struct Instance {
     var machine: InstanceMachine
     /// IdleTimeoutSec=: porter's copy of the connection, watched for traffic.
     var watch: IdleWatch?
+    /// A per-file job with more than one command: where it is in them.
+    var sequence: CommandSequence? = nil
 
     struct IdleWatch {
         var connection: FileDescriptor

@@ -171,6 +171,10 @@ extension Supervisor {
             // It never ran: say why, not "status 127".
             if failed.isExecFailure { template(of: inst.owner)?.forgetExecutable(inst.executable) }
             failure(inst.owner, "\(inst.unit): \(failed)")
+        } else if let step = inst.sequence?.current {
+            // One command of several: the sequence's last line says how the job went.
+            let ignored = !status.isSuccess && step.command.ignoreFailure ? " (ignored: '-')" : ""
+            Log.info("\(inst.unit): \(step.label) pid \(pid) exited, \(status)\(ignored)")
         } else {
             let ok = status.isSuccess || inst.ignoreFailure || (inst.machine.isStopping && Self.isStopSignal(status, inst.kill))
             if ok {
@@ -187,7 +191,9 @@ extension Supervisor {
             // Its socket may have been removed by a reload meanwhile.
             if let s = sockets[id], let actions = s.instances?.machine.handle(.instanceExited) { perform(actions, socket: s) }
         case .path(let id, let file):
-            if let p = paths[id] { jobExited(p, file: file, success: status.isSuccess || inst.ignoreFailure) }
+            if let p = paths[id], !jobStepExited(p, inst, file: file, status) {
+                jobExited(p, file: file, success: status.isSuccess || inst.ignoreFailure)
+            }
         }
         if template(of: inst.owner) == nil { closeUnusedJournals() }
     }

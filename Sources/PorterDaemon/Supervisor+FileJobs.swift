@@ -76,9 +76,22 @@ extension Supervisor {
     /// Starts the job of one file; returns the queue's actions if it could
     /// not be started.
     private func startJob(_ rt: PathRuntime, _ q: PathRuntime.JobQueue, _ file: String) -> [FileJobs.Action]? {
+        guard q.template.config.hasExtraCommands else { return startJob(rt, q, file, sequence: nil) }
+        // ExecCondition= ... ExecStopPost=, one process at a time.
+        let c = q.template.config
+        var seq = CommandSequence(c.commands, phases: CommandSequence.Phase.allCases, success: c.successExitStatus)
+        guard seq.start() != nil else { return startJob(rt, q, file, sequence: nil) }
+        return startJob(rt, q, file, sequence: seq)
+    }
+
+    /// Starts `sequence`'s current step (or the one ExecStart= without one).
+    private func startJob(_ rt: PathRuntime, _ q: PathRuntime.JobQueue, _ file: String,
+                          sequence: CommandSequence?) -> [FileJobs.Action]? {
         let template = q.template
         let now = MonotonicClock.now()
         if stopping { return nil }
+        var sequence = sequence
+        let step = sequence?.current
         let c = condition(rt, of: file)
         let dir = rt.directories[c]
         let path = rt.config.conditions[c].directory + "/" + file
@@ -87,48 +100,113 @@ extension Supervisor {
         // Opened (or looked at) now, in the verified directory and without
         // following a symlink: a file removed since it was queued has no job.
         var input: FileDescriptor? = nil
-        if template.config.standardInput == .fileTrigger {
+        let first = sequence?.isFirst ?? true
+        if template.config.standardInput == .fileTrigger && step.map({ $0.phase == .start }) ?? true {
             guard let dir, let fd = try? Files.open(at: dir, file, flags: O_RDONLY | O_NONBLOCK) else {
+                // A later command of a job whose file an earlier one removed
+                // reads nothing; the first one has no job.
+                if !first { return stepFailed(rt, q, file, &sequence, unitName, "\(path): gone, nothing to read") }
                 return q.jobs.handle(.exited(file, success: true, now: nil), now: now)
             }
             input = fd
-        } else if version(dir, file) == nil {
+        } else if first && version(dir, file) == nil {
             return q.jobs.handle(.exited(file, success: true, now: nil), now: now)
         }
         defer { input?.close() }
         let launch: Launch
         do {
             let instance = try template.instance(instanceName)
+            var activation = [("TRIGGER_UNIT", rt.name), ("TRIGGER_PATH", path)]
+            if let seq = sequence, let step, step.phase == .stop || step.phase == .stopPost {
+                activation += Self.stopVariables(seq, mainPID: nil)
+            }
             launch = try Launch.make(template, instance: instance, socket: nil, listen: [], triggerFile: input,
-                                     activation: [("TRIGGER_UNIT", rt.name), ("TRIGGER_PATH", path)],
-                                     devNull: devNull, fileLimit: childFileLimit,
+                                     activation: activation, devNull: devNull, fileLimit: childFileLimit, step: step,
                                      journal: { () throws(SysError) in try journal(for: template) })
         } catch let error as ValueError {
-            Log.error("\(unitName): \(error.message)")
-            return q.jobs.handle(.exited(file, success: false, now: version(dir, file)), now: now)
+            return stepFailed(rt, q, file, &sequence, unitName, error.message)
         } catch let error as Launch.Failure {
-            Log.error("\(unitName): \(error.message)")
-            return q.jobs.handle(.exited(file, success: false, now: version(dir, file)), now: now)
+            return stepFailed(rt, q, file, &sequence, unitName, error.message)
         } catch {
-            Log.error("\(unitName): \(error)")
-            return q.jobs.handle(.exited(file, success: false, now: version(dir, file)), now: now)
+            return stepFailed(rt, q, file, &sequence, unitName, "\(error)")
         }
         defer { launch.close() }
         switch spawner.spawnDetached(launch.plan) {
         case .success(let pid):
             let machine = InstanceMachine(pid: pid, unit: unitName, kill: template.kill, started: now,
-                                          runtimeMax: template.config.runtimeMax, idleTimeout: nil, measured: false)
-            instances[pid] = Instance(owner: .path(rt.id, file: file), ignoreFailure: template.config.exec?.ignoreFailure ?? false,
-                                      executable: launch.plan.path, journal: template.journal, machine: machine)
-            Log.debug("\(unitName): started pid \(pid) for \(path)")
-            q.sinceTrim += 1
+                                          runtimeMax: Self.timeLimit(of: step, template.config), idleTimeout: nil, measured: false)
+            var inst = Instance(owner: .path(rt.id, file: file), ignoreFailure: template.config.exec?.ignoreFailure ?? false,
+                                executable: launch.plan.path, journal: template.journal, machine: machine)
+            inst.sequence = sequence
+            instances[pid] = inst
+            Log.debug("\(unitName): started pid \(pid)\(step.map { " (\($0.label))" } ?? "") for \(path)")
+            if sequence?.isFirst ?? true { q.sinceTrim += 1 }
             return nil
         case .failure(let error):
             if let pid = error.pid { failedSpawns.insert(pid) }
             if error.isExecFailure { template.forgetExecutable(launch.plan.path) }
-            Log.error("\(unitName): \(error)")
-            return q.jobs.handle(.exited(file, success: false, now: version(dir, file)), now: now)
+            return stepFailed(rt, q, file, &sequence, unitName, "\(error)")
         }
+    }
+
+    /// A step (or the one command) could not be started: the next step of
+    /// the sequence (ExecStopPost= still runs), or the job failed.
+    private func stepFailed(_ rt: PathRuntime, _ q: PathRuntime.JobQueue, _ file: String,
+                            _ sequence: inout CommandSequence?, _ unit: String, _ why: String) -> [FileJobs.Action]? {
+        Log.error("\(unit): \(why)")
+        if var seq = sequence, seq.couldNotStart(why) != nil {
+            return startJob(rt, q, file, sequence: seq)
+        }
+        let c = condition(rt, of: file)
+        return q.jobs.handle(.exited(file, success: sequence.map { $0.outcome == .success } ?? false,
+                                     now: version(rt.directories[c], file)), now: MonotonicClock.now())
+    }
+
+    /// One step of a per-file job exited: the next one, or the job's end.
+    /// True when the job goes on.
+    func jobStepExited(_ rt: PathRuntime, _ inst: Instance, file: String, _ status: ExitStatus) -> Bool {
+        guard var seq = inst.sequence, let q = rt.queue else { return false }
+        if seq.exited(ProcessExit(status)) != nil {
+            if let actions = startJob(rt, q, file, sequence: seq) { performJobs(rt, q, actions) }
+            return true
+        }
+        // A skipped job is done, as a unit whose condition failed is not
+        // run: the file waits for its next change.
+        let success: Bool
+        switch seq.outcome {
+        case .success: success = true
+        case .skipped(let why):
+            Log.info("\(inst.unit): skipped: \(why)")
+            success = true
+        case .failed(_, let why):
+            Log.warning("\(inst.unit): failed: \(why)")
+            success = false
+        }
+        jobExited(rt, file: file, success: success)
+        return true
+    }
+
+    /// A step's time limit: RuntimeMaxSec= for ExecStart=, the start
+    /// timeout for the others before it, TimeoutStopSec= after it.
+    static func timeLimit(of step: CommandSequence.Step?, _ c: ServiceConfig) -> Duration? {
+        guard let step else { return c.runtimeMax }
+        switch step.phase {
+        case .start: return c.runtimeMax
+        case .condition, .startPre, .startPost: return c.startTimeout
+        case .stop, .stopPost: return c.timeoutStop.duration
+        }
+    }
+
+    /// $SERVICE_RESULT, $EXIT_CODE, $EXIT_STATUS (and $MAINPID while the
+    /// main process runs) for ExecStop= and ExecStopPost=.
+    static func stopVariables(_ seq: CommandSequence, mainPID: Int32?) -> [(String, String)] {
+        var v = [("SERVICE_RESULT", seq.outcome.serviceResult)]
+        if let e = seq.mainExit {
+            v.append(("EXIT_CODE", e.exitCode))
+            v.append(("EXIT_STATUS", e.exitStatus))
+        }
+        if let mainPID { v.append(("MAINPID", String(mainPID))) }
+        return v
     }
 
     /// A job ended: its file's fate is the queue's to decide.
