@@ -140,12 +140,19 @@ public struct CommandSequence: Sendable {
         self.success = success
     }
 
-    /// The sequence of the stop phases after a run that ended as `outcome`
-    /// with its main process's `exit`: the variables they see.
-    public init(stopping commands: [Phase: [ExecCommand]], after outcome: Outcome, mainExit: ProcessExit?, startedOK: Bool) {
-        self.init(commands, phases: startedOK ? [.stop, .stopPost] : [.stopPost])
+    /// For the stop commands after a run that ended as `outcome` with its
+    /// main process's `exit`: what `$SERVICE_RESULT`, `$EXIT_CODE` and
+    /// `$EXIT_STATUS` say.
+    public mutating func setResult(_ outcome: Outcome, mainExit: ProcessExit?) {
         self.outcome = outcome
         self.mainExit = mainExit
+    }
+
+    /// The current step could not go on (a later ExecStart= of a oneshot
+    /// that could not be spawned): the start failed.
+    public mutating func fail(_ result: RunResult, _ why: String) {
+        startAborted = true
+        if outcome == .success { outcome = .failed(result, why) }
     }
 
     public var isEmpty: Bool { steps.isEmpty }

@@ -134,7 +134,10 @@ public enum KnownKeys {
             if execRefused.contains(key) {
                 return .refused("porter cannot provide it (no namespaces, cgroups or seccomp), and running the unit without it would be less safe than asked")
             }
-            if (section == "Service" ? serviceIgnored : socketIgnored).contains(key) || execIgnored.contains(key) {
+            if section == "Socket" && socketIgnored.contains(key) {
+                return .ignored("porter does not set it yet; the socket works with the kernel's default")
+            }
+            if serviceIgnored.contains(key) || execIgnored.contains(key) {
                 return .ignored("a logging or terminal setting porter does not have; its output goes to porter's log as it is")
             }
         default:

@@ -7,6 +7,8 @@ enum TimerKey: Hashable, Sendable {
     case socket(UnitID)
     case path(UnitID)
     case instance(Int32)
+    /// The control command of a service (ExecStartPre=, ExecStop=, ...).
+    case control(UnitID)
     /// Bind retries and leftover groups: few, and rarely any.
     case retries
 }
@@ -128,8 +130,40 @@ final class ServiceRuntime {
     var machine: ServiceMachine {
         didSet {
             timers?.touch(.service(id))
-            if Log.threshold == .debug, oldValue.stateName != machine.stateName {
-                Log.debug("\(name): \(oldValue.stateName) -> \(machine.stateName)")
+            if oldValue.stateName != machine.stateName || machine.state.isReady != oldValue.state.isReady {
+                if Log.threshold == .debug, oldValue.stateName != machine.stateName {
+                    Log.debug("\(name): \(oldValue.stateName) -> \(machine.stateName)")
+                }
+                noticeTransition(from: oldValue.state, to: machine.state)
+            }
+        }
+    }
+
+    /// What the control commands need to know of the machine's moves, read
+    /// (and cleared) by the next `perform`: a stop began, the service became
+    /// ready, the run ended.
+    var stopBegan = false
+    var becameReady = false
+    var runEnded = false
+    /// The commands running for this service besides its main process.
+    var control: ControlRun? { didSet { timers?.touch(.control(id)) } }
+    /// Type=oneshot: where the run is in its ExecStart= lines.
+    var mainSequence: CommandSequence?
+    /// Whether this run's main process started (ExecStop= runs only then).
+    var runStartedOK = false
+    /// How the last main process ended and what that made of the run, for
+    /// $EXIT_CODE, $EXIT_STATUS and $SERVICE_RESULT.
+    var lastExit: ProcessExit?
+    var lastOutcome = CommandSequence.Outcome.success
+
+    private func noticeTransition(from old: ServiceMachine.State, to new: ServiceMachine.State) {
+        if old.isRunningOrFrozen, new.isStopping { stopBegan = true }
+        if new.isReady, !old.isReady { becameReady = true }
+        if old.isRunningOrFrozen || old.isStopping, !(new.isRunningOrFrozen || new.isStopping) { runEnded = true }
+        if case .starting = old {
+            switch new {
+            case .listening, .waitingRestart, .holdingOff, .stopped: runEnded = true  // the start failed
+            case .starting, .running, .freezing, .stopping: break
             }
         }
     }
@@ -165,6 +199,40 @@ final class ServiceRuntime {
     }
 
     var name: String { prepared.config.name.description }
+}
+
+/// The commands of a service that run besides its main process, one at a
+/// time: before the start (ExecCondition=, ExecStartPre=), after it
+/// (ExecStartPost=), before the kill (ExecStop=) and once the run is over
+/// (ExecStop= if it was not run, ExecStopPost=). What the machine decided
+/// meanwhile and must wait for them waits in `deferred`.
+final class ControlRun {
+    enum Purpose { case start, startPost, stop, end }
+    let purpose: Purpose
+    var sequence: CommandSequence
+    var pid: Int32?
+    var deadline: Instant?
+    /// Killed at its deadline: its exit is a timeout.
+    var timedOut = false
+    var deferred: [ServiceMachine.Action] = []
+    /// The commands after the run, when it ended while ExecStop= ran: they
+    /// follow it instead of cutting it short.
+    var then: CommandSequence?
+
+    init(_ purpose: Purpose, _ sequence: CommandSequence) {
+        self.purpose = purpose
+        self.sequence = sequence
+    }
+
+    /// Whether `action` must wait for these commands: a start or a watch
+    /// for the commands after a run, the stop signals for ExecStop=.
+    func holds(_ action: ServiceMachine.Action) -> Bool {
+        switch (purpose, action) {
+        case (.end, .watch), (.end, .start), (.stop, .watch), (.stop, .start): return true
+        case (.stop, .signal(let sig)): return sig.signal != Sig.continue
+        default: return false
+        }
+    }
 }
 
 /// A path unit while porter runs.

@@ -348,7 +348,7 @@ extension Supervisor {
 
     /// A retired service whose run has ended leaves the table.
     func removeIfDone(_ s: ServiceRuntime) {
-        guard s.retired, s.mainWatch == nil else { return }
+        guard s.retired, s.mainWatch == nil, s.control == nil else { return }
         switch s.machine.state {
         case .running, .freezing, .stopping, .starting: return
         case .listening, .waitingRestart, .holdingOff, .stopped: break

@@ -5,7 +5,12 @@ import PorterSys
 /// Accept=no services: performing what their machines decide.
 extension Supervisor {
     func perform(_ actions: [ServiceMachine.Action], service s: ServiceRuntime, now: Instant) {
+        noticeMachine(s, now: now)
         for action in actions {
+            if let c = s.control, c.holds(action) {
+                c.deferred.append(action)
+                continue
+            }
             switch action {
             case .watch:
                 for t in s.triggers { if let t = sockets[t] { watch(socket: t) } }
@@ -24,8 +29,9 @@ extension Supervisor {
                 let event: ServiceMachine.Event = Processes.isStopped(pid) ? .measured(busy: busy(s)) : .notFrozenYet
                 perform(s.machine.handle(event, now: now), service: s, now: now)
             case .start:
-                let event = start(service: s, since: now)
-                perform(s.machine.handle(event, now: now), service: s, now: now)
+                if let event = start(service: s, since: now) {
+                    perform(s.machine.handle(event, now: now), service: s, now: now)
+                }
             case .signal(let sig):
                 // The group is the first pid's, also after MAINPID= moved the main process.
                 if sig.group, let g = s.group { Signals.send(sig.signal, to: g, group: true) }
@@ -40,13 +46,40 @@ extension Supervisor {
     /// the outcome from the returned event. `since` is when the event that
     /// caused the start arrived: the log line says how long porter took from
     /// there to the child's exec (porter's own share of a cold start).
-    private func start(service s: ServiceRuntime, since: Instant) -> ServiceMachine.Event {
+    /// The machine asked for a start: ExecCondition= and ExecStartPre=
+    /// first if there are any (the machine learns the outcome when they
+    /// are done), the main process otherwise.
+    private func start(service s: ServiceRuntime, since: Instant) -> ServiceMachine.Event? {
         // A reload changed the unit: this start is the first under the new definition.
         if let next = s.next {
             s.prepared = next
             s.next = nil
             s.machine.adopt(next.config.policy)
         }
+        let c = s.prepared.config
+        s.lastExit = nil
+        s.lastOutcome = .success
+        let pre = CommandSequence(c.commands, phases: [.condition, .startPre])
+        if !pre.isEmpty {
+            beginControl(s, .start, pre, now: since)
+            return nil
+        }
+        return startMain(service: s, since: since)
+    }
+
+    /// Spawns the main process (for Type=oneshot: the first ExecStart=).
+    func startMain(service s: ServiceRuntime, since: Instant) -> ServiceMachine.Event {
+        let p = s.prepared
+        var step: CommandSequence.Step? = nil
+        if p.config.type == .oneshot {
+            var seq = CommandSequence(p.config.commands, phases: [.start], success: p.config.successExitStatus)
+            step = seq.start()
+            s.mainSequence = seq
+        }
+        return spawnMain(service: s, step: step, since: since)
+    }
+
+    private func spawnMain(service s: ServiceRuntime, step: CommandSequence.Step?, since: Instant) -> ServiceMachine.Event {
         let p = s.prepared
         let launch: Launch
         do {
@@ -59,7 +92,7 @@ extension Supervisor {
                 activation.append(("TRIGGER_PATH", firing.fired!))
             }
             launch = try Launch.make(p, instance: instance, socket: s.passed.first?.fd, listen: s.passed, stored: s.stored,
-                                     activation: activation, devNull: devNull, fileLimit: childFileLimit,
+                                     activation: activation, devNull: devNull, fileLimit: childFileLimit, step: step,
                                      journal: { () throws(SysError) in try journal(for: p) })
         } catch let error as ValueError {
             Log.error("\(s.name): \(error.message)")
@@ -85,7 +118,9 @@ extension Supervisor {
             let count = launch.plan.fds.count - 3
             let took = (MonotonicClock.now() - since).porterDescription
             let with = count > 0 ? " with \(count) fd\(count == 1 ? "" : "s")\(names)" : s.passed.isEmpty ? "" : " with the socket on stdin/stdout"
-            Log.info("\(s.name): started pid \(pid)\(with) in \(took)")
+            let which = step.map { $0.index > 0 ? " (\($0.label))" : "" } ?? ""
+            Log.info("\(s.name): started pid \(pid)\(which)\(with) in \(took)")
+            s.runStartedOK = p.config.type != .oneshot
             return .started(pid: pid)
         case .failure(let error):
             if let pid = error.pid { failedSpawns.insert(pid) }
@@ -102,10 +137,25 @@ extension Supervisor {
             if failedSpawns.remove(pid) != nil { continue }
             if let inst = instances.removeValue(forKey: pid) {
                 instanceExited(pid, inst, status)
+            } else if let id = controlPIDs.removeValue(forKey: pid) {
+                if let s = services[id] { controlExited(s, pid: pid, status) }
+            } else if strayControls.remove(pid) != nil {
+                continue
             } else if let id = servicePIDs.removeValue(forKey: pid), let s = services[id] {
+                s.lastExit = ProcessExit(status)
+                if oneshotGoesOn(s, pid: pid, status) { continue }
                 let ignore = s.prepared.config.exec?.ignoreFailure ?? false
                 let stoppedByPorter = s.machine.state.isStopping && Self.isStopSignal(status, s.prepared.kill)
-                let result = Self.result(status, ignoreFailure: ignore)
+                var result = Self.result(status, ignoreFailure: ignore)
+                if s.prepared.config.successExitStatus.contains(ProcessExit(status)) { result = .success }
+                if let seq = s.mainSequence {
+                    // Type=oneshot: the last ExecStart= decides, or the one that failed.
+                    if case .failed(let r, _) = seq.outcome { result = r } else { result = .success }
+                    s.runStartedOK = result == .success
+                }
+                // Dying of porter's own stop signal is a clean end ($SERVICE_RESULT=success).
+                let clean = result == .success || (s.machine.state.isStopping && Self.isStopSignal(status, s.prepared.kill))
+                s.lastOutcome = clean ? .success : .failed(result, "main process \(status)")
                 // Still queued and no less than at the start: the run took nothing.
                 let left = stopping || stoppedByPorter ? nil : queued(s)
                 let progress = left == nil || s.queuedAtStart == nil || left! == 0 || left! < s.queuedAtStart!
@@ -117,6 +167,29 @@ extension Supervisor {
                 // Not started by porter: an orphan adopted by porter as PID 1.
                 Log.debug("reaped pid \(pid) (\(status)), not a service of porter's")
             }
+        }
+    }
+
+    /// Type=oneshot: the main process was one of several ExecStart= lines;
+    /// true when the next one now runs as the main process.
+    private func oneshotGoesOn(_ s: ServiceRuntime, pid: Int32, _ status: ExitStatus) -> Bool {
+        guard var seq = s.mainSequence else { return false }
+        let label = seq.current?.label ?? "ExecStart="
+        let next = seq.exited(ProcessExit(status))
+        s.mainSequence = seq
+        guard let next, s.machine.state.isRunningOrFrozen, !stopping else { return false }
+        Log.info("\(s.name): \(label) pid \(pid) exited, \(status)")
+        let now = MonotonicClock.now()
+        let group = s.group
+        switch spawnMain(service: s, step: next, since: now) {
+        case .started(let newPID):
+            if let group { trackLeftovers(group: group, unit: s.name, kill: s.prepared.kill, now: now) }
+            perform(s.machine.handle(.mainPID(newPID), now: now), service: s, now: now)
+            return true
+        default:
+            // Could not start the next one: the run ends as failed.
+            s.mainSequence?.fail(.startFailure, "\(next.label)\(next.command.path) could not be started")
+            return false
         }
     }
 
@@ -180,6 +253,19 @@ extension Supervisor {
 }
 
 extension ServiceMachine.State {
+    var isRunningOrFrozen: Bool {
+        switch self {
+        case .running, .freezing: return true
+        default: return false
+        }
+    }
+
+    /// Running and ready (at once for simple and exec, READY=1 for notify).
+    var isReady: Bool {
+        if case .running(let run) = self { return run.ready }
+        return false
+    }
+
     var isStopping: Bool {
         if case .stopping = self { return true }
         return false

@@ -55,6 +55,10 @@ public final class Supervisor {
     var overflowLogged: Instant?
     var services = UnitTable<ServiceRuntime>()
     var servicePIDs: [Int32: UnitID] = [:]
+    /// Control processes of services (ExecStartPre=, ExecStop=, ...).
+    var controlPIDs: [Int32: UnitID] = [:]
+    /// Control processes killed because their run was over: reaped quietly.
+    var strayControls: Set<Int32> = []
     /// Every deadline of the loop, in its heap.
     var timers: Timers { loop.timers }
     /// Not `lazy`: a lazy property is mutated through a get and a set, so
@@ -177,6 +181,7 @@ public final class Supervisor {
         case .socket(let id): return sockets[id]?.instances?.machine.deadline
         case .path(let id): return paths[id]?.queue?.jobs.deadline
         case .instance(let pid): return instances[pid]?.deadline
+        case .control(let id): return services[id]?.control?.deadline
         case .retries:
             let times = bindRetries.values.map(\.at) + leftovers.values.compactMap(\.killAt)
             return times.min()
@@ -198,6 +203,8 @@ public final class Supervisor {
             performJobs(p, q, q.jobs.handle(.timer, now: now))
         case .instance(let pid):
             handle(instance: pid, .timer, now: now)
+        case .control(let id):
+            if let s = services[id] { controlTimedOut(s, now: now) }
         case .retries:
             if !stopping { retryBinds(now: now) }
             leftoversDue(now: now)
@@ -250,6 +257,6 @@ public final class Supervisor {
     }
 
     var finished: Bool {
-        instances.isEmpty && servicePIDs.isEmpty && services.allSatisfy { $0.mainWatch == nil } && leftovers.isEmpty
+        instances.isEmpty && servicePIDs.isEmpty && controlPIDs.isEmpty && services.allSatisfy { $0.mainWatch == nil } && leftovers.isEmpty
     }
 }

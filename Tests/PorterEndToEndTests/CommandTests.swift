@@ -49,4 +49,95 @@ struct CommandTests {
         #expect(try porter.stop() == 0)
         #expect(porter.zombies.isEmpty)
     }
+
+    /// An Accept=no service: ExecStartPre= before it, ExecStartPost= with
+    /// $MAINPID after it, ExecStop= with $MAINPID instead of the signal at
+    /// the idle stop, ExecStopPost= with the result; the next connection
+    /// runs it all again.
+    @Test func socketServiceRunsItsCommandsAroundEachRun() throws {
+        let dir = makeTempDirectory("socket-commands")
+        defer { if getenv("KEEP") == nil { _ = system("rm -rf '\(dir)'") } }
+        let out = dir + "/out"
+        let port = freePort()
+        let porter = try PorterRun("socket-commands", units: [
+            "cmd.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
+            "cmd.service": """
+                [Service]
+                ExecStartPre=/bin/sh -c 'echo pre >> \(out)'
+                ExecStartPre=-/bin/false
+                ExecStart=\(handlerBinary) serve 0
+                ExecStartPost=/bin/sh -c 'echo startpost $MAINPID >> \(out)'
+                ExecStop=/bin/sh -c 'echo stop $MAINPID >> \(out); kill $MAINPID'
+                ExecStopPost=/bin/sh -c 'echo stoppost ${SERVICE_RESULT} ${EXIT_CODE} ${EXIT_STATUS} >> \(out)'
+                IdleTimeoutSec=1
+                """,
+        ])
+        let first = Report(try Client.tcp(port).readAll())
+        let pid = try #require(first.value("pid"))
+        try waitUntil(15, "the idle stop and ExecStopPost=: \(lines(out))") { lines(out).contains { $0.hasPrefix("stoppost") } }
+        #expect(lines(out) == ["pre", "startpost \(pid)", "stop \(pid)", "stoppost success killed TERM"])
+        try porter.waitForLog("cmd.service: ExecStop= pid")
+
+        // Started again by the next connection, commands and all.
+        let second = Report(try Client.tcp(port).readAll())
+        #expect(second.value("pid") != pid)
+        try waitUntil(10, "the second ExecStartPost=") { lines(out).count >= 6 }
+        #expect(Array(lines(out)[4...5]) == ["pre", "startpost \(second.value("pid") ?? "?")"])
+        #expect(try porter.stop() == 0)
+        // At shutdown ExecStop= and ExecStopPost= run too.
+        #expect(lines(out).suffix(2) == ["stop \(second.value("pid") ?? "?")", "stoppost success killed TERM"])
+        #expect(porter.zombies.isEmpty)
+    }
+
+    /// A failing ExecStartPre= (without `-`) fails the start: the main
+    /// process never runs, ExecStopPost= sees the result, and the client
+    /// waits in the backlog rather than being refused.
+    @Test func aFailingStartPreFailsTheStart() throws {
+        let dir = makeTempDirectory("startpre-fails")
+        defer { if getenv("KEEP") == nil { _ = system("rm -rf '\(dir)'") } }
+        let out = dir + "/out"
+        let port = freePort()
+        let porter = try PorterRun("startpre-fails", units: [
+            "pre.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
+            "pre.service": """
+                [Service]
+                ExecStartPre=/bin/sh -c 'test -e \(dir)/ok'
+                ExecStart=\(handlerBinary) serve 1
+                ExecStopPost=/bin/sh -c 'echo stoppost ${SERVICE_RESULT} >> \(out)'
+                """,
+        ])
+        let client = try Client.tcp(port)
+        try porter.waitForLog("pre.service: start failed: ExecStartPre=/bin/sh exited 1")
+        try waitUntil(10, "ExecStopPost=") { lines(out).first == "stoppost exit-code" }
+        #expect(!porter.log.contains("pre.service: started pid"))
+        // Once the condition of the pre command holds, the waiting client is served.
+        writeFile(dir + "/ok", "")
+        #expect(Report(try client.readAll(seconds: 20)).value("pid") != nil)
+        #expect(try porter.stop() == 0)
+    }
+
+    /// Type=oneshot started by a path unit: both ExecStart= lines in order,
+    /// then ExecStopPost=.
+    @Test func oneshotPathServiceRunsBothStartLines() throws {
+        let dir = makeTempDirectory("oneshot-path")
+        defer { if getenv("KEEP") == nil { _ = system("rm -rf '\(dir)'") } }
+        let out = dir + "/out"
+        let porter = try PorterRun("oneshot-path", units: [
+            "flag.path": "[Path]\nPathExists=\(dir)/flag\n",
+            "flag.service": """
+                [Service]
+                Type=oneshot
+                ExecStart=/bin/sh -c 'echo one >> \(out)'
+                ExecStart=/bin/sh -c 'echo two >> \(out); rm \(dir)/flag'
+                ExecStopPost=/bin/sh -c 'echo post ${SERVICE_RESULT} ${EXIT_STATUS} >> \(out)'
+                """,
+        ])
+        writeFile(dir + "/flag", "")
+        try waitUntil(10, "the run: \(lines(out))") { lines(out).count == 3 }
+        #expect(lines(out) == ["one", "two", "post success 0"])
+        writeFile(dir + "/flag", "")
+        try waitUntil(10, "the second run: \(lines(out))") { lines(out).count == 6 }
+        #expect(try porter.stop() == 0)
+        #expect(porter.zombies.isEmpty)
+    }
 }
