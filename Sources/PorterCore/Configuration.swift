@@ -134,6 +134,7 @@ public struct Configuration: Sendable {
                 c.unusedServices[serviceName] = service
                 // A socket that was refused already has its own error.
                 let refusedReferrer = c.refused.contains { $0.type == .socket && ($0.prefix == serviceName.prefix) }
+                    || units.skipped.contains { $0.type == .socket && $0.prefix == serviceName.prefix } || units.skippedTargets.contains(serviceName)
                 if !refusedReferrer {
                     c.diagnostics.append(Diagnostic(.warning, file: serviceName.description,
                         "not activated by any socket or path unit, so porter will not start it"))
@@ -154,6 +155,12 @@ public struct Configuration: Sendable {
                 passed.append(extra)
             }
             let isAccept = serviceName.isTemplate
+            if isAccept && service.hasExtraCommands {
+                // Not silently dropped: refused until porter runs them per connection.
+                c.diagnostics.append(Diagnostic(.error, in: service.sources, line: nil, key: nil,
+                    "ExecCondition=, ExecStartPre=, ExecStartPost=, ExecStop=, ExecStopPost= and several ExecStart= are not supported yet for per-connection instances (Accept=yes sockets); porter runs them for Accept=no services and per-file jobs"))
+                ok = false
+            }
             let listenCount = passed.compactMap { socketConfigs[$0]?.listens.count }.reduce(0, +)
             let usesSocketIO = service.standardInput == .socket || service.standardOutput == .socket || service.standardError == .socket
             if usesSocketIO && !isAccept && listenCount != 1 {
@@ -269,6 +276,18 @@ public struct UnitSet: Sendable {
     /// What an admin should know but is no problem: masked units, aliases.
     public private(set) var notes: [String] = []
     public mutating func note(_ line: String) { notes.append(line) }
+    /// Socket and path units whose Condition*= failed: not listening or
+    /// watching, and the services they activate are not warned about.
+    public private(set) var skipped: Set<UnitName> = []
+    public mutating func skip(_ name: UnitName, _ line: String) {
+        if let s = sockets[name] { skippedTargets.insert(s.activates) }
+        sockets[name] = nil
+        if let p = paths[name] { skippedTargets.insert(p.activates) }
+        paths[name] = nil
+        skipped.insert(name)
+        notes.append(line)
+    }
+    public private(set) var skippedTargets: Set<UnitName> = []
     /// Masked units: not loaded, and what needs them says so.
     public private(set) var masked: Set<UnitName> = []
     public mutating func mask(_ name: UnitName, _ line: String) {

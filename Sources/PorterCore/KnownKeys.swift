@@ -113,9 +113,6 @@ public enum KnownKeys {
         case "Unit":
             if unitSilent.contains(key) { return .silent }
             if unitIgnored.contains(key) { return .ignored("porter starts each unit on its own activity") }
-            if key.hasPrefix("Condition") || key.hasPrefix("Assert") {
-                return .refused("unit conditions are not supported, and running the unit unconditionally could be wrong")
-            }
         case "Install":
             return .silent
         case "Service", "Socket":

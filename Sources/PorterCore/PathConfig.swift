@@ -70,6 +70,8 @@ public struct PathConfig: Sendable {
     public var failedDirectory: String?
     /// Of the unit file's bytes: whether a reload changed the unit.
     public var fingerprint: UInt64 = 0
+    /// Condition*= and Assert*= of [Unit].
+    public var unitConditions: [UnitCondition] = []
     /// The unit file and its drop-ins, for messages about its lines.
     public var sources = SourceNames("")
 
@@ -96,6 +98,7 @@ public struct PathConfig: Sendable {
         var r = UnitReader(file: file, diagnostics: diagnostics)
         r.read(section: "Path", implemented: keys) { r, a in c.apply(a, &r, specifiers) }
         c.validate(&r)
+        c.unitConditions = r.conditions
         diagnostics = r.diagnostics
         return diagnostics.hasErrors ? nil : c
     }

@@ -171,6 +171,9 @@ public struct ResourceLimit: Equatable, Sendable {
         ("LimitMEMLOCK", 8, .bytes), ("LimitAS", 9, .bytes), ("LimitLOCKS", 10, .count), ("LimitSIGPENDING", 11, .count),
         ("LimitMSGQUEUE", 12, .bytes), ("LimitNICE", 13, .nice), ("LimitRTPRIO", 14, .count), ("LimitRTTIME", 15, .microseconds),
     ]
+    /// A size as Limit*= takes it (K, M, G, T, P, E: base 1024).
+    public static func parseSize(_ s: String) throws(ValueError) -> UInt64 { try value(s, .bytes) }
+
     public static func resource(named key: String) -> Int32? { kinds.first { $0.key == key }?.resource }
     public static var names: [String] { kinds.map(\.key) }
 

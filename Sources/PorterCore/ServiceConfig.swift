@@ -49,6 +49,8 @@ public struct ServiceConfig: Sendable {
     var extraStartLine = 0
     /// Of the unit file's bytes: whether a reload changed the unit.
     public var fingerprint: UInt64 = 0
+    /// Condition*= and Assert*= of [Unit].
+    public var unitConditions: [UnitCondition] = []
     /// The unit file and its drop-ins, for messages about its lines.
     public var sources = SourceNames("")
     /// Where User=, Group= and SupplementaryGroups= were set, for the
@@ -164,6 +166,7 @@ public struct ServiceConfig: Sendable {
             config.apply(a, &r, specifiers)
         }
         config.validate(&reader, specifiers)
+        config.unitConditions = reader.conditions
         diagnostics = reader.diagnostics
         return diagnostics.hasErrors ? nil : config
     }

@@ -74,6 +74,8 @@ public struct SocketConfig: Sendable {
     var sawListen = false
     /// Of the unit file's bytes: whether a reload changed the unit.
     public var fingerprint: UInt64 = 0
+    /// Condition*= and Assert*= of [Unit].
+    public var unitConditions: [UnitCondition] = []
     /// The unit file and its drop-ins, for messages about its lines.
     public var sources = SourceNames("")
 
@@ -102,6 +104,7 @@ public struct SocketConfig: Sendable {
             config.apply(a, &r, specifiers)
         }
         config.validate(&reader)
+        config.unitConditions = reader.conditions
         diagnostics = reader.diagnostics
         return diagnostics.hasErrors ? nil : config
     }

@@ -4,6 +4,8 @@
 public struct UnitReader {
     public var diagnostics: Diagnostics
     let file: UnitFile
+    /// Condition*= and Assert*= of [Unit], in order.
+    public var conditions: [UnitCondition] = []
 
     public init(file: UnitFile, diagnostics: Diagnostics) {
         self.file = file
@@ -30,6 +32,15 @@ public struct UnitReader {
             }
             for a in section.assignments {
                 if a.key.hasPrefix("X-") { continue }
+                if name == "Unit" && (a.key.hasPrefix("Condition") || a.key.hasPrefix("Assert")) {
+                    do {
+                        if let c = try UnitCondition.parse(key: a.key, value: a.value, line: a.line) { conditions.append(c) }
+                        else { conditions.removeAll() }  // an empty assignment resets the list
+                    } catch {
+                        diagnostics.error(a.line, a.key, error.message)
+                    }
+                    continue
+                }
                 if (name == wanted && known.contains(a.key)) || (name == "Unit" && knownUnit.contains(a.key)) {
                     handle(&self, a)
                     continue

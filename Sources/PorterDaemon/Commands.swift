@@ -43,13 +43,32 @@ public enum Commands {
         }
     }
 
-    static func load(_ place: Place, _ host: HostFacts) -> Configuration? {
+    static func load(_ place: Place, _ host: HostFacts, environment env: [String: String]) -> Configuration? {
         guard let dirs = open(place) else { return nil }
         defer { dirs.close() }
         var units = UnitSet()
         dirs.report(to: &units)
         dirs.add(dirs.names, to: &units, host: host)
+        checkConditions(&units, ConditionCheck(environment: env, host: host))
         return Configuration.pair(units)
+    }
+
+    /// Socket and path units whose conditions fail do not listen or
+    /// watch (one line each); a failed assert is a warning.
+    static func checkConditions(_ units: inout UnitSet, _ check: ConditionCheck, sockets: Bool = true, paths: Bool = true) {
+        let candidates: [(UnitName, [UnitCondition], SourceNames)] =
+            (sockets ? units.sockets.values.map { ($0.name, $0.unitConditions, $0.sources) } : [])
+            + (paths ? units.paths.values.map { ($0.name, $0.unitConditions, $0.sources) } : [])
+        for (name, conditions, sources) in candidates.sorted(by: { $0.0 < $1.0 }) where !conditions.isEmpty {
+            switch check.verdict(conditions) {
+            case nil: break
+            case .skip(let why):
+                units.skip(name, "\(name): \(why); not \(name.type == .socket ? "listening" : "watching")")
+            case .fail(let why):
+                units.report(Diagnostic(.warning, in: sources, line: nil, "\(why); not \(name.type == .socket ? "listening" : "watching")"))
+                units.skip(name, "\(name): skipped after a failed assert")
+            }
+        }
     }
 
     /// `porter run`: the daemon in the foreground, logging to stderr.
@@ -82,9 +101,12 @@ public enum Commands {
         var units = UnitSet()
         dirs.report(to: &units)
         let names = dirs.names
+        let check = ConditionCheck(environment: env, host: host)
         dirs.add(names.filter { $0.type == .socket }, to: &units, host: host)
+        checkConditions(&units, check, paths: false)
         supervisor.openListeners(units.sockets)
         dirs.add(names.filter { $0.type != .socket }, to: &units, host: host)
+        checkConditions(&units, check, sockets: false)
         let config = Configuration.pair(units)
         for n in config.notes { Log.info(n) }
         for d in config.diagnostics { Log.write(d.severity == .error ? .error : .warning, d.description) }
@@ -109,6 +131,7 @@ public enum Commands {
         var units = UnitSet()
         dirs.report(to: &units)
         dirs.add(dirs.names, to: &units, host: host)
+        checkConditions(&units, ConditionCheck(environment: env, host: host))
         let config = Configuration.pair(units)
         let made = dirs.names.compactMap { dirs.sources.units[$0] }
         dirs.close()

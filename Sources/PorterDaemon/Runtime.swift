@@ -151,6 +151,8 @@ final class ServiceRuntime {
     var mainSequence: CommandSequence?
     /// Whether this run's main process started (ExecStop= runs only then).
     var runStartedOK = false
+    /// Condition*= said no: the failed start runs no ExecStopPost=.
+    var skipCommands = false
     /// How the last main process ended and what that made of the run, for
     /// $EXIT_CODE, $EXIT_STATUS and $SERVICE_RESULT.
     var lastExit: ProcessExit?

@@ -62,6 +62,14 @@ extension Supervisor {
         guard let p = s.template else { return }
         let info = connectionInfo(s, fd, peer)
         let unitName = p.config.name.withInstance(info.instanceName).description
+        if let verdict = conditionCheck.verdict(p.config.unitConditions) {
+            // Checked for every connection, as systemd checks each instance.
+            switch verdict {
+            case .skip(let why): failure(s, "\(unitName): skipped: \(why); connection closed", level: .info)
+            case .fail(let why): failure(s, "\(unitName): failed: \(why); connection closed", level: .warning)
+            }
+            return
+        }
         let launch: Launch
         do {
             if p.config.nonBlocking { try fd.setNonBlocking(true) }

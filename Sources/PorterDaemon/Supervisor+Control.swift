@@ -10,6 +10,8 @@ import PorterSys
 /// must come after them (a start, watching the sockets again, the stop
 /// signals) waits in the control run.
 extension Supervisor {
+    var conditionCheck: ConditionCheck { ConditionCheck(environment: porterEnvironment, host: host) }
+
     /// Called at the top of `perform`: what the machine's last move asks
     /// of the commands.
     func noticeMachine(_ s: ServiceRuntime, now: Instant) {
@@ -32,6 +34,10 @@ extension Supervisor {
         }
         if s.runEnded {
             s.runEnded = false
+            if s.skipCommands {
+                s.skipCommands = false
+                return
+            }
             let startedOK = s.runStartedOK
             s.runStartedOK = false
             s.mainSequence = nil

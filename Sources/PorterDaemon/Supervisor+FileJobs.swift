@@ -76,6 +76,19 @@ extension Supervisor {
     /// Starts the job of one file; returns the queue's actions if it could
     /// not be started.
     private func startJob(_ rt: PathRuntime, _ q: PathRuntime.JobQueue, _ file: String) -> [FileJobs.Action]? {
+        if let verdict = conditionCheck.verdict(q.template.config.unitConditions) {
+            let unit = q.template.config.name.withInstance(UnitName.escape(file)).description
+            let dir = rt.directories[condition(rt, of: file)]
+            switch verdict {
+            case .skip(let why):
+                // Done, as a unit whose condition failed is: the file waits for its next change.
+                failure(rt, "\(unit): skipped: \(why)", level: .info)
+                return q.jobs.handle(.exited(file, success: true, now: version(dir, file)), now: MonotonicClock.now())
+            case .fail(let why):
+                failure(rt, "\(unit): failed: \(why)", level: .warning)
+                return q.jobs.handle(.exited(file, success: false, now: version(dir, file)), now: MonotonicClock.now())
+            }
+        }
         guard q.template.config.hasExtraCommands else { return startJob(rt, q, file, sequence: nil) }
         // ExecCondition= ... ExecStopPost=, one process at a time.
         let c = q.template.config

@@ -40,7 +40,7 @@ extension Supervisor {
         }
         guard let place else { return }
         let began = MonotonicClock.now()
-        guard let config = Commands.load(place, host) else {
+        guard let config = Commands.load(place, host, environment: porterEnvironment) else {
             Log.error("\(reason): reload refused: cannot read \(place.description); nothing changed, still serving the previous configuration")
             return
         }

@@ -59,6 +59,15 @@ extension Supervisor {
         let c = s.prepared.config
         s.lastExit = nil
         s.lastOutcome = .success
+        if let verdict = conditionCheck.verdict(c.unitConditions) {
+            // Nothing runs, ExecStopPost= neither: the unit was never started.
+            s.skipCommands = true
+            switch verdict {
+            case .skip(let why): Log.info("\(s.name): start skipped: \(why); the work that activated it stays queued")
+            case .fail(let why): Log.warning("\(s.name): start failed: \(why)")
+            }
+            return .startFailed
+        }
         let pre = CommandSequence(c.commands, phases: [.condition, .startPre])
         if !pre.isEmpty {
             beginControl(s, .start, pre, now: since)

@@ -1,5 +1,6 @@
 import Glibc
 import PorterCore
+import PorterDaemon
 import PorterSys
 import Testing
 
@@ -117,6 +118,99 @@ struct UnitsAsShippedTests {
         #expect(porter.log.contains("Operation not permitted"))
         // The socket keeps serving the others.
         #expect(Report(try Client.tcp(plain).readAll()).value("pid") != nil)
+        #expect(try porter.stop() == 0)
+    }
+}
+
+/// Condition*= evaluated on this machine: each kind with a value that must
+/// hold here and one that must not.
+@Suite("conditions on this host")
+struct HostConditionTests {
+    let check = ConditionCheck(environment: ["PATH": "/bin", "LANG": "C"], host: ConfigLoader.hostFacts(environment: [:]))
+
+    func holds(_ key: String, _ value: String) throws -> Bool {
+        try check.holds(#require(try UnitCondition.parse(key: "Condition" + key, value: value, line: 1)))
+    }
+
+    @Test func eachKindTrueAndFalse() throws {
+        let dir = makeTempDirectory("conditions")
+        defer { _ = system("rm -rf '\(dir)'") }
+        writeFile(dir + "/full", "x")
+        writeFile(dir + "/empty", "")
+        mkdir(dir + "/emptydir", 0o755)
+        symlink(dir + "/full", dir + "/link")
+        let host = ConfigLoader.hostFacts(environment: [:])
+        let cmdline = readFile("/proc/cmdline").split(separator: " ").first.map(String.init) ?? "x"
+        let osID = readFile("/etc/os-release").split(separator: "\n").first { $0.hasPrefix("ID=") }.map { String($0.dropFirst(3)).replacing("\"", with: "") } ?? "linux"
+        let cases: [(String, String, Bool)] = [
+            ("PathExists", dir + "/full", true), ("PathExists", dir + "/none", false),
+            ("PathExistsGlob", dir + "/fu*", true), ("PathExistsGlob", dir + "/zz*", false),
+            ("PathIsDirectory", dir, true), ("PathIsDirectory", dir + "/full", false),
+            ("PathIsSymbolicLink", dir + "/link", true), ("PathIsSymbolicLink", dir + "/full", false),
+            ("PathIsMountPoint", "/proc", true), ("PathIsMountPoint", dir, false),
+            ("PathIsReadWrite", dir, true),
+            ("DirectoryNotEmpty", dir, true), ("DirectoryNotEmpty", dir + "/emptydir", false),
+            ("FileNotEmpty", dir + "/full", true), ("FileNotEmpty", dir + "/empty", false),
+            ("FileIsExecutable", "/bin/sh", true), ("FileIsExecutable", dir + "/full", false),
+            ("User", host.userName, true), ("User", String(host.uid), true), ("User", "nobody-here", false),
+            ("Group", String(host.gid), true), ("Group", "4294967", false),
+            ("Host", host.hostname, true), ("Host", "not-" + host.hostname, false),
+            ("KernelCommandLine", cmdline, true), ("KernelCommandLine", "porter.nonsense", false),
+            ("KernelVersion", ">=2.6", true), ("KernelVersion", "<2.6", false), ("KernelVersion", host.kernelRelease, true),
+            ("Architecture", "native", true), ("Architecture", "s390x", false),
+            ("Environment", "LANG=C", true), ("Environment", "LANG=de", false),
+            ("CPUs", ">=1", true), ("CPUs", ">=100000", false),
+            ("Memory", ">=1M", true), ("Memory", "<1K", false),
+            ("OSRelease", "ID=\(osID)", true), ("OSRelease", "ID=not-\(osID)", false),
+            ("KernelModuleLoaded", "no_such_module_here", false),
+            ("Security", "no-such-framework", false),
+        ]
+        for (key, value, expected) in cases {
+            #expect(try holds(key, value) == expected, "Condition\(key)=\(value)")
+        }
+        // Those whose answer depends on the machine: a value and its opposite disagree.
+        for (key, a, b) in [("Virtualization", "yes", "no"), ("ACPower", "yes", "no"), ("FirstBoot", "yes", "no")] {
+            #expect(try holds(key, a) != holds(key, b), "Condition\(key)=")
+        }
+        if host.uid == 0 {
+            #expect(try holds("User", "@system"))
+            #expect(try holds("Capability", "CAP_CHOWN"))
+        }
+        #expect(try !holds("Capability", "CAP_NOT_A_THING"))
+    }
+
+    @Test func verdicts() throws {
+        func c(_ s: String) throws -> UnitCondition {
+            let eq = s.firstIndex(of: "=")!
+            return try #require(try UnitCondition.parse(key: String(s[..<eq]), value: String(s[s.index(after: eq)...]), line: 1))
+        }
+        #expect(check.verdict([try c("ConditionPathExists=/")]) == nil)
+        #expect(check.verdict([try c("ConditionPathExists=/nonexistent")]) == .skip("ConditionPathExists=/nonexistent not met"))
+        #expect(check.verdict([try c("ConditionPathExists=!/nonexistent")]) == nil)
+        #expect(check.verdict([try c("ConditionPathExists=|/nonexistent"), try c("ConditionPathExists=|/")]) == nil)
+        #expect(check.verdict([try c("AssertPathExists=/nonexistent")]) == .fail("AssertPathExists=/nonexistent failed"))
+    }
+}
+
+extension UnitsAsShippedTests {
+    /// A socket whose condition fails does not listen (logged once); a
+    /// template whose condition fails closes each connection.
+    @Test func conditionsSkipSocketsAndInstances() throws {
+        let (skipped, listening, closed) = (freePort(), freePort(), freePort())
+        let porter = try PorterRun("conditions", units: [
+            "off.socket": "[Unit]\nConditionPathExists=/nonexistent/porter\n[Socket]\nListenStream=127.0.0.1:\(skipped)\nAccept=yes\n",
+            "off@.service": "[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\n",
+            "on.socket": "[Unit]\nConditionPathExists=|/nonexistent/porter\nConditionPathExists=|/\n[Socket]\nListenStream=127.0.0.1:\(listening)\nAccept=yes\n",
+            "on@.service": "[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\n",
+            "shut.socket": "[Socket]\nListenStream=127.0.0.1:\(closed)\nAccept=yes\n",
+            "shut@.service": "[Unit]\nConditionFileNotEmpty=/nonexistent/porter\n[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\n",
+        ])
+        #expect(porter.log.contains("off.socket: ConditionPathExists=/nonexistent/porter not met; not listening"))
+        #expect(!porter.log.contains("off@.service: not activated"))
+        #expect(throws: (any Error).self) { try Client.tcp(skipped) }
+        #expect(Report(try Client.tcp(listening).readAll()).value("pid") != nil)
+        #expect(try Client.tcp(closed).readAll() == "")
+        try porter.waitForLog("skipped: ConditionFileNotEmpty=/nonexistent/porter not met; connection closed")
         #expect(try porter.stop() == 0)
     }
 }
