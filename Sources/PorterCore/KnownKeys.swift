@@ -36,7 +36,6 @@ public enum KnownKeys {
         "ProtectProc", "ProcSubset", "BindPaths", "BindReadOnlyPaths", "MountImages", "ExtensionImages",
         "ExtensionDirectories", "DynamicUser", "CapabilityBoundingSet", "AmbientCapabilities", "SecureBits",
         "SELinuxContext", "AppArmorProfile", "SmackProcessLabel", "ProtectSystem", "ProtectHome",
-        "RuntimeDirectory", "StateDirectory", "CacheDirectory", "LogsDirectory", "ConfigurationDirectory",
         "ReadWritePaths", "ReadOnlyPaths", "InaccessiblePaths", "ExecPaths", "NoExecPaths", "TemporaryFileSystem",
         "PrivateTmp", "PrivateDevices", "PrivateNetwork", "NetworkNamespacePath", "PrivateIPC", "IPCNamespacePath",
         "PrivateUsers", "ProtectHostname", "ProtectClock", "ProtectKernelTunables", "ProtectKernelModules",
@@ -59,8 +58,6 @@ public enum KnownKeys {
         "LogRateLimitBurst", "LogNamespace", "LogFilterPatterns", "TTYReset", "TTYVHangup", "TTYVTDisallocate",
         "TTYRows", "TTYColumns", "UtmpIdentifier", "UtmpMode", "CoredumpFilter", "CoredumpReceive",
         "MemoryAccounting", "CPUAccounting", "IOAccounting", "TasksAccounting", "IPAccounting",
-        "RuntimeDirectoryMode", "RuntimeDirectoryPreserve", "StateDirectoryMode", "CacheDirectoryMode",
-        "LogsDirectoryMode", "ConfigurationDirectoryMode",
     ]
     static let serviceRefused: [String: String] = [
         "PIDFile": "it belongs to Type=forking, which porter does not support yet",
@@ -104,10 +101,6 @@ public enum KnownKeys {
         "AcceptFileDescriptors", "Timestamping", "TimeoutSec",
     ]
 
-    static let directoryKeys: Set<String> = ["RuntimeDirectory", "StateDirectory", "CacheDirectory", "LogsDirectory", "ConfigurationDirectory"]
-    static let directoryModeKeys: Set<String> = ["RuntimeDirectoryMode", "RuntimeDirectoryPreserve", "StateDirectoryMode",
-                                                  "CacheDirectoryMode", "LogsDirectoryMode", "ConfigurationDirectoryMode"]
-
     public static func classify(section: String, key: String, implemented: [String]) -> Verdict {
         switch section {
         case "Unit":
@@ -119,12 +112,6 @@ public enum KnownKeys {
             let table = section == "Service" ? serviceRefused : socketRefused
             if let why = table[key] { return .refused(why) }
             if section == "Service", let why = serviceWarned[key] { return .ignored(why) }
-            if directoryKeys.contains(key) {
-                return .refused("porter does not create the service's directories yet, and the service would miss the one it asks for")
-            }
-            if directoryModeKeys.contains(key) {
-                return .ignored("has no effect: porter does not create the service's directories yet (\(key.replacing("Mode", with: "").replacing("Preserve", with: ""))= is refused)")
-            }
             if key.hasSuffix("Accounting") {
                 return .ignored("accounting needs cgroups, which porter does not use")
             }

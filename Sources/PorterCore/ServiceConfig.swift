@@ -118,6 +118,9 @@ public struct ServiceConfig: Sendable {
     public var hasExtraCommands: Bool {
         commands.contains { $0.key != .start && !$0.value.isEmpty } || (commands[.start]?.count ?? 0) > 1
     }
+    /// RuntimeDirectory= and the others: names under each root, with their mode.
+    public var directories: [ServiceDirectories.Kind: ServiceDirectories.Entry] = [:]
+    public var runtimeDirectoryPreserve = ServiceDirectories.Preserve.no
     /// Limits, priorities, affinity and the rest of `ProcessSettings`.
     public var process = ProcessSettings()
     /// SyslogIdentifier=: the name porter's log gives the service's output.
@@ -149,7 +152,8 @@ public struct ServiceConfig: Sendable {
         "WatchdogSec", "NotifyAccess", "FileDescriptorStoreMax", "SyslogIdentifier", "SetLoginEnvironment",
         "ExecCondition", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload",
         "RemainAfterExit", "SuccessExitStatus", "RestartPreventExitStatus", "RestartForceExitStatus",
-    ] + ProcessSettings.keys)
+        "RuntimeDirectoryPreserve",
+    ] + ProcessSettings.keys + ServiceDirectories.Kind.allCases.flatMap { [$0.rawValue, $0.rawValue + "Mode"] })
     static let unitKeys = KeySet(["StartLimitIntervalSec", "StartLimitBurst"])
 
     public static func read(_ file: UnitFile, name: UnitName, specifiers: Specifiers, diagnostics: inout Diagnostics) -> ServiceConfig? {
@@ -242,6 +246,25 @@ public struct ServiceConfig: Sendable {
                 if (commands[.start]?.count ?? 0) > 1 { commandLines[.start] = commandLines[.start] ?? a.line; extraStartLine = a.line }
             }
         case "RemainAfterExit": if let v = r.value(a, Values.boolean) { remainAfterExit = v }
+        case "RuntimeDirectoryPreserve":
+            guard let p = ServiceDirectories.Preserve(rawValue: a.value.isEmpty ? "no" : a.value)
+                    ?? ((try? Values.boolean(a.value)).map { $0 ? .yes : .no }) else {
+                r.error(a, "invalid value \(Quote.value(a.value)), expected no, yes or restart")
+                return
+            }
+            runtimeDirectoryPreserve = p
+        case let key where ServiceDirectories.Kind(rawValue: key) != nil:
+            let kind = ServiceDirectories.Kind(rawValue: key)!
+            let names = Values.words(a.value)
+            if names.isEmpty { directories[kind]?.names = []; return }
+            for n in names {
+                if let problem = ServiceDirectories.problem(n) { r.error(a, problem); return }
+                directories[kind, default: .init()].names.append(n)
+            }
+            directories[kind, default: .init()].line = a.line
+        case let key where key.hasSuffix("DirectoryMode") && ServiceDirectories.Kind(rawValue: String(key.dropLast(4))) != nil:
+            let kind = ServiceDirectories.Kind(rawValue: String(key.dropLast(4)))!
+            if let m = r.value(a, Values.mode) { directories[kind, default: .init()].mode = m }
         case "SuccessExitStatus", "RestartPreventExitStatus", "RestartForceExitStatus":
             var set = a.key == "SuccessExitStatus" ? successExitStatus : a.key == "RestartPreventExitStatus" ? restartPreventExitStatus : restartForceExitStatus
             guard r.value(a, { (v) throws(ValueError) in try set.add(v) }) != nil else { return }

@@ -72,6 +72,12 @@ struct Launch {
         }
 
         var activationEnv = activation
+        if !c.directories.isEmpty {
+            do { activationEnv += try DirectoryMaker.make(p, unit: instance.unit) } catch {
+                launch.close()
+                throw error
+            }
+        }
         let socketIO = c.standardInput == .socket || c.standardOutput == .socket || c.standardError == .socket
         let passed = (socketIO ? [] : listen) + stored
         if !passed.isEmpty {

@@ -36,6 +36,7 @@ extension Supervisor {
             s.runEnded = false
             if s.skipCommands {
                 s.skipCommands = false
+                removeRuntimeDirectories(s)
                 return
             }
             let startedOK = s.runStartedOK
@@ -50,7 +51,7 @@ extension Supervisor {
             var seq = CommandSequence(c.commands, phases: phases)
             seq.setResult(s.lastOutcome, mainExit: s.lastExit)
             s.lastOutcome = .success
-            if !seq.isEmpty { beginControl(s, .end, seq, now: now) }
+            if !seq.isEmpty { beginControl(s, .end, seq, now: now) } else { removeRuntimeDirectories(s) }
         }
     }
 
@@ -193,9 +194,27 @@ extension Supervisor {
             perform(rest, service: s, now: now)
         case .end:
             if case .failed(_, let why) = run.sequence.outcome, case .success = s.lastOutcome { Log.warning("\(s.name): \(why)") }
+            removeRuntimeDirectories(s)
             perform(run.deferred, service: s, now: now)
             if s.retired { removeIfDone(s) }
         }
+    }
+
+    /// RuntimeDirectory= goes when the run is over, unless
+    /// RuntimeDirectoryPreserve=yes, or =restart and it restarts.
+    func removeRuntimeDirectories(_ s: ServiceRuntime) {
+        let c = s.prepared.config
+        guard c.directories[.runtime] != nil else { return }
+        switch c.runtimeDirectoryPreserve {
+        case .yes: return
+        case .restart:
+            switch s.machine.state {
+            case .waitingRestart, .starting: return
+            default: break
+            }
+        case .no: break
+        }
+        DirectoryMaker.removeRuntime(s.prepared, unit: c.name)
     }
 
     /// A control process ran past its time limit: killed, and its exit

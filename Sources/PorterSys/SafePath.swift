@@ -182,6 +182,43 @@ public enum SafePath {
         try? directory(path, trust: trust)
     }
 
+    /// Removes `name` in the directory `parent` and everything below it
+    /// without following a symlink: each level is opened O_NOFOLLOW from
+    /// the one above, and a link is unlinked, never entered. Returns the
+    /// first error; what could be removed is gone.
+    public static func removeTree(in parent: FileDescriptor, _ name: String) -> SysError? {
+        let raw = porter_openat(parent.rawValue, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0)
+        if raw < 0 {
+            let e = SysError.current
+            if e == ENOENT { return nil }
+            if e == ENOTDIR || e == ELOOP {
+                return unlinkat(parent.rawValue, name, 0) == 0 ? nil : SysError(call: "unlink(\(name))", errno: SysError.current)
+            }
+            return SysError(call: "open(\(name))", errno: e)
+        }
+        let dir = FileDescriptor(raw)
+        var first: SysError? = nil
+        var entries: [(String, UInt8)] = []
+        try? Files.forEachEntry(in: dir) { n, type in
+            entries.append((n, type))
+            return true
+        }
+        for (n, type) in entries {
+            let e: SysError?
+            if type == DT_DIR {
+                e = removeTree(in: dir, n)
+            } else {
+                e = unlinkat(dir.rawValue, n, 0) == 0 ? nil : SysError(call: "unlink(\(n))", errno: SysError.current)
+            }
+            if first == nil { first = e }
+        }
+        dir.close()
+        if unlinkat(parent.rawValue, name, AT_REMOVEDIR) != 0 && first == nil {
+            first = SysError(call: "rmdir(\(name))", errno: SysError.current)
+        }
+        return first
+    }
+
     /// Whether symlinks in the directory `fd` may be followed.
     public static func allowsLinks(in fd: FileDescriptor, trust: Trust) -> Bool {
         var st = stat()

@@ -214,3 +214,63 @@ extension UnitsAsShippedTests {
         #expect(try porter.stop() == 0)
     }
 }
+
+extension UnitsAsShippedTests {
+    /// RuntimeDirectory= and StateDirectory= made for the run with the
+    /// unit's owner and mode, named in the environment; the runtime one is
+    /// gone after the run, the state one stays.
+    @Test(.enabled(if: getuid() == 0, "the directories go under /run and /var/lib, and User= needs root"))
+    func serviceDirectoriesAreMadeAndRemoved() throws {
+        let tag = "porter-test-\(getpid())-\(freePort())"
+        defer { _ = system("rm -rf /run/\(tag) /var/lib/\(tag)") }
+        let port = freePort()
+        let nobody = try #require(getpwnam("nobody")).pointee
+        let out = makeTempDirectory("dirs-out") + "/stat"
+        let porter = try PorterRun("directories", units: [
+            "dirs.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
+            "dirs.service": """
+                [Service]
+                ExecStart=\(handlerBinary) serve 1
+                User=nobody
+                RuntimeDirectory=\(tag)/run
+                RuntimeDirectoryMode=0750
+                StateDirectory=\(tag)
+                ExecStartPre=+/bin/sh -c 'stat -c "%%a %%u" "$${RUNTIME_DIRECTORY}" > \(out)'
+                """,
+        ])
+        let r = Report(try Client.tcp(port).readAll())
+        #expect(r.values("env").contains("RUNTIME_DIRECTORY=/run/\(tag)/run"))
+        #expect(r.values("env").contains("STATE_DIRECTORY=/var/lib/\(tag)"))
+        var st = stat()
+        #expect(stat("/var/lib/\(tag)", &st) == 0 && st.st_uid == nobody.pw_uid && st.st_mode & 0o7777 == 0o755)
+        // The run served its one connection and exited: the runtime directory goes.
+        try waitUntil(10, "the runtime directory removed") { access("/run/\(tag)/run", F_OK) != 0 }
+        #expect(access("/run/\(tag)", F_OK) == 0)  // the parent porter made stays, as in systemd
+        #expect(access("/var/lib/\(tag)", F_OK) == 0)
+
+        // ExecStartPre= (with `+`, as root) saw it made with the mode asked for, owned by User=.
+        #expect(readFile(out).trimmingWhitespace() == "750 \(nobody.pw_uid)")
+        #expect(try porter.stop() == 0)
+    }
+
+    /// A symlink planted where a directory will be made is not followed.
+    @Test(.enabled(if: getuid() == 0, "the directories go under /run"))
+    func aPlantedSymlinkIsNotFollowed() throws {
+        let tag = "porter-test-link-\(getpid())-\(freePort())"
+        let victim = makeTempDirectory("victim")
+        defer { _ = system("rm -rf /run/\(tag) '\(victim)'") }
+        mkdir("/run/\(tag)", 0o755)
+        chown("/run/\(tag)", 65534, 65534)  // a directory a service user owns
+        symlink(victim, "/run/\(tag)/d")
+        let port = freePort()
+        let porter = try PorterRun("planted", units: [
+            "p.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
+            "p.service": "[Service]\nExecStart=\(handlerBinary) serve 1\nRuntimeDirectory=\(tag)/d/inner\n",
+        ])
+        let c = try Client.tcp(port)
+        try porter.waitForLog("RuntimeDirectory=/run/\(tag)/d/inner")
+        c.close()
+        #expect(access(victim + "/inner", F_OK) != 0)
+        #expect(try porter.stop() == 0)
+    }
+}
