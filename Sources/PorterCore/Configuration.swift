@@ -93,19 +93,16 @@ public struct Configuration: Sendable {
                 c.refused.insert(name)
                 continue
             }
-            if triggers[target] != nil {
-                c.diagnostics.append(Diagnostic(.error, file: name.description,
-                    "\(target) is already started by a socket unit; one service is started either by sockets or by paths"))
-                c.refused.insert(name)
-                continue
-            }
             pathTriggers[target, default: []].append(name)
         }
 
         // Cross-checks that need both sides, then the final sets.
         for serviceName in serviceConfigs.keys.sorted() {
             let service = serviceConfigs[serviceName]!
-            if let byPath = pathTriggers[serviceName] {
+            // Started by paths only; with sockets too (cups.socket and
+            // cups.path), it is paired as a socket-activated service below and
+            // a start from either hands over all its sockets.
+            if let byPath = pathTriggers[serviceName], triggers[serviceName] == nil {
                 if service.standardInput == .fileTrigger && !serviceName.isTemplate {
                     c.diagnostics.append(Diagnostic(.error, file: serviceName.description, key: "StandardInput",
                         "file-trigger is for per-file jobs: a NAME@.service started by a path unit with Accept=yes"))

@@ -141,3 +141,31 @@ struct CommandTests {
         #expect(porter.zombies.isEmpty)
     }
 }
+
+extension CommandTests {
+    /// cups.socket + cups.path -> cups.service: either starts it, and a start
+    /// from the path unit hands over the sockets too.
+    @Test func aServiceStartedByASocketAndAPathUnit() throws {
+        let dir = makeTempDirectory("socket-and-path")
+        defer { if getenv("KEEP") == nil { _ = system("rm -rf '\(dir)'") } }
+        let port = freePort()
+        let porter = try PorterRun("socket-and-path", units: [
+            "cups.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
+            "cups.path": "[Path]\nPathExists=\(dir)/spool\n",
+            "cups.service": "[Service]\nExecStart=\(handlerBinary) serve 1\n",
+        ])
+        // From the socket.
+        #expect(Report(try Client.tcp(port).readAll()).value("pid") != nil)
+        try waitUntil(10, "the first run's exit") { porter.count("exited, status 0") == 1 }
+        // From the path: it gets the listening socket as fd 3 and serves a
+        // client that connects afterwards.
+        writeFile(dir + "/spool", "")
+        try porter.waitForLog("cups.path: \(dir)/spool triggered cups.service")
+        let started = porter.count("cups.service: started pid")
+        #expect(started == 2)
+        #expect(porter.log.contains("with 1 fd (LISTEN_FDNAMES=cups.socket)"))
+        unlink(dir + "/spool")
+        #expect(Report(try Client.tcp(port).readAll()).values("env").contains("LISTEN_FDS=1"))
+        #expect(try porter.stop() == 0)
+    }
+}
