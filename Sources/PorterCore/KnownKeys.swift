@@ -84,17 +84,22 @@ public enum KnownKeys {
     ]
     static let serviceIgnored: Set<String> = []
     static let socketRefused: [String: String] = [
-        "ListenFIFO": "FIFOs are not supported", "ListenSpecial": "special files are not supported",
-        "ListenNetlink": "netlink sockets are not supported", "ListenMessageQueue": "message queues are not supported",
-        "ListenUSBFunction": "USB functions are not supported", "SocketProtocol": "only the default protocol is supported",
-        "ExecStartPre": "socket commands are not supported", "ExecStartPost": "socket commands are not supported",
-        "ExecStopPre": "socket commands are not supported", "ExecStopPost": "socket commands are not supported",
-        "MaxConnectionsPerSource": "not supported yet", "Writable": "not supported", "Symlinks": "not supported yet",
-        "BindToDevice": "not supported yet", "Transparent": "not supported yet", "SmackLabel": "not supported",
-        "SmackLabelIPIn": "not supported", "SmackLabelIPOut": "not supported", "SELinuxContextFromNet": "not supported",
-        "FlushPending": "not supported yet", "PollLimitIntervalSec": "not supported yet", "PollLimitBurst": "not supported yet",
-        "DeferTrigger": "not supported", "DeferTriggerMaxSec": "not supported", "PassFileDescriptorsToExec": "not supported",
-        "TriggerLimitIntervalSec": "not supported yet", "TriggerLimitBurst": "not supported yet",
+        "ListenFIFO": "porter does not listen on FIFOs yet", "ListenSpecial": "porter does not open special files yet",
+        "ListenNetlink": "porter does not listen on netlink sockets yet", "ListenMessageQueue": "porter does not open POSIX message queues yet",
+        "ListenUSBFunction": "USB gadget functions need systemd's FunctionFS support, which porter does not have",
+        "SocketProtocol": "porter opens sockets with the default protocol only (no SCTP or UDP-Lite yet)",
+        "ExecStartPre": "porter does not run commands for socket units yet", "ExecStartPost": "porter does not run commands for socket units yet",
+        "ExecStopPre": "porter does not run commands for socket units yet", "ExecStopPost": "porter does not run commands for socket units yet",
+        "MaxConnectionsPerSource": "porter does not count connections per source yet",
+        "Writable": "it belongs to ListenSpecial=, which porter does not support yet",
+        "SmackLabel": "porter has no SMACK support", "SmackLabelIPIn": "porter has no SMACK support", "SmackLabelIPOut": "porter has no SMACK support",
+        "SELinuxContextFromNet": "porter has no SELinux support",
+        "PollLimitIntervalSec": "porter does not rate-limit polling yet", "PollLimitBurst": "porter does not rate-limit polling yet",
+        "DeferTrigger": "porter starts a service on the first event, without job queues to defer for",
+        "DeferTriggerMaxSec": "porter starts a service on the first event, without job queues to defer for",
+        "PassFileDescriptorsToExec": "porter does not run commands for socket units yet",
+        "TriggerLimitIntervalSec": "porter does not limit socket triggers yet (its start limit covers failing runs)",
+        "TriggerLimitBurst": "porter does not limit socket triggers yet (its start limit covers failing runs)",
     ]
     static let socketIgnored: Set<String> = [
         "PipeSize", "MessageQueueMaxMessages", "MessageQueueMessageSize", "TCPCongestion",

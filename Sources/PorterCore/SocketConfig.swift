@@ -56,6 +56,13 @@ public struct SocketConfig: Sendable {
     public var bindIPv6Only = BindIPv6Only.default
     public var reusePort = false
     public var freeBind = false
+    /// BindToDevice=: the network interface the sockets are bound to.
+    public var bindToDevice: String?
+    public var transparent = false
+    /// FlushPending=: Accept=no, what is queued when the service exits is dropped.
+    public var flushPending = false
+    /// Symlinks=: paths made links to the one Unix socket path.
+    public var symlinks: [String] = []
     public var keepAlive = false
     public var noDelay = false
     public var receiveBuffer: Int?
@@ -92,7 +99,7 @@ public struct SocketConfig: Sendable {
         "SocketUser", "SocketGroup", "DirectoryMode", "RemoveOnStop", "FileDescriptorName", "MaxConnections",
         "Service", "PassCredentials", "PassSecurity", "PassPIDFD", "PassPacketInfo", "Broadcast",
         "DeferAcceptSec", "KeepAliveTimeSec", "KeepAliveIntervalSec", "KeepAliveProbes", "Priority", "Mark",
-        "IPTOS", "IPTTL",
+        "IPTOS", "IPTTL", "BindToDevice", "Transparent", "FlushPending", "Symlinks",
     ])
 
     /// Reads a socket unit. Returns nil when it has errors (in `diagnostics`).
@@ -154,6 +161,26 @@ public struct SocketConfig: Sendable {
             bindIPv6Only = v
         case "ReusePort": flag { $0.reusePort = $1 }
         case "FreeBind": flag { $0.freeBind = $1 }
+        case "Transparent": flag { $0.transparent = $1 }
+        case "FlushPending": flag { $0.flushPending = $1 }
+        case "BindToDevice":
+            // An interface name: at most IFNAMSIZ - 1 bytes, no slash or space.
+            guard !a.value.isEmpty else { bindToDevice = nil; return }
+            guard a.value.utf8.count < 16, !a.value.contains("/"), !a.value.contains(" "), a.value != ".", a.value != ".." else {
+                r.error(a, "invalid interface name \(Quote.value(a.value)), expected a name such as eth0 (at most 15 bytes)")
+                return
+            }
+            bindToDevice = a.value
+        case "Symlinks":
+            let paths = Values.words(a.value)
+            if paths.isEmpty { symlinks.removeAll() }
+            for path in paths {
+                guard path.hasPrefix("/"), !path.hasSuffix("/") else {
+                    r.error(a, "\(Quote.value(path)) is not an absolute file path, expected /path/to/link")
+                    continue
+                }
+                symlinks.append(path)
+            }
         case "KeepAlive": flag { $0.keepAlive = $1 }
         case "NoDelay": flag { $0.noDelay = $1 }
         case "ReceiveBuffer": receiveBuffer = r.value(a, Values.size)
@@ -218,6 +245,13 @@ public struct SocketConfig: Sendable {
         var seen = Set<Key>()
         for l in listens where !seen.insert(Key(datagram: l.kind == .datagram, address: l.address)).inserted {
             r.diagnostics.error(l.line, l.kind.rawValue, "\(l.address) is listed twice")
+        }
+        if !symlinks.isEmpty && listens.compactMap({ $0.address.unixPath }).count != 1 {
+            // systemd's rule: the links need exactly one socket path to point to.
+            r.diagnostics.error(nil, "Symlinks", "needs exactly one ListenStream=/ListenDatagram=/ListenSequentialPacket= with a Unix socket path to link to")
+        }
+        if accept && flushPending {
+            r.diagnostics.warning(nil, "FlushPending", "has no effect with Accept=yes (systemd's rule): porter accepts every connection itself")
         }
         if accept {
             for l in listens where l.kind == .datagram {

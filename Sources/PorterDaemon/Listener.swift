@@ -87,6 +87,18 @@ public enum Listener {
                 set("IP_FREEBIND", Int32(IPPROTO_IP), IP_FREEBIND, 1)
             }
         }
+        if let device = config.bindToDevice, inet {
+            do { try Socket.setOption(fd, SOL_SOCKET, SO_BINDTODEVICE, string: device) } catch {
+                warn("cannot set SO_BINDTODEVICE=\(device) on \(listen.address): \(error.reason), ignoring")
+            }
+        }
+        if config.transparent && inet {
+            if family == AF_INET6 {
+                set("IPV6_TRANSPARENT", Int32(IPPROTO_IPV6), 75 /* IPV6_TRANSPARENT */, 1)
+            } else {
+                set("IP_TRANSPARENT", Int32(IPPROTO_IP), 19 /* IP_TRANSPARENT */, 1)
+            }
+        }
         if config.keepAlive { set("SO_KEEPALIVE", SOL_SOCKET, SO_KEEPALIVE, 1) }
         if config.noDelay && tcp { set("TCP_NODELAY", Int32(IPPROTO_TCP), TCP_NODELAY, 1) }
         if let size = config.receiveBuffer { setBuffer(fd, size, SO_RCVBUFFORCE, SO_RCVBUF, "SO_RCVBUF", set) }
@@ -148,6 +160,8 @@ public enum Listener {
         if new.bindIPv6Only != old.bindIPv6Only { later.append("BindIPv6Only") }
         if new.reusePort != old.reusePort { later.append("ReusePort") }
         if new.freeBind != old.freeBind { later.append("FreeBind") }
+        if new.bindToDevice != old.bindToDevice { later.append("BindToDevice") }
+        if new.transparent != old.transparent { later.append("Transparent") }
         if listen.address.unixPath != nil {
             if new.socketMode != old.socketMode { later.append("SocketMode") }
             if new.directoryMode != old.directoryMode { later.append("DirectoryMode") }
@@ -206,6 +220,71 @@ public enum Listener {
             return "no interface has this address; FreeBind=yes binds anyway"
         default:
             return nil
+        }
+    }
+
+    /// FlushPending=: drops what waits on a listening socket, connections
+    /// accepted and closed, datagrams read and discarded. Bounded, so a
+    /// flood cannot keep porter here.
+    static func flush(_ fd: FileDescriptor, datagram: Bool) -> Int {
+        var dropped = 0
+        var buf = [UInt8](repeating: 0, count: 2048)
+        // Non-blocking meanwhile: a client that went away between poll and
+        // accept must not stop the loop. The service gets it back as it was.
+        let wasNonBlocking = fd.isNonBlocking
+        try? fd.setNonBlocking(true)
+        defer { if !wasNonBlocking { try? fd.setNonBlocking(false) } }
+        while dropped < 10_000 {
+            var p = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 0) == 1, p.revents & Int16(POLLIN) != 0 else { break }
+            if datagram {
+                guard recv(fd.rawValue, &buf, buf.count, Int32(MSG_DONTWAIT)) >= 0 else { break }
+            } else {
+                var peer = SocketAddress()
+                guard let c = try? Socket.accept(fd, peer: &peer) else { break }
+                c.close()
+            }
+            dropped += 1
+        }
+        return dropped
+    }
+
+    /// Symlinks=: each path made a link to the socket's path, its parent
+    /// resolved (and made) without following a link someone else placed; a
+    /// link already there is replaced, anything else is left and said.
+    static func makeSymlinks(_ config: SocketConfig, warn: (String) -> Void) {
+        guard let target = config.listens.lazy.compactMap({ $0.address.unixPath }).first else { return }
+        for link in config.symlinks {
+            let parent = String(link[..<link.lastIndex(of: "/")!])
+            let name = String(link[link.index(after: link.lastIndex(of: "/")!)...])
+            do {
+                let dir = try SafePath.directory(parent.isEmpty ? "/" : parent, trust: .porter, create: 0o755)
+                defer { dir.close() }
+                if let old = Files.readLink(at: dir, name) {
+                    if old == target { continue }
+                    unlinkat(dir.rawValue, name, 0)
+                } else if Files.status(at: dir, name) != nil {
+                    warn("Symlinks=\(link): something that is not a symlink is there; left alone")
+                    continue
+                }
+                if symlinkat(target, dir.rawValue, name) != 0 {
+                    warn("Symlinks=\(link): \(SysError.describe(SysError.current))")
+                }
+            } catch {
+                warn("Symlinks=\(link): \(error.description)")
+            }
+        }
+    }
+
+    /// Removes the links of Symlinks= that still point to the socket.
+    static func removeSymlinks(_ config: SocketConfig) {
+        guard let target = config.listens.lazy.compactMap({ $0.address.unixPath }).first else { return }
+        for link in config.symlinks {
+            let parent = String(link[..<link.lastIndex(of: "/")!])
+            guard let dir = SafePath.existingDirectory(parent.isEmpty ? "/" : parent, trust: .porter) else { continue }
+            let name = String(link[link.index(after: link.lastIndex(of: "/")!)...])
+            if Files.readLink(at: dir, name) == target { unlinkat(dir.rawValue, name, 0) }
+            dir.close()
         }
     }
 }

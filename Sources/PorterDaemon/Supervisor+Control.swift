@@ -34,6 +34,7 @@ extension Supervisor {
         }
         if s.runEnded {
             s.runEnded = false
+            flushPending(s)
             if s.skipCommands {
                 s.skipCommands = false
                 removeRuntimeDirectories(s)
@@ -197,6 +198,18 @@ extension Supervisor {
             removeRuntimeDirectories(s)
             perform(run.deferred, service: s, now: now)
             if s.retired { removeIfDone(s) }
+        }
+    }
+
+    /// FlushPending=: after the service exited, what waits on its sockets
+    /// is dropped, as systemd does.
+    func flushPending(_ s: ServiceRuntime) {
+        for t in s.triggers {
+            guard let sock = sockets[t], sock.config.flushPending else { continue }
+            for (fd, l) in zip(sock.fds, sock.config.listens) {
+                let n = Listener.flush(fd, datagram: l.kind == .datagram)
+                if n > 0 { Log.info("\(sock.name): FlushPending=yes dropped \(n) waiting \(l.kind == .datagram ? "datagram" : "connection")\(n == 1 ? "" : "s")") }
+            }
         }
     }
 

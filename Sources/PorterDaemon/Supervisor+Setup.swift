@@ -136,6 +136,7 @@ extension Supervisor {
         let id = sockets.insert { SocketRuntime(id: $0, config: socket, fds: fds, template: socket.accept ? service : nil, timers: timers) }
         let rt = sockets[id]!
         socketIndex[socket.name] = id
+        if !socket.symlinks.isEmpty { Listener.makeSymlinks(socket) { Log.warning("\(socket.name): \($0)") } }
         if socket.accept { watch(socket: rt) }
     }
 
@@ -185,6 +186,7 @@ extension Supervisor {
         for l in s.config.listens {
             if let path = l.address.unixPath { UnixSocketFile.removeSocketFile(path) }
         }
+        if !s.config.symlinks.isEmpty && s.config.removeOnStop { Listener.removeSymlinks(s.config) }
     }
 
     /// A retry of an address that was in use came due.

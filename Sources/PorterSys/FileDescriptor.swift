@@ -51,6 +51,9 @@ public struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         return try result.get()
     }
 
+    /// Whether O_NONBLOCK is set. The corresponding C function is fcntl(2) with F_GETFL.
+    public var isNonBlocking: Bool { porter_fcntl_int(rawValue, F_GETFL, 0) & O_NONBLOCK != 0 }
+
     /// The corresponding C function is fcntl(2) with F_SETFL.
     public func setNonBlocking(_ on: Bool) throws(SysError) {
         let flags = try retrying("fcntl(F_GETFL)") { porter_fcntl_int(rawValue, F_GETFL, 0) }

@@ -17,6 +17,14 @@ public enum Socket {
         }
     }
 
+    /// A string option (SO_BINDTODEVICE). The corresponding C function is setsockopt(2).
+    public static func setOption(_ fd: FileDescriptor, _ level: Int32, _ name: Int32, string: String) throws(SysError) {
+        var bytes = Array(string.utf8)
+        _ = try retrying("setsockopt") {
+            setsockopt(fd.rawValue, level, name, &bytes, socklen_t(bytes.count))
+        }
+    }
+
     /// The corresponding C function is getsockopt(2).
     public static func option(_ fd: FileDescriptor, _ level: Int32, _ name: Int32) throws(SysError) -> Int32 {
         var v: Int32 = 0

@@ -274,3 +274,31 @@ extension UnitsAsShippedTests {
         #expect(try porter.stop() == 0)
     }
 }
+
+extension UnitsAsShippedTests {
+    /// Symlinks= point at the socket (and go with RemoveOnStop=);
+    /// FlushPending= drops what queued while the service ran.
+    @Test func symlinksAndFlushPending() throws {
+        let dir = makeTempDirectory("symlinks")
+        defer { _ = system("rm -rf '\(dir)'") }
+        let port = freePort()
+        let porter = try PorterRun("symlinks", units: [
+            "s.socket": "[Socket]\nListenStream=\(dir)/real.sock\nSymlinks=\(dir)/links/alias.sock\nRemoveOnStop=yes\n",
+            "s.service": "[Service]\nExecStart=\(handlerBinary) serve 1\n",
+            "f.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nFlushPending=yes\n",
+            "f.service": "[Service]\nExecStart=\(handlerBinary) serve 1\n",
+        ])
+        var buf = [CChar](repeating: 0, count: 512)
+        let n = readlink(dir + "/links/alias.sock", &buf, buf.count)
+        #expect(n > 0 && String(decoding: buf[..<Int(n)].map { UInt8(bitPattern: $0) }, as: UTF8.self) == dir + "/real.sock")
+        #expect(Report(try Client.unix(dir + "/links/alias.sock").readAll()).value("pid") != nil)
+
+        // Two clients at once: the run serves one, the other is dropped when it exits.
+        let a = try Client.tcp(port), b = try Client.tcp(port)
+        let answers = [try a.readAll(), try b.readAll()]
+        #expect(answers.filter { !$0.isEmpty }.count == 1)
+        try porter.waitForLog("f.socket: FlushPending=yes dropped 1 waiting connection")
+        #expect(try porter.stop() == 0)
+        #expect(access(dir + "/links/alias.sock", F_OK) != 0 && readlink(dir + "/links/alias.sock", &buf, buf.count) < 0)
+    }
+}
