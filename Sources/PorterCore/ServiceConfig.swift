@@ -430,8 +430,8 @@ public struct ServiceConfig: Sendable {
         if type != .oneshot && (commands[.start]?.count ?? 0) > 1 {
             r.diagnostics.error(extraStartLine, "ExecStart", "more than one command, which only Type=oneshot may have (systemd's rule); expected one ExecStart= or Type=oneshot")
         }
-        if remainAfterExit && type != .oneshot {
-            r.diagnostics.warning(nil, "RemainAfterExit", "has an effect with Type=oneshot only in porter: a service that keeps running is active anyway")
+        if remainAfterExit {
+            r.diagnostics.warning(nil, "RemainAfterExit", "not honoured yet: porter starts the service again at its next activation instead of keeping it active")
         }
         var checked = Set<String>()
         for phase in CommandSequence.Phase.allCases {

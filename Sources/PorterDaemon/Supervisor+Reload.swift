@@ -216,6 +216,7 @@ extension Supervisor {
             update(s, p, passed: config.passedSockets[name] ?? [])
         }
         installedServices = Set(services.filter { !$0.retired }.map(\.prepared.config.name))
+        if let d = ensureNotifySocket(prep) { Log.error(d.description) }
         for d in installServices() { Log.write(d.severity == .error ? .error : .warning, d.description) }
 
         // Path units: removed ones stop watching, changed ones watch anew
@@ -262,15 +263,6 @@ extension Supervisor {
             if old.removeFile, case .unixPath(let path) = endpoint.address { UnixSocketFile.removeSocketFile(path) }
         }
         h.pool.removeAll()
-        if notify == nil, services.contains(where: { $0.prepared.config.effectiveNotifyAccess != .none }) {
-            do {
-                let n = try NotifySocket(name: "porter-notify-\(Processes.currentPID)")
-                _ = try register(n.fd, .notify)
-                notify = n
-            } catch {
-                Log.error("NOTIFY_SOCKET: cannot create it: \(error); sd_notify will not reach porter")
-            }
-        }
         closeUnusedJournals()
         releaseActivation()
     }

@@ -93,17 +93,12 @@ extension Supervisor {
                 }
             }
         }
+        // Before anything can start: a path unit whose condition already
+        // holds starts its service now, and a READY=1 sent before the
+        // socket is bound would be lost (cupsd started by cups.path).
+        if let d = ensureNotifySocket(prep) { problems.append(d) }
         problems += installServices()
         problems += activatePaths(config, prep)
-        if services.contains(where: { $0.prepared.config.effectiveNotifyAccess != .none }) {
-            do {
-                let n = try NotifySocket(name: "porter-notify-\(Processes.currentPID)")
-                _ = try register(n.fd, .notify)
-                notify = n
-            } catch {
-                problems.append(Diagnostic(.error, file: "NOTIFY_SOCKET", "cannot create it: \(error); sd_notify will not reach porter"))
-            }
-        }
         // Sockets opened early whose units were refused after all.
         for (name, opened) in preopened {
             guard case .success(let fds) = opened else { continue }
@@ -115,6 +110,19 @@ extension Supervisor {
         preopened.removeAll()
         releaseActivation()
         return problems
+    }
+
+    /// The sd_notify socket, made once some service may use it.
+    func ensureNotifySocket(_ prep: Preparation) -> Diagnostic? {
+        guard notify == nil, prep.services.values.contains(where: { $0.config.effectiveNotifyAccess != .none }) else { return nil }
+        do {
+            let n = try NotifySocket(name: "porter-notify-\(Processes.currentPID)")
+            _ = try register(n.fd, .notify)
+            notify = n
+            return nil
+        } catch {
+            return Diagnostic(.error, file: "NOTIFY_SOCKET", "cannot create it: \(error); sd_notify will not reach porter")
+        }
     }
 
     /// The configuration is kept only while some socket waits for its

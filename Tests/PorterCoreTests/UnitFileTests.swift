@@ -96,7 +96,7 @@ struct UnitFileTests {
         ("echo.socket", "[Socket]\nListenDatagram=127.0.0.1:69\nAccept=yes\n",
          "error: echo.socket:2: ListenDatagram: Accept=yes needs connection sockets; datagram sockets cannot be accepted, expected Accept=no"),
         ("echo.socket", "[Socket]\nListenStream=80\nListenFIFO=/run/fifo\n",
-         "error: echo.socket:3: ListenFIFO: not supported: FIFOs are not supported"),
+         "error: echo.socket:3: ListenFIFO: not supported: porter does not listen on FIFOs yet"),
     ]
 
     @Test(arguments: malformed)
@@ -138,8 +138,8 @@ struct UnitFileTests {
          "error: echo.service:3: MemoryMax: not supported: porter cannot provide it (no namespaces, cgroups or seccomp), and running the unit without it would be less safe than asked"),
         ("[Service]\nExecStart=/bin/true\nPIDFile=/run/x.pid\n",
          "error: echo.service:3: PIDFile: not supported: it belongs to Type=forking, which porter does not support yet"),
-        ("[Unit]\nConditionPathExists=/etc\n[Service]\nExecStart=/bin/true\n",
-         "error: echo.service:2: ConditionPathExists: not supported: unit conditions are not supported, and running the unit unconditionally could be wrong"),
+        ("[Unit]\nConditionPathIsEncrypted=/etc\n[Service]\nExecStart=/bin/true\n",
+         "error: echo.service:2: ConditionPathIsEncrypted: not supported: porter cannot tell yet whether a path's block device is encrypted; the unit is refused rather than started when it should not be"),
         ("[Service]\nExecStart=/bin/true\nRestart=sometimes\n",
          "error: echo.service:3: Restart: invalid value 'sometimes', expected no, on-success, on-failure, on-abnormal, on-abort, on-watchdog or always"),
         ("[Service]\nExecStart=/bin/true\nIdleTimeoutSec=soon\n",
