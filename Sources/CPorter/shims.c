@@ -10,6 +10,7 @@
 #include <malloc.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -83,6 +84,11 @@ int porter_close_range(unsigned first, unsigned last, unsigned flags)
 {
     long r = syscall(SYS_close_range, first, last, flags);
     return r < 0 ? -errno : 0;
+}
+
+int porter_set_child_subreaper(void)
+{
+    return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0 ? -errno : 0;
 }
 
 int porter_raise_nofile(uint64_t *old_soft, uint64_t *hard)

@@ -118,6 +118,7 @@ public struct CommandSequence: Sendable {
                 case .timeout: return "timeout"
                 case .watchdog: return "watchdog"
                 case .startFailure: return "resources"
+                case .protocolError: return "protocol"
                 }
             }
         }

@@ -60,7 +60,6 @@ public enum KnownKeys {
         "MemoryAccounting", "CPUAccounting", "IOAccounting", "TasksAccounting", "IPAccounting",
     ]
     static let serviceRefused: [String: String] = [
-        "PIDFile": "it belongs to Type=forking, which porter does not support yet",
         "BusName": "it belongs to Type=dbus, and porter has no D-Bus bus",
         "USBFunctionDescriptors": "USB gadget functions need systemd's FunctionFS support, which porter does not have",
         "USBFunctionStrings": "USB gadget functions need systemd's FunctionFS support, which porter does not have",
@@ -68,13 +67,10 @@ public enum KnownKeys {
         "FileDescriptorStorePreserve": "porter keeps stored fds only while it runs (FileDescriptorStorePreserve= is not supported yet)",
         "RuntimeRandomizedExtraSec": "porter does not randomize RuntimeMaxSec= yet",
         "RestartMode": "porter does not support RestartMode= yet (it restarts as RestartMode=normal)",
-        "RestartSteps": "porter's back-off is its own (1 s, doubling, capped) and does not take RestartSteps= yet",
-        "RestartMaxDelaySec": "porter's back-off is its own (1 s, doubling, capped) and does not take RestartMaxDelaySec= yet",
     ]
     /// Accepted with a warning: what they ask for cannot matter or is
     /// porter's behaviour anyway; the warning says which.
     static let serviceWarned: [String: String] = [
-        "GuessMainPID": "it belongs to Type=forking, which porter does not support yet",
         "TimeoutAbortSec": "porter aborts a hung service with the stop timeout",
         "TimeoutStartFailureMode": "porter stops a service that did not start in time with KillSignal=",
         "TimeoutStopFailureMode": "porter sends FinalKillSignal= when the stop timeout passes",

@@ -1,5 +1,5 @@
 public enum ServiceType: String, Sendable {
-    case simple, exec, notify, oneshot
+    case simple, exec, notify, oneshot, forking
 }
 
 /// NotifyAccess=: whose sd_notify messages are heeded.
@@ -111,6 +111,13 @@ public struct ServiceConfig: Sendable {
     /// ExecReload=: kept for `porter reload UNIT`.
     public var reloadCommands: [ExecCommand] = []
     public var remainAfterExit = false
+    /// Type=forking: PIDFile= (absolute, specifiers resolved) and GuessMainPID=.
+    public var pidFile: String? = nil
+    var pidFileLine = 0
+    public var guessMainPID = true
+    /// RestartSteps= and RestartMaxDelaySec= (nil: infinity, no growth).
+    public var restartSteps = 0
+    public var restartMaxDelay: Duration? = nil
     public var successExitStatus = ExitStatusSet()
     public var restartPreventExitStatus = ExitStatusSet()
     public var restartForceExitStatus = ExitStatusSet()
@@ -152,7 +159,7 @@ public struct ServiceConfig: Sendable {
         "WatchdogSec", "NotifyAccess", "FileDescriptorStoreMax", "SyslogIdentifier", "SetLoginEnvironment",
         "ExecCondition", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload",
         "RemainAfterExit", "SuccessExitStatus", "RestartPreventExitStatus", "RestartForceExitStatus",
-        "RuntimeDirectoryPreserve",
+        "RuntimeDirectoryPreserve", "PIDFile", "GuessMainPID", "RestartSteps", "RestartMaxDelaySec",
     ] + ProcessSettings.keys + ServiceDirectories.Kind.allCases.flatMap { [$0.rawValue, $0.rawValue + "Mode"] })
     static let unitKeys = KeySet(["StartLimitIntervalSec", "StartLimitBurst"])
 
@@ -214,14 +221,13 @@ public struct ServiceConfig: Sendable {
             case "exec": type = .exec
             case "notify": type = .notify
             case "oneshot": type = .oneshot
+            case "forking": type = .forking
             case "notify-reload":
-                r.error(a, "Type=notify-reload is not supported yet: porter has no reload command for services (ExecReload= waits for it too); expected simple, exec, notify or oneshot")
-            case "forking":
-                r.error(a, "Type=forking is not supported yet: porter does not follow a daemon that backgrounds itself; expected simple, exec, notify or oneshot")
+                r.error(a, "Type=notify-reload is not supported yet: porter has no reload command for services (ExecReload= waits for it too); expected simple, exec, notify, oneshot or forking")
             case "dbus":
-                r.error(a, "Type=dbus needs a D-Bus bus name to appear, and porter has no bus; expected simple, exec, notify or oneshot")
+                r.error(a, "Type=dbus needs a D-Bus bus name to appear, and porter has no bus; expected simple, exec, notify, oneshot or forking")
             default:
-                r.error(a, "invalid value \(Quote.value(a.value)), expected simple, exec, notify or oneshot")
+                r.error(a, "invalid value \(Quote.value(a.value)), expected simple, exec, notify, oneshot or forking")
             }
         case "ExecStart", "ExecCondition", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload":
             let phase = CommandSequence.Phase(rawValue: a.key)
@@ -246,6 +252,26 @@ public struct ServiceConfig: Sendable {
                 if (commands[.start]?.count ?? 0) > 1 { commandLines[.start] = commandLines[.start] ?? a.line; extraStartLine = a.line }
             }
         case "RemainAfterExit": if let v = r.value(a, Values.boolean) { remainAfterExit = v }
+        case "GuessMainPID": if let v = r.value(a, Values.boolean) { guessMainPID = v }
+        case "PIDFile":
+            if a.value.isEmpty { pidFile = nil; return }
+            guard var p = r.value(a, specifiers.expand) else { return }
+            // systemd.service(5): a relative path is under /run.
+            if !p.hasPrefix("/") { p = "/run/" + p }
+            guard !p.hasSuffix("/"), !p.split(separator: "/").contains(where: { $0 == ".." }) else {
+                r.error(a, "\(Quote.value(a.value)) is not a file path, expected /run/NAME.pid or NAME.pid")
+                return
+            }
+            pidFile = p
+            pidFileLine = a.line
+        case "RestartSteps":
+            guard let n = Int(a.value), n >= 0, n <= 3000 else {
+                r.error(a, "invalid value \(Quote.value(a.value)), expected a number of restarts 0-3000")
+                return
+            }
+            restartSteps = n
+        case "RestartMaxDelaySec":
+            if let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) { restartMaxDelay = v.duration }
         case "RuntimeDirectoryPreserve":
             guard let p = ServiceDirectories.Preserve(rawValue: a.value.isEmpty ? "no" : a.value)
                     ?? ((try? Values.boolean(a.value)).map { $0 ? .yes : .no }) else {
@@ -430,8 +456,14 @@ public struct ServiceConfig: Sendable {
         if type != .oneshot && (commands[.start]?.count ?? 0) > 1 {
             r.diagnostics.error(extraStartLine, "ExecStart", "more than one command, which only Type=oneshot may have (systemd's rule); expected one ExecStart= or Type=oneshot")
         }
-        if remainAfterExit {
-            r.diagnostics.warning(nil, "RemainAfterExit", "not honoured yet: porter starts the service again at its next activation instead of keeping it active")
+        if name.isTemplate && type == .forking {
+            r.diagnostics.error(nil, "Type", "Type=forking is for NAME.service (Accept=no); a per-connection instance or per-file job is followed through the one process porter starts, expected simple, exec or oneshot")
+        }
+        if name.isTemplate && remainAfterExit {
+            r.diagnostics.warning(nil, "RemainAfterExit", "ignored for per-connection instances and per-file jobs: each is over when its process exits")
+        }
+        if pidFile != nil && type != .forking {
+            r.diagnostics.warning(pidFileLine, "PIDFile", "ignored without Type=forking: porter knows the main process of other types")
         }
         var checked = Set<String>()
         for phase in CommandSequence.Phase.allCases {

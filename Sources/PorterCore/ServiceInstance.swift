@@ -60,6 +60,10 @@ extension ServiceConfig {
         p.idleTimeout = idleTimeout
         p.runtimeMax = runtimeMax
         p.notify = type == .notify
+        p.forking = type == .forking
+        p.remainAfterExit = remainAfterExit
+        p.restartSteps = restartSteps
+        p.restartMaxDelay = restartMaxDelay
         p.startTimeout = startTimeout
         p.watchdog = watchdog
         return p

@@ -29,11 +29,17 @@ extension ServiceMachine {
 
     /// A deadline of a running service passed.
     mutating func runTimer(_ run: Run, now: Instant) -> [Action] {
-        if policy.notify && !run.ready, let d = run.startDeadline, now >= d {
+        if policy.awaitsReadiness && !run.ready, let d = run.startDeadline, now >= d {
+            if run.seekingMain {
+                return (policy.idleTimeout != nil ? [.unwatchActivity] : [])
+                    + [.log(.warning, "\(name): no main process found within \((now - run.since).porterDescription) (TimeoutStartSec=)")]
+                    + afterRun(.timeout, now: now)
+            }
             return beginStop(run.pid, reason: .startTimeout, now: now,
                              log: "\(name): not ready after \((now - run.since).porterDescription) (TimeoutStartSec=), stopping pid \(run.pid)")
         }
-        if let w = policy.watchdog, run.ready || !policy.notify, now >= run.lastWatchdog + w {
+        if policy.forking && !run.ready { return [] }
+        if let w = policy.watchdog, run.ready || !policy.awaitsReadiness, now >= run.lastWatchdog + w {
             // systemd's WatchdogSignal= default: SIGABRT, for a core dump of the hang.
             var k = kill
             k.killSignal = Sig.abort
@@ -66,6 +72,8 @@ extension ServiceMachine {
     }
 
     mutating func afterRun(_ result: RunResult, now: Instant) -> [Action] {
+        let override = restartOverride
+        restartOverride = nil
         if stopRequested {
             enter(.stopped)
             return []
@@ -73,6 +81,11 @@ extension ServiceMachine {
         if !result.isFailure {
             backoffLevel = 0
             failures.removeAll()
+            if policy.remainAfterExit && override != .force {
+                restarts = 0
+                enter(.remaining)
+                return [.log(.info, "\(name): stays active after its run (RemainAfterExit=yes); its triggers wait until it is stopped")]
+            }
         } else if policy.startLimitBurst > 0 && policy.startLimitInterval > .zero {
             failures.append(now)
             failures.removeAll { now - $0 >= policy.startLimitInterval }
@@ -85,18 +98,25 @@ extension ServiceMachine {
                 return [.log(.warning, "\(name): start limit hit (\(policy.startLimitBurst) runs in \(policy.startLimitInterval.porterDescription) failed or left their work queued), failed; holding off \(wait.porterDescription); clients wait in the backlog")]
             }
         }
-        if result == .watchdog || policy.restart.restarts(after: result) {
-            if policy.restartDelay <= .zero {
+        // RestartPreventExitStatus= wins over everything but a watchdog,
+        // RestartForceExitStatus= over Restart=, as systemd.service(5) says.
+        let restart = override == .force || ((result == .watchdog || policy.restart.restarts(after: result)) && override != .prevent)
+        if restart {
+            let delay = policy.restartDelay(after: restarts)
+            restarts += 1
+            if delay <= .zero {
                 enter(.starting)
                 return [.start]
             }
-            enter(.waitingRestart(until: now + policy.restartDelay))
+            enter(.waitingRestart(until: now + delay))
             return []
         }
         return enterListening(log: nil)
     }
 
     mutating func enterListening(log: String?) -> [Action] {
+        restarts = 0
+        restartOverride = nil
         enter(.listening)
         return (log.map { [.log(.info, $0)] } ?? []) + [.watch]
     }

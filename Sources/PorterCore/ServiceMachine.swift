@@ -14,6 +14,7 @@
 ///   freezing       | -         | -                     | afterRun            | [checkFrozen] / too long:   | busy: running [thaw]  | stopping
 ///                  |           |                       |                     | running [thaw]              | idle: stopping (idle) |
 ///   stopping       | -         | -                     | by reason           | [final kill signal]         | -                     | (shutdown)
+///   remaining      | -         | -                     | -                   | -                           | -                     | stopped
 ///   waitingRestart | -         | -                     | -                   | starting                    | -                     | stopped
 ///   holdingOff     | -         | -                     | -                   | listening                   | -                     | stopped
 ///   stopped        | -         | -                     | -                   | -                           | -                     | -
@@ -26,6 +27,14 @@
 /// always restarts. Clean runs neither count nor restart (unless
 /// Restart=always or on-success): porter's services are meant to exit when
 /// idle and start again often.
+///
+/// Type=forking: the run is not ready until the process porter started
+/// exits; if it exits cleanly the machine asks for the main process
+/// (`.findMain`: the PID file, or the one child left) and runs on with it
+/// (`.mainFound`), or ends the run (`.mainNotFound`). RemainAfterExit=yes:
+/// a run that ends cleanly leaves the service active (`remaining`) with its
+/// listeners unwatched, as systemd keeps such a service "active (exited)",
+/// until it is stopped.
 ///
 /// Idle stop without losing a connection: when the service has had no
 /// activity for IdleTimeoutSec=, the supervisor measures (established
@@ -41,8 +50,11 @@ public struct ServiceMachine: Sendable {
         public var ready: Bool
         public var lastActivity: Instant
         public var lastWatchdog: Instant
-        /// TimeoutStartSec= for Type=notify, moved by EXTEND_TIMEOUT_USEC=.
+        /// TimeoutStartSec= for Type=notify and forking, moved by EXTEND_TIMEOUT_USEC=.
         public var startDeadline: Instant?
+        /// Type=forking: the first process exited cleanly and porter is
+        /// looking for the main one; `pid` is gone and must not be signalled.
+        public var seekingMain = false
     }
 
     public enum StopReason: Equatable, Sendable {
@@ -56,6 +68,8 @@ public struct ServiceMachine: Sendable {
         /// SIGSTOP sent at `since`; check again at `poll`.
         case freezing(Run, since: Instant, poll: Instant)
         case stopping(pid: Int32, killAt: Instant?, reason: StopReason)
+        /// RemainAfterExit=yes: the run ended cleanly, the service stays active.
+        case remaining
         case waitingRestart(until: Instant)
         case holdingOff(until: Instant)
         case stopped
@@ -69,6 +83,7 @@ public struct ServiceMachine: Sendable {
         case .running: return "running"
         case .freezing: return "freezing"
         case .stopping: return "stopping"
+        case .remaining: return "remaining"
         case .waitingRestart: return "waiting-restart"
         case .holdingOff: return "holding-off"
         case .stopped: return "stopped"
@@ -95,6 +110,9 @@ public struct ServiceMachine: Sendable {
         case watchdogPing
         case extendTimeout(Duration)
         case mainPID(Int32)
+        /// Type=forking: the answers to `.findMain`.
+        case mainFound(Int32, how: String)
+        case mainNotFound(String, failed: Bool)
     }
 
     public enum Action: Equatable, Sendable {
@@ -109,6 +127,9 @@ public struct ServiceMachine: Sendable {
         case freeze(pid: Int32)
         /// Whether the process has stopped: answer `.measured` or `.notFrozenYet`.
         case checkFrozen(pid: Int32)
+        /// Type=forking: the process started exited cleanly; find the main
+        /// process and answer `.mainFound` or `.mainNotFound`.
+        case findMain(parent: Int32)
         case log(LogLevel, String)
     }
 
@@ -120,6 +141,13 @@ public struct ServiceMachine: Sendable {
     /// Back-offs in a row; a clean run resets it.
     var backoffLevel = 0
     var stopRequested = false
+    /// Automatic restarts in a row, for RestartSteps=; a clean run or a
+    /// new activation resets it.
+    var restarts = 0
+    /// RestartPreventExitStatus= / RestartForceExitStatus= matched the exit
+    /// the next `.exited` reports (set by the supervisor, read once).
+    public var restartOverride: RestartOverride? = nil
+    public enum RestartOverride: Sendable { case prevent, force }
     /// How often a freeze is checked for having taken effect.
     static let freezePoll = Duration.milliseconds(1)
 
@@ -148,7 +176,10 @@ public struct ServiceMachine: Sendable {
     private func runDeadline(_ run: Run) -> Instant? {
         var d: Instant? = nil
         func consider(_ i: Instant?) { if let i, d == nil || i < d! { d = i } }
-        if policy.notify && !run.ready { consider(run.startDeadline) }
+        if policy.awaitsReadiness && !run.ready { consider(run.startDeadline) }
+        // A forking service's first process is not the daemon: no idle
+        // check or watchdog until the main process is known.
+        if policy.forking && !run.ready { return d }
         if let w = policy.watchdog, run.ready || !policy.notify { consider(run.lastWatchdog + w) }
         if let r = policy.runtimeMax { consider(run.since + r) }
         if let i = policy.idleTimeout { consider(run.lastActivity + i) }
@@ -157,6 +188,7 @@ public struct ServiceMachine: Sendable {
 
     public var pid: Int32? {
         switch state {
+        case .running(let run) where run.seekingMain: return nil
         case .running(let run), .freezing(let run, _, _): return run.pid
         case .stopping(let pid, _, _): return pid
         default: return nil
@@ -180,15 +212,16 @@ public struct ServiceMachine: Sendable {
                 return [.unwatch]
             case .started, .startFailed, .exited:
                 return ignored(event)
-            case .timer, .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID:
+            case .timer, .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID,
+                 .mainFound, .mainNotFound:
                 return []
             }
 
         case .starting:
             switch event {
             case .started(let pid):
-                let start = policy.notify ? policy.startTimeout.map { now + $0 } : nil
-                enter(.running(Run(pid: pid, since: now, ready: !policy.notify, lastActivity: now, lastWatchdog: now, startDeadline: start)))
+                let start = policy.awaitsReadiness ? policy.startTimeout.map { now + $0 } : nil
+                enter(.running(Run(pid: pid, since: now, ready: !policy.awaitsReadiness, lastActivity: now, lastWatchdog: now, startDeadline: start)))
                 if stopRequested { return handle(.stop, now: now) }
                 return policy.idleTimeout != nil ? [.watchActivity] : []
             case .startFailed:
@@ -198,15 +231,34 @@ public struct ServiceMachine: Sendable {
                 return []
             case .readable, .exited:
                 return ignored(event)
-            case .timer, .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID:
+            case .timer, .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID,
+                 .mainFound, .mainNotFound:
                 return []
             }
 
         case .running(var run):
             switch event {
             case .exited(let pid, let result, let progress):
-                guard pid == run.pid else { return ignored(event) }
+                guard pid == run.pid, !run.seekingMain else { return ignored(event) }
+                if policy.forking && !run.ready && result == .success {
+                    run.seekingMain = true
+                    enter(.running(run))
+                    return [.findMain(parent: pid)]
+                }
                 return runEnded(run, result: result, progress: progress, now: now)
+            case .mainFound(let pid, let how):
+                guard run.seekingMain else { return ignored(event) }
+                run.seekingMain = false
+                run.pid = pid
+                run.ready = true
+                run.lastWatchdog = now
+                run.lastActivity = now
+                enter(.running(run))
+                return [.log(.info, "\(name): ready after \((now - run.since).porterDescription), main process pid \(pid) (\(how))")]
+            case .mainNotFound(let why, let failed):
+                guard run.seekingMain else { return ignored(event) }
+                return (policy.idleTimeout != nil ? [.unwatchActivity] : []) + [.log(failed ? .warning : .info, "\(name): \(why)")]
+                    + afterRun(failed ? .protocolError : .success, now: now)
             case .activity:
                 run.lastActivity = now
                 enter(.running(run))
@@ -226,6 +278,7 @@ public struct ServiceMachine: Sendable {
                 enter(.running(run))
                 return []
             case .mainPID(let pid):
+                guard !run.seekingMain else { return [] }
                 run.pid = pid
                 enter(.running(run))
                 return [.log(.info, "\(name): main process is now pid \(pid)")]
@@ -233,7 +286,7 @@ public struct ServiceMachine: Sendable {
                 return runTimer(run, now: now)
             case .measured(let busy):
                 // The answer to `.measureIdle`.
-                if busy {
+                if busy || run.seekingMain {
                     run.lastActivity = now
                     enter(.running(run))
                     return []
@@ -241,6 +294,12 @@ public struct ServiceMachine: Sendable {
                 enter(.freezing(run, since: now, poll: now + Self.freezePoll))
                 return [.freeze(pid: run.pid)]
             case .stop:
+                if run.seekingMain {
+                    // Nothing to signal: what the first process left is
+                    // followed as the leftovers of its group.
+                    enter(.stopped)
+                    return policy.idleTimeout != nil ? [.unwatchActivity] : []
+                }
                 return beginStop(run.pid, reason: .shutdown, now: now, log: nil)
             case .readable, .started, .startFailed:
                 return ignored(event)
@@ -281,7 +340,7 @@ public struct ServiceMachine: Sendable {
                 return beginStop(run.pid, reason: .shutdown, now: now, log: nil)
             case .readable, .started, .startFailed:
                 return ignored(event)
-            case .ready, .watchdogPing, .extendTimeout, .mainPID:
+            case .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound:
                 // Stopped for the idle check: it cannot have sent these since.
                 return []
             }
@@ -301,8 +360,19 @@ public struct ServiceMachine: Sendable {
                 return []
             case .readable, .started, .startFailed:
                 return ignored(event)
-            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID:
+            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound:
                 return []  // already on the way out
+            }
+
+        case .remaining:
+            switch event {
+            case .stop:
+                enter(.stopped)
+                return []
+            case .readable, .started, .startFailed, .exited:
+                return ignored(event)
+            case .timer, .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound:
+                return []
             }
 
         case .waitingRestart(let until):
@@ -316,7 +386,7 @@ public struct ServiceMachine: Sendable {
                 return [.unwatch]
             case .readable, .started, .startFailed, .exited:
                 return ignored(event)
-            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID:
+            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound:
                 return []
             }
 
@@ -330,14 +400,14 @@ public struct ServiceMachine: Sendable {
                 return [.unwatch]
             case .readable, .started, .startFailed, .exited:
                 return ignored(event)
-            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID:
+            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound:
                 return []
             }
 
         case .stopped:
             switch event {
             case .readable, .started, .startFailed, .exited, .timer, .stop, .activity, .measured, .notFrozenYet,
-                 .ready, .watchdogPing, .extendTimeout, .mainPID:
+                 .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound:
                 return []  // the end: nothing starts it again
             }
         }

@@ -29,6 +29,9 @@ public enum RunResult: Equatable, Sendable {
     case watchdog
     /// The program never ran: exec, credentials, working directory.
     case startFailure
+    /// Type=forking: no main process could be found (a missing or foreign
+    /// PID file, several candidates); systemd's "protocol".
+    case protocolError
     /// porter's own: the run exited cleanly but left the work that started
     /// it queued, so starting it again at once would spin.
     case noProgress
@@ -57,6 +60,15 @@ public struct ServicePolicy: Equatable, Sendable {
     public var runtimeMax: Duration? = nil
     /// Type=notify: the run is started when the service says READY=1.
     public var notify = false
+    /// Type=forking: the run is started when the first process has exited
+    /// and the main process is known.
+    public var forking = false
+    /// RemainAfterExit=yes.
+    public var remainAfterExit = false
+    /// RestartSteps= and RestartMaxDelaySec=: the restart delay grows from
+    /// RestartSec= to this in that many restarts.
+    public var restartSteps = 0
+    public var restartMaxDelay: Duration? = nil
     /// TimeoutStartSec=: how long a notify service may take to be ready.
     public var startTimeout: Duration? = .seconds(90)
     /// WatchdogSec=.
@@ -66,6 +78,33 @@ public struct ServicePolicy: Equatable, Sendable {
     public var freezeLimit = Duration.seconds(1)
 
     public init() {}
+
+    /// Whether a run is ready only when it says so (notify) or its first
+    /// process has exited (forking).
+    public var awaitsReadiness: Bool { notify || forking }
+
+    /// `r` to the power `x` for 0 ≤ x < 1, from square roots (the core
+    /// stays free of libm): r^x is the product of r^(1/2^k) over the bits
+    /// of x.
+    static func power(_ r: Double, _ x: Double) -> Double {
+        var result = 1.0, root = r, rest = x
+        for _ in 0..<40 {
+            root = root.squareRoot()
+            rest *= 2
+            if rest >= 1 { result *= root; rest -= 1 }
+        }
+        return result
+    }
+
+    /// The delay before automatic restart number `n` (0, 1, ...):
+    /// systemd's formula, RestartSec= × (RestartMaxDelaySec= /
+    /// RestartSec=)^(n / RestartSteps=), at most RestartMaxDelaySec=.
+    public func restartDelay(after n: Int) -> Duration {
+        guard restartSteps > 0, let max = restartMaxDelay, max > restartDelay, restartDelay > .zero else { return restartDelay }
+        if n >= restartSteps { return max }
+        let base = Double(restartDelay.nanoseconds), top = Double(max.nanoseconds)
+        return .nanoseconds(Int64(base * Self.power(top / base, Double(n) / Double(restartSteps))))
+    }
 
     /// Back-off number `level` (0, 1, ...).
     public func backoff(_ level: Int) -> Duration {

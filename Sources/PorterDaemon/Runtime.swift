@@ -9,6 +9,8 @@ enum TimerKey: Hashable, Sendable {
     case instance(Int32)
     /// The control command of a service (ExecStartPre=, ExecStop=, ...).
     case control(UnitID)
+    /// Type=forking: the next look for the main process.
+    case mainSearch(UnitID)
     /// Bind retries and leftover groups: few, and rarely any.
     case retries
 }
@@ -145,6 +147,9 @@ final class ServiceRuntime {
     var stopBegan = false
     var becameReady = false
     var runEnded = false
+    /// RemainAfterExit=yes: ExecStartPost= of a oneshot already ran when
+    /// the run ended into `remaining`.
+    var startPostRan = false
     /// The commands running for this service besides its main process.
     var control: ControlRun? { didSet { timers?.touch(.control(id)) } }
     /// Type=oneshot: where the run is in its ExecStart= lines.
@@ -162,10 +167,13 @@ final class ServiceRuntime {
         if old.isRunningOrFrozen, new.isStopping { stopBegan = true }
         if new.isReady, !old.isReady { becameReady = true }
         if old.isRunningOrFrozen || old.isStopping, !(new.isRunningOrFrozen || new.isStopping) { runEnded = true }
+        // RemainAfterExit=yes: the run ended into `remaining`; its stop
+        // commands wait until the service leaves it.
+        if case .remaining = old, new != .remaining { runEnded = true }
         if case .starting = old {
             switch new {
             case .listening, .waitingRestart, .holdingOff, .stopped: runEnded = true  // the start failed
-            case .starting, .running, .freezing, .stopping: break
+            case .starting, .running, .freezing, .stopping, .remaining: break
             }
         }
     }
@@ -186,6 +194,10 @@ final class ServiceRuntime {
     /// A main process that is not porter's child (MAINPID=), followed
     /// through a pidfd, which becomes readable when it exits.
     var mainWatch: (pid: Int32, fd: FileDescriptor, token: UInt64)?
+    /// Type=forking: when the first process started, and the search for
+    /// the main process once it has exited.
+    var forkParentStart: UInt64?
+    var mainSearch: MainSearch? { didSet { timers?.touch(.mainSearch(id)) } }
     /// FDSTORE=1: fds the service parked with porter, passed again at each start.
     var stored: [(fd: FileDescriptor, name: String)] = []
     /// The last STATUS= it sent.

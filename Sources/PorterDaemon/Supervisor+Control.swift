@@ -35,19 +35,30 @@ extension Supervisor {
         if s.runEnded {
             s.runEnded = false
             flushPending(s)
+            removePIDFile(s)
             if s.skipCommands {
                 s.skipCommands = false
                 removeRuntimeDirectories(s)
                 return
             }
             let startedOK = s.runStartedOK
-            s.runStartedOK = false
             s.mainSequence = nil
+            if case .remaining = s.machine.state {
+                // RemainAfterExit=yes: the service stays active; a oneshot's
+                // ExecStartPost= now, ExecStop= when it is stopped.
+                if startedOK, c.type == .oneshot, !(c.commands[.startPost] ?? []).isEmpty {
+                    beginControl(s, .startPost, CommandSequence(c.commands, phases: [.startPost]), now: now)
+                }
+                s.startPostRan = true
+                return
+            }
+            s.runStartedOK = false
             var phases: [CommandSequence.Phase] = []
             if startedOK {
-                if c.type == .oneshot { phases.append(.startPost) }
+                if c.type == .oneshot && !s.startPostRan { phases.append(.startPost) }
                 phases.append(.stop)
             }
+            s.startPostRan = false
             phases.append(.stopPost)
             var seq = CommandSequence(c.commands, phases: phases)
             seq.setResult(s.lastOutcome, mainExit: s.lastExit)

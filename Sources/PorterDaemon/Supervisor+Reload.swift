@@ -319,7 +319,7 @@ extension Supervisor {
             case .listening: watch(socket: t)
             case .running, .freezing:
                 if s.machine.policy.idleTimeout != nil { watch(socket: t, activityOf: s.id) }
-            case .starting, .stopping, .waitingRestart, .holdingOff, .stopped: break
+            case .starting, .stopping, .waitingRestart, .holdingOff, .stopped, .remaining: break
             }
         }
     }
@@ -343,7 +343,7 @@ extension Supervisor {
         guard s.retired, s.mainWatch == nil, s.control == nil else { return }
         switch s.machine.state {
         case .running, .freezing, .stopping, .starting: return
-        case .listening, .waitingRestart, .holdingOff, .stopped: break
+        case .listening, .waitingRestart, .holdingOff, .stopped, .remaining: break
         }
         // KillMode=none left it running: nothing of porter's stays with it.
         for (pid, id) in servicePIDs where id == s.id { servicePIDs[pid] = nil }

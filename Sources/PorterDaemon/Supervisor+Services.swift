@@ -24,7 +24,8 @@ extension Supervisor {
                 Log.debug("\(s.name): idle check: \(busy ? "busy" : "idle"), measured in \((MonotonicClock.now() - now).nanoseconds / 1000)us")
                 perform(s.machine.handle(.measured(busy: busy), now: now), service: s, now: now)
             case .freeze(let pid):
-                Signals.send(SIGSTOP, to: pid, group: true)
+                // The run's group: a forking daemon's main pid need not lead it.
+                Signals.send(SIGSTOP, to: s.group ?? pid, group: true)
             case .checkFrozen(let pid):
                 let event: ServiceMachine.Event = Processes.isStopped(pid) ? .measured(busy: busy(s)) : .notFrozenYet
                 perform(s.machine.handle(event, now: now), service: s, now: now)
@@ -36,6 +37,8 @@ extension Supervisor {
                 // The group is the first pid's, also after MAINPID= moved the main process.
                 if sig.group, let g = s.group { Signals.send(sig.signal, to: g, group: true) }
                 else { Signals.send(sig.signal, to: sig.pid, group: sig.group) }
+            case .findMain:
+                findMain(s, now: now)
             case .log(let level, let message):
                 Log.write(level, message)
             }
@@ -123,6 +126,8 @@ extension Supervisor {
             servicePIDs[pid] = s.id
             s.group = pid
             s.status = nil
+            s.mainSearch = nil
+            notedForkParent(s, pid: pid)
             let names = launch.plan.environment.first { $0.hasPrefix("LISTEN_FDNAMES=") }.map { " (\($0))" } ?? ""
             let count = launch.plan.fds.count - 3
             let took = (MonotonicClock.now() - since).porterDescription
@@ -153,6 +158,7 @@ extension Supervisor {
             } else if let id = servicePIDs.removeValue(forKey: pid), let s = services[id] {
                 s.lastExit = ProcessExit(status)
                 if oneshotGoesOn(s, pid: pid, status) { continue }
+                if guessedMainMovedOn(s, pid: pid, status) { continue }
                 let ignore = s.prepared.config.exec?.ignoreFailure ?? false
                 let stoppedByPorter = s.machine.state.isStopping && Self.isStopSignal(status, s.prepared.kill)
                 var result = Self.result(status, ignoreFailure: ignore)
@@ -166,11 +172,16 @@ extension Supervisor {
                 let clean = result == .success || (s.machine.state.isStopping && Self.isStopSignal(status, s.prepared.kill))
                 s.lastOutcome = clean ? .success : .failed(result, "main process \(status)")
                 // Still queued and no less than at the start: the run took nothing.
-                let left = stopping || stoppedByPorter ? nil : queued(s)
+                // A forking service's first process is expected to leave the work to the daemon.
+                let forkParent = s.prepared.config.type == .forking && !s.machine.state.isReady
+                let left = stopping || stoppedByPorter || forkParent ? nil : queued(s)
                 let progress = left == nil || s.queuedAtStart == nil || left! == 0 || left! < s.queuedAtStart!
                 let note = progress ? "" : ", leaving the work that started it queued (queue: \(left!))"
                 let fine = (result == .success && progress) || stoppedByPorter
                 Log.write(fine ? .info : .warning, "\(s.name): pid \(pid) exited, \(status)\(note)")
+                let exit = ProcessExit(status)
+                if s.prepared.config.restartPreventExitStatus.contains(exit) { s.machine.restartOverride = .prevent }
+                else if s.prepared.config.restartForceExitStatus.contains(exit) { s.machine.restartOverride = .force }
                 mainExited(s, pid: pid, result: result, progress: progress)
             } else {
                 // Not started by porter: an orphan adopted by porter as PID 1.
@@ -285,7 +296,7 @@ extension ServiceMachine.State {
     var isRunningOrStarting: Bool {
         switch self {
         case .running, .freezing, .starting: return true
-        case .listening, .stopping, .waitingRestart, .holdingOff, .stopped: return false
+        case .listening, .stopping, .waitingRestart, .holdingOff, .stopped, .remaining: return false
         }
     }
 }

@@ -102,6 +102,10 @@ public final class Supervisor {
         try Signals.block(SignalSet(Self.handledSignals))
         Processes.markInheritedCloseOnExec()
         childFileLimit = Processes.raiseFileLimit()
+        // A daemon that forks away from its parent (Type=forking, or any
+        // service's background helper) is re-parented to porter, not to
+        // init: porter can follow it, learn how it ended, and reap it.
+        Processes.becomeSubreaper()
         self.host = host
         self.porterEnvironment = environment
         devNull = try Files.open("/dev/null", flags: O_RDWR)
@@ -182,6 +186,7 @@ public final class Supervisor {
         case .path(let id): return paths[id]?.queue?.jobs.deadline
         case .instance(let pid): return instances[pid]?.deadline
         case .control(let id): return services[id]?.control?.deadline
+        case .mainSearch(let id): return services[id]?.mainSearch?.next
         case .retries:
             let times = bindRetries.values.map(\.at) + leftovers.values.compactMap(\.killAt)
             return times.min()
@@ -205,6 +210,8 @@ public final class Supervisor {
             handle(instance: pid, .timer, now: now)
         case .control(let id):
             if let s = services[id] { controlTimedOut(s, now: now) }
+        case .mainSearch(let id):
+            if let s = services[id] { searchMain(s, now: now) }
         case .retries:
             if !stopping { retryBinds(now: now) }
             leftoversDue(now: now)

@@ -75,7 +75,7 @@ public enum Files {
     /// small file; the size is checked before and while reading (a file that
     /// grows past the limit meanwhile is refused too). Files that report no
     /// size (/proc) are read until end of file.
-    private static func readAll(_ fd: FileDescriptor, limit: Int) throws(ReadFailure) -> [UInt8] {
+    public static func readAll(_ fd: FileDescriptor, limit: Int) throws(ReadFailure) -> [UInt8] {
         defer { fd.close() }
         var st = stat()
         if fstat(fd.rawValue, &st) != 0 { throw .system(SysError(call: "fstat", errno: SysError.current)) }

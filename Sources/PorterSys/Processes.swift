@@ -127,6 +127,52 @@ public enum Processes {
         return state == "T" || state == "t"
     }
 
+    /// Orphaned descendants become porter's children instead of init's.
+    /// The corresponding C function is prctl(2) with PR_SET_CHILD_SUBREAPER.
+    @discardableResult
+    public static func becomeSubreaper() -> Bool { porter_set_child_subreaper() == 0 }
+
+    /// What /proc/PID/stat says of a process: its parent, whether it is a
+    /// zombie, and when it started (clock ticks since boot). nil when gone.
+    public struct Facts: Equatable, Sendable {
+        public var parent: Int32
+        public var startTicks: UInt64
+        public var zombie: Bool
+    }
+
+    public static func facts(_ pid: Int32) -> Facts? {
+        guard pid > 0, let stat = try? Files.read("/proc/\(pid)/stat", limit: 4096),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // After "comm)": state(3) ppid(4) ... starttime(22).
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, let ppid = Int32(fields[1]), let start = UInt64(fields[19]) else { return nil }
+        return Facts(parent: ppid, startTicks: start, zombie: fields[0] == "Z" || fields[0] == "X")
+    }
+
+    /// The live children of `parent` that started at or after `since`
+    /// ticks, from /proc (a scan, done only when a forking service's
+    /// parent has exited).
+    public static func children(of parent: Int32, since: UInt64) -> [Int32] {
+        var out: [Int32] = []
+        for name in (try? Files.list("/proc")) ?? [] {
+            guard let pid = Int32(name), let f = facts(pid), f.parent == parent, !f.zombie, f.startTicks >= since else { continue }
+            out.append(pid)
+        }
+        return out.sorted()
+    }
+
+    /// Whether `pid` descends from `ancestor` (bounded walk up the parents).
+    public static func descends(_ pid: Int32, from ancestor: Int32) -> Bool {
+        var p = pid
+        for _ in 0..<64 {
+            guard let f = facts(p) else { return false }
+            if f.parent == ancestor { return true }
+            if f.parent <= 1 { return false }
+            p = f.parent
+        }
+        return false
+    }
+
     public static var currentPID: Int32 { getpid() }
     public static var effectiveUID: UInt32 { geteuid() }
     public static var effectiveGID: UInt32 { getegid() }

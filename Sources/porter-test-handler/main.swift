@@ -29,6 +29,14 @@
 //   notify-big          send a 5000-byte STATUS= message, then STATUS=after; wait
 //   notify-fds N        FDSTORE=1 with N pipe ends in one message, then
 //                       STATUS=sent; wait
+//   forking DIR [--double] [--no-pidfile] [--late] [--lie PID]
+//                       a daemon that backgrounds itself: start a new-session
+//                       child (with --double through a middle process that
+//                       exits), which writes DIR/daemon.pid (--late: 300 ms
+//                       after the first process exited; --lie: PID instead of
+//                       its own), appends its pid to DIR/starts and answers
+//                       each connection on fd 3 with "daemon PID ppid PPID";
+//                       the first process exits 0 once the file is there
 import CPorter
 import Glibc
 
@@ -319,6 +327,55 @@ case "mainpid":
     guard posix_spawn(&pid, CommandLine.arguments[0], nil, nil, argv, environ) == 0 else { exit(5) }
     sdNotify("MAINPID=\(pid)\nREADY=1")
     usleep(100_000)  // let porter read the message while we are still its main process
+
+case "forking":
+    let dir = args[1]
+    let double = args.contains("--double"), noFile = args.contains("--no-pidfile"), late = args.contains("--late")
+    var attr = posix_spawnattr_t()
+    posix_spawnattr_init(&attr)
+    posix_spawnattr_setflags(&attr, 0x80)  // POSIX_SPAWN_SETSID (glibc 2.26), which Swift does not import
+    let rest = Array(args.dropFirst(1))
+    let argv: [UnsafeMutablePointer<CChar>?] = [strdup(CommandLine.arguments[0]), strdup(double ? "forking-middle" : "forking-daemon")]
+        + rest.map { strdup($0) } + [nil]
+    var pid: pid_t = 0
+    guard posix_spawn(&pid, CommandLine.arguments[0], nil, &attr, argv, environ) == 0 else { exit(5) }
+    if !noFile && !late {
+        // As a well-behaved daemon: the parent exits once the PID file is written.
+        for _ in 0..<500 where access(dir + "/daemon.pid", F_OK) != 0 { usleep(10_000) }
+    }
+    exit(0)
+
+case "forking-middle":
+    // The middle of a double fork: start the daemon, then leave.
+    let argv: [UnsafeMutablePointer<CChar>?] = [strdup(CommandLine.arguments[0]), strdup("forking-daemon")]
+        + args.dropFirst(1).map { strdup($0) } + [nil]
+    var pid: pid_t = 0
+    guard posix_spawn(&pid, CommandLine.arguments[0], nil, nil, argv, environ) == 0 else { exit(5) }
+    usleep(50_000)
+    exit(0)
+
+case "forking-daemon":
+    let dir = args[1]
+    let me = getpid()
+    var written = String(me)
+    if let i = args.firstIndex(of: "--lie"), i + 1 < args.count { written = args[i + 1] }
+    if args.contains("--late") { usleep(300_000) }
+    if !args.contains("--no-pidfile") {
+        let tmp = dir + "/daemon.pid.tmp"
+        let fd = porter_open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        writeAll(fd, written + "\n")
+        close(fd)
+        rename(tmp, dir + "/daemon.pid")
+    }
+    let log = porter_open(dir + "/starts", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    writeAll(log, "\(me)\n")
+    close(log)
+    while true {
+        let c = acceptOne()
+        if c < 0 { pause(); continue }
+        writeAll(c, "daemon \(me) ppid \(getppid())\n")
+        close(c)
+    }
 
 case "serve-inherited":
     let c = acceptOne()

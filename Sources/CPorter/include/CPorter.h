@@ -207,5 +207,8 @@ void porter_trim_heap(void);
 long porter_release_text(void);
 /* close_range(2); -errno on failure. */
 int porter_close_range(unsigned first, unsigned last, unsigned flags);
+/* prctl(PR_SET_CHILD_SUBREAPER, 1): orphans of porter's children become
+ * porter's children. 0 or -errno. */
+int porter_set_child_subreaper(void);
 
 #endif
