@@ -90,12 +90,9 @@ public enum KnownKeys {
         "Writable": "it belongs to ListenSpecial=, which porter does not support yet",
         "SmackLabel": "porter has no SMACK support", "SmackLabelIPIn": "porter has no SMACK support", "SmackLabelIPOut": "porter has no SMACK support",
         "SELinuxContextFromNet": "porter has no SELinux support",
-        "PollLimitIntervalSec": "porter does not rate-limit polling yet", "PollLimitBurst": "porter does not rate-limit polling yet",
         "DeferTrigger": "porter starts a service on the first event, without job queues to defer for",
         "DeferTriggerMaxSec": "porter starts a service on the first event, without job queues to defer for",
         "PassFileDescriptorsToExec": "porter does not run commands for socket units yet",
-        "TriggerLimitIntervalSec": "porter does not limit socket triggers yet (its start limit covers failing runs)",
-        "TriggerLimitBurst": "porter does not limit socket triggers yet (its start limit covers failing runs)",
     ]
     static let socketIgnored: Set<String> = [
         "PipeSize", "MessageQueueMaxMessages", "MessageQueueMessageSize", "TCPCongestion",

@@ -61,6 +61,12 @@ public struct SocketConfig: Sendable {
     public var transparent = false
     /// FlushPending=: Accept=no, what is queued when the service exits is dropped.
     public var flushPending = false
+    /// TriggerLimitIntervalSec=/TriggerLimitBurst= and PollLimit*=, as
+    /// written; off unless one of a pair is set (see `triggerLimit`).
+    public var triggerLimitInterval: Duration?
+    public var triggerLimitBurst: Int?
+    public var pollLimitInterval: Duration?
+    public var pollLimitBurst: Int?
     /// Symlinks=: paths made links to the one Unix socket path.
     public var symlinks: [String] = []
     public var keepAlive = false
@@ -100,6 +106,7 @@ public struct SocketConfig: Sendable {
         "Service", "PassCredentials", "PassSecurity", "PassPIDFD", "PassPacketInfo", "Broadcast",
         "DeferAcceptSec", "KeepAliveTimeSec", "KeepAliveIntervalSec", "KeepAliveProbes", "Priority", "Mark",
         "IPTOS", "IPTTL", "BindToDevice", "Transparent", "FlushPending", "Symlinks",
+        "TriggerLimitIntervalSec", "TriggerLimitBurst", "PollLimitIntervalSec", "PollLimitBurst",
     ])
 
     /// Reads a socket unit. Returns nil when it has errors (in `diagnostics`).
@@ -163,6 +170,14 @@ public struct SocketConfig: Sendable {
         case "FreeBind": flag { $0.freeBind = $1 }
         case "Transparent": flag { $0.transparent = $1 }
         case "FlushPending": flag { $0.flushPending = $1 }
+        case "TriggerLimitIntervalSec", "PollLimitIntervalSec":
+            guard let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) else { return }
+            // infinity: one window for ever, which systemd treats as off too.
+            let d = v.duration ?? .zero
+            if a.key.hasPrefix("Trigger") { triggerLimitInterval = d } else { pollLimitInterval = d }
+        case "TriggerLimitBurst", "PollLimitBurst":
+            guard let n = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 0...Int(Int32.max)) }) else { return }
+            if a.key.hasPrefix("Trigger") { triggerLimitBurst = n } else { pollLimitBurst = n }
         case "BindToDevice":
             // An interface name: at most IFNAMSIZ - 1 bytes, no slash or space.
             guard !a.value.isEmpty else { bindToDevice = nil; return }
@@ -268,5 +283,24 @@ public struct SocketConfig: Sendable {
     public var activates: UnitName {
         if accept { return UnitName(prefix: name.prefix, instance: "", type: .service) }
         return service ?? name.withType(.service)
+    }
+}
+
+extension SocketConfig {
+    /// The trigger limit when either key is set, with systemd's defaults
+    /// for the other (2 s; 20 starts with Accept=no, 200 connections with
+    /// Accept=yes). porter sets none by default: its start limit already
+    /// keeps a failing service from spinning, and a default limit would
+    /// throttle inetd-style services that legitimately start often.
+    public var triggerLimit: RateWindow? {
+        guard triggerLimitInterval != nil || triggerLimitBurst != nil else { return nil }
+        return RateWindow(interval: triggerLimitInterval ?? .seconds(2), burst: triggerLimitBurst ?? (accept ? 200 : 20))
+    }
+
+    /// The poll limit (wake-ups of the listeners) when either key is set;
+    /// systemd's defaults for the other: 2 s, 150.
+    public var pollLimit: RateWindow? {
+        guard pollLimitInterval != nil || pollLimitBurst != nil else { return nil }
+        return RateWindow(interval: pollLimitInterval ?? .seconds(2), burst: pollLimitBurst ?? 150)
     }
 }

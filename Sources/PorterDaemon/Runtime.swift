@@ -26,8 +26,19 @@ final class Timers {
 /// A socket unit while porter runs: its open listeners and, with
 /// Accept=yes, the machine that decides whether to accept.
 final class SocketRuntime {
-    /// Replaced by a reload that changed the unit.
-    var config: SocketConfig
+    /// Replaced by a reload that changed the unit (which starts its limit
+    /// windows afresh).
+    var config: SocketConfig {
+        didSet {
+            triggerWindow = config.triggerLimit
+            pollWindow = config.pollLimit
+        }
+    }
+    /// TriggerLimit*= and PollLimit*=, and, while an Accept=no socket is
+    /// paused for hitting one, when it is watched again.
+    var triggerWindow: RateWindow?
+    var pollWindow: RateWindow?
+    var pausedUntil: Instant?
     /// One per Listen*= line, in order; closed at shutdown.
     var fds: [FileDescriptor]
     /// epoll tokens of the fds while they are watched.
@@ -80,6 +91,8 @@ final class SocketRuntime {
         self.config = config
         self.fds = fds
         self.timers = timers
+        triggerWindow = config.triggerLimit
+        pollWindow = config.pollLimit
         handler = Self.handler(id, config, template, timers: timers)
     }
 

@@ -25,6 +25,7 @@ extension Supervisor {
             startInstance(s, connection: connection, peer: peer)
             // The child has its own copy by now; porter's is not needed.
             connection.close()
+            if triggerLimitHit(s, now: MonotonicClock.now()) { return }
         }
     }
 

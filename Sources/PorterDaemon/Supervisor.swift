@@ -80,6 +80,8 @@ public final class Supervisor {
     var bindRetries: [UnitName: BindRetry] = [:] { didSet { timers.touch(.retries) } }
     /// Process groups that outlived their main process, by group id.
     var leftovers: [Int32: LeftoverGroup] = [:] { didSet { timers.touch(.retries) } }
+    /// Accept=no sockets paused by TriggerLimit*= or PollLimit*=.
+    var pausedSockets: Set<UnitID> = [] { didSet { timers.touch(.retries) } }
     /// Where each opened address came from (file:line), to say which of
     /// porter's own units holds an address another cannot bind.
     var openedPorts: [ListenConflict.Key: String] = [:]
@@ -188,7 +190,7 @@ public final class Supervisor {
         case .control(let id): return services[id]?.control?.deadline
         case .mainSearch(let id): return services[id]?.mainSearch?.next
         case .retries:
-            let times = bindRetries.values.map(\.at) + leftovers.values.compactMap(\.killAt)
+            let times = bindRetries.values.map(\.at) + leftovers.values.compactMap(\.killAt) + pausedUntilTimes
             return times.min()
         }
     }
@@ -215,17 +217,20 @@ public final class Supervisor {
         case .retries:
             if !stopping { retryBinds(now: now) }
             leftoversDue(now: now)
+            if !stopping { resumePausedSockets(now: now) }
         }
     }
 
     private func listenerReadable(_ socket: UnitID, _ index: Int) {
         guard let s = sockets[socket] else { return }
+        let now = MonotonicClock.now()
+        if pollLimitHit(s, now: now) { return }
         switch s.handler {
         case .instances:
             acceptConnections(s, index)
         case .service(let link):
             guard let id = link.id, let service = services[id] else { return }
-            let now = MonotonicClock.now()
+            if case .listening = service.machine.state, triggerLimitHit(s, now: now) { return }
             perform(service.machine.handle(.readable, now: now), service: service, now: now)
         }
     }
@@ -234,7 +239,7 @@ public final class Supervisor {
     /// to start the service, or, with `activityOf`, edge-triggered so a
     /// running service's new work is noticed once per arrival.
     func watch(socket s: SocketRuntime, activityOf service: UnitID? = nil) {
-        guard !s.watched, !stopping else { return }
+        guard !s.watched, !stopping, s.pausedUntil == nil || service != nil else { return }
         for (index, fd) in s.fds.enumerated() {
             do {
                 if let service {

@@ -150,3 +150,31 @@ extension ServiceMachine.State {
         return false
     }
 }
+
+@Suite("rate windows")
+struct RateWindowTests {
+    let t0 = Instant(nanoseconds: 5_000_000_000)
+
+    @Test func burstThenPauseUntilTheWindowCloses() {
+        var w = RateWindow(interval: .seconds(2), burst: 3)!
+        #expect(w.hit(t0) == nil)
+        #expect(w.hit(t0 + .milliseconds(100)) == nil)
+        #expect(w.hit(t0 + .milliseconds(200)) == nil)
+        #expect(w.hit(t0 + .milliseconds(300)) == t0 + .seconds(2))
+        // A new window opens with the first event after the old one closed.
+        #expect(w.hit(t0 + .seconds(2)) == nil)
+        #expect(RateWindow(interval: .zero, burst: 3) == nil)
+        #expect(RateWindow(interval: .seconds(1), burst: 0) == nil)
+    }
+
+    @Test func socketKeysAndDefaults() {
+        let c = Configuration.load(files: [(name: "a.socket", text: "[Socket]\nListenStream=80\nAccept=yes\nTriggerLimitBurst=7\nPollLimitIntervalSec=5s\n"),
+                                           (name: "a@.service", text: "[Service]\nExecStart=/bin/cat\nStandardInput=socket\n")], host: HostFacts())
+        #expect(!c.hasErrors, "\(c.diagnostics)")
+        #expect(c.sockets.first?.triggerLimit == RateWindow(interval: .seconds(2), burst: 7))
+        #expect(c.sockets.first?.pollLimit == RateWindow(interval: .seconds(5), burst: 150))
+        let plain = Configuration.load(files: [(name: "b.socket", text: "[Socket]\nListenStream=80\n"),
+                                               (name: "b.service", text: "[Service]\nExecStart=/bin/cat\n")], host: HostFacts())
+        #expect(plain.sockets.first?.triggerLimit == nil)  // off unless asked for
+    }
+}

@@ -302,3 +302,30 @@ extension UnitsAsShippedTests {
         #expect(access(dir + "/links/alias.sock", F_OK) != 0 && readlink(dir + "/links/alias.sock", &buf, buf.count) < 0)
     }
 }
+
+extension UnitsAsShippedTests {
+    /// TriggerLimit*=: a burst past the limit pauses the socket, and porter
+    /// listens again by itself when the window closes; no client is lost.
+    @Test func triggerLimitPausesAndRecovers() throws {
+        let yes = freePort(), no = freePort()
+        let porter = try PorterRun("trigger-limit", units: [
+            "y.socket": "[Socket]\nListenStream=127.0.0.1:\(yes)\nAccept=yes\nTriggerLimitBurst=3\nTriggerLimitIntervalSec=1s\n",
+            "y@.service": "[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\n",
+            "n.socket": "[Socket]\nListenStream=127.0.0.1:\(no)\nTriggerLimitBurst=2\nTriggerLimitIntervalSec=1s\n",
+            "n.service": "[Service]\nExecStart=\(handlerBinary) serve 1\n",
+        ])
+        let started = now()
+        let clients = try (0..<6).map { _ in try Client.tcp(yes) }
+        for c in clients { #expect(Report(try c.readAll()).value("pid") != nil); c.close() }
+        try porter.waitForLog("y.socket: trigger limit (TriggerLimitBurst=3 connections in 1s) hit; paused")
+        // Served after the pause: the window is 1 s from the first connection.
+        #expect(now() - started >= .milliseconds(900))
+
+        // Accept=no: one connection per run; the third start waits for the window.
+        let serial = try (0..<4).map { _ in try Client.tcp(no) }
+        for c in serial { #expect(Report(try c.readAll()).value("pid") != nil); c.close() }
+        try porter.waitForLog("n.socket: trigger limit (TriggerLimitBurst=2 starts in 1s) hit; paused")
+        try porter.waitForLog("n.socket: limit window over, listening again")
+        #expect(try porter.stop() == 0)
+    }
+}
