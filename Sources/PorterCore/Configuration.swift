@@ -132,7 +132,9 @@ public struct Configuration: Sendable {
                 // A socket that was refused already has its own error.
                 let refusedReferrer = c.refused.contains { $0.type == .socket && ($0.prefix == serviceName.prefix) }
                     || units.skipped.contains { $0.type == .socket && $0.prefix == serviceName.prefix } || units.skippedTargets.contains(serviceName)
-                if !refusedReferrer {
+                // A template whose instances are units of their own is not run itself.
+                let instantiated = serviceName.isTemplate && units.services.keys.contains { !$0.isTemplate && $0.withInstance("") == serviceName }
+                if !refusedReferrer && !instantiated {
                     c.diagnostics.append(Diagnostic(.warning, file: serviceName.description,
                         "not activated by any socket or path unit, so porter will not start it"))
                 }
@@ -152,12 +154,6 @@ public struct Configuration: Sendable {
                 passed.append(extra)
             }
             let isAccept = serviceName.isTemplate
-            if isAccept && service.hasExtraCommands {
-                // Not silently dropped: refused until porter runs them per connection.
-                c.diagnostics.append(Diagnostic(.error, in: service.sources, line: nil, key: nil,
-                    "ExecCondition=, ExecStartPre=, ExecStartPost=, ExecStop=, ExecStopPost= and several ExecStart= are not supported yet for per-connection instances (Accept=yes sockets); porter runs them for Accept=no services and per-file jobs"))
-                ok = false
-            }
             let listenCount = passed.compactMap { socketConfigs[$0]?.listens.count }.reduce(0, +)
             let usesSocketIO = service.standardInput == .socket || service.standardOutput == .socket || service.standardError == .socket
             if usesSocketIO && !isAccept && listenCount != 1 {

@@ -11,6 +11,8 @@ public enum KnownKeys {
         case silent
         case ignored(String)
         case refused(String)
+        /// Needs a sandbox porter does not have: gathered into one message per unit.
+        case sandbox
         case unknown(suggestion: String?)
     }
 
@@ -113,9 +115,7 @@ public enum KnownKeys {
             if key.hasSuffix("Accounting") {
                 return .ignored("accounting needs cgroups, which porter does not use")
             }
-            if execRefused.contains(key) {
-                return .refused("porter cannot provide it (no namespaces, cgroups or seccomp), and running the unit without it would be less safe than asked")
-            }
+            if execRefused.contains(key) { return .sandbox }
             if section == "Socket" && socketIgnored.contains(key) {
                 return .ignored("porter does not set it yet; the socket works with the kernel's default")
             }

@@ -144,8 +144,8 @@ public struct PathConfig: Sendable {
     }
 
     mutating func validate(_ r: inout UnitReader) {
-        if name.instance != nil {
-            r.diagnostics.error(nil, nil, "path units cannot be templates or instances, expected NAME.path")
+        if name.isTemplate {
+            r.diagnostics.error(nil, nil, "a path template is not run itself, expected NAME.path or an instance NAME@INSTANCE.path")
         }
         if conditions.isEmpty {
             r.diagnostics.error(nil, nil, "no PathExists=, PathExistsGlob=, PathChanged=, PathModified= or DirectoryNotEmpty= line; nothing to watch")

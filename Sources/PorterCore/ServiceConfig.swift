@@ -450,9 +450,6 @@ public struct ServiceConfig: Sendable {
             r.diagnostics.error(nil, nil, "no ExecStart= line; nothing to run")
             return
         }
-        if name.instance != nil && !name.isTemplate {
-            r.diagnostics.error(nil, nil, "service instances are made from templates, expected NAME.service or NAME@.service")
-        }
         if type != .oneshot && (commands[.start]?.count ?? 0) > 1 {
             r.diagnostics.error(extraStartLine, "ExecStart", "more than one command, which only Type=oneshot may have (systemd's rule); expected one ExecStart= or Type=oneshot")
         }

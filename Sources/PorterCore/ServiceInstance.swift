@@ -23,7 +23,8 @@ extension ServiceConfig {
 
     /// Resolves specifiers for `instance` (nil for a plain unit).
     public func instantiate(_ instance: String?, host: HostFacts) throws(ValueError) -> ServiceInstance {
-        let unit = name.withInstance(instance)
+        // An instance unit (foo@bar.service) keeps its own instance.
+        let unit = instance.map { name.withInstance($0) } ?? name
         let s = Specifiers(unit: unit, host: host, user: user)
         guard let exec else { throw ValueError("no ExecStart=") }
         var env = EnvironmentBlock()

@@ -250,8 +250,9 @@ public struct SocketConfig: Sendable {
     }
 
     mutating func validate(_ r: inout UnitReader) {
-        if name.instance != nil {
-            r.diagnostics.error(nil, nil, "socket units cannot be templates or instances, expected NAME.socket")
+        if name.isTemplate {
+            // Only its instances run (foo@a.socket -> foo@.socket).
+            r.diagnostics.error(nil, nil, "a socket template is not run itself, expected NAME.socket or an instance NAME@INSTANCE.socket")
         }
         if listens.isEmpty && !sawListen {
             r.diagnostics.error(nil, nil, "no ListenStream=, ListenDatagram= or ListenSequentialPacket= line; nothing to listen on")

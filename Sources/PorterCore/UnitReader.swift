@@ -51,7 +51,16 @@ public struct UnitReader {
         if !sawMain {
             diagnostics.error(nil, nil, "no [\(wanted)] section")
         }
+        if let first = sandboxKeys.first {
+            // One message naming every such key, so an admin sees the whole
+            // list at once instead of one key per attempt.
+            let list = sandboxKeys.map { "\($0.key)= (\(diagnostics.sources.at($0.line)))" }.joined(separator: ", ")
+            diagnostics.error(first.line, nil, "needs \(list): porter cannot provide it yet and will not run the unit less safely than it asks (these need namespaces, cgroups, capabilities or seccomp)")
+        }
     }
+
+    /// Keys that need a sandbox, in the order met.
+    var sandboxKeys: [(key: String, line: Int)] = []
 
     mutating func classify(section: String, _ a: UnitFile.Assignment, implemented: [String]) {
         switch KnownKeys.classify(section: section, key: a.key, implemented: implemented) {
@@ -61,6 +70,8 @@ public struct UnitReader {
             diagnostics.warning(a.line, a.key, "ignored: \(why)")
         case .refused(let why):
             diagnostics.error(a.line, a.key, "not supported: \(why)")
+        case .sandbox:
+            if !sandboxKeys.contains(where: { $0.key == a.key }) { sandboxKeys.append((a.key, a.line)) }
         case .unknown(let suggestion):
             if let suggestion {
                 diagnostics.warning(a.line, a.key, "unknown key in [\(section)] ignored; did you mean \(suggestion)=?")

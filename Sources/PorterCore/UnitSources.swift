@@ -90,6 +90,8 @@ public struct UnitSources: Sendable {
             for (name, entry) in l.units where winner[name] == nil { winner[name] = (i, entry) }
         }
         var aliasOf: [String: String] = [:]
+        // `foo@bar.service -> foo@.service`: an instance of the template.
+        var instanceOf: [String: (template: String, dir: Int, target: String)] = [:]
         for name in winner.keys.sorted() {
             let (dir, entry) = winner[name]!
             guard let unit = UnitName.parse(name) else {
@@ -105,6 +107,10 @@ public struct UnitSources: Sendable {
             case .link(let target):
                 let base = target.split(separator: "/").last.map(String.init) ?? target
                 if base != name, let targetName = UnitName.parse(base) {
+                    if targetName.isTemplate, let i = unit.instance, !i.isEmpty, targetName == unit.withInstance("") {
+                        instanceOf[name] = (base, dir, target)
+                        continue
+                    }
                     guard targetName.type == unit.type, targetName.isTemplate == unit.isTemplate else {
                         r.diagnostics.append(Diagnostic(.error, file: name, "an alias of \(base), which is not a unit of the same kind; expected a link to a .\(unit.type.rawValue)\(unit.isTemplate ? " template" : "") unit"))
                         continue
@@ -128,6 +134,25 @@ public struct UnitSources: Sendable {
             r.units[targetName]?.aliases.append(alias)
             r.notes.append("\(alias): an alias of \(base)")
         }
+        // Instances: the template's file (from whichever directory wins for
+        // it), else the link's target; `foo@bar.socket` and `foo@bar.path`
+        // bring `foo@bar.service` with them, as systemd instantiates it.
+        for name in instanceOf.keys.sorted() {
+            let (base, dir, target) = instanceOf[name]!
+            let unit = UnitName.parse(name)!, template = UnitName.parse(base)!
+            if r.masked[template] != nil { r.masked[unit] = r.masked[template]; continue }
+            let file = r.units[template]?.file ?? Source(directory: dir, name: name, path: join(listings[dir].path, name), linkTarget: target)
+            r.units[unit] = Unit(name: unit, file: file, dropIns: [], aliases: [])
+            r.notes.append("\(name): an instance of \(base)")
+        }
+        for name in r.units.keys.sorted() where name.type != .service {
+            guard let i = name.instance, !i.isEmpty else { continue }
+            let service = name.withType(.service), template = service.withInstance("")
+            guard r.units[service] == nil, r.masked[service] == nil, let t = r.units[template] else { continue }
+            r.units[service] = Unit(name: service, file: t.file, dropIns: [], aliases: [])
+        }
+        // A socket or path template is never run itself, only its instances.
+        for name in r.units.keys where name.isTemplate && name.type != .service { r.units[name] = nil }
         // Drop-ins, and the directories that belong to no unit.
         var used = Set<String>()
         for name in r.units.keys.sorted() {

@@ -134,7 +134,6 @@ public enum Commands {
         checkConditions(&units, ConditionCheck(environment: env, host: host))
         let config = Configuration.pair(units)
         let made = dirs.names.compactMap { dirs.sources.units[$0] }
-        dirs.close()
         let prep = Preparation(config, host: host, environment: env, unused: true)
         let problems = config.diagnostics + prep.diagnostics
         var out = ""
@@ -156,13 +155,54 @@ public enum Commands {
             let mode = p.accept ? "Accept=yes: one instance per file, at most \(p.maxConnections) at once" : "Accept=no"
             out += "\(p.name) -> \(p.activates) (\(mode)): \(p.conditions.map(\.description).joined(separator: " "))\n"
         }
+        out += verdicts(units: units, config: config, prep: prep, problems: problems,
+                        names: dirs.names + dirs.sources.masked.keys)
         let errors = problems.filter { $0.severity == .error }.count
         let warnings = problems.count - errors
         let pathCount = usablePaths.isEmpty ? "" : "\(usablePaths.count) path unit\(usablePaths.count == 1 ? "" : "s") and "
         out += pathCount + "\(usable.count) socket\(usable.count == 1 ? "" : "s") ready, \(errors) error\(errors == 1 ? "" : "s"), \(warnings) warning\(warnings == 1 ? "" : "s")\n"
+        dirs.close()
         _ = try? FileDescriptor.standardOutput.write(out)
         return errors > 0 ? 1 : 0
     }
+
+    /// One line per unit: whether it would run, and if not, why — what an
+    /// admin needs before switching a directory of units over to porter.
+    static func verdicts(units: UnitSet, config: Configuration, prep: Preparation, problems: [Diagnostic],
+                         names: [UnitName]) -> String {
+        let runningSockets = Set(config.sockets.map(\.name)).subtracting(prep.refusedSockets)
+        let runningPaths = Set(config.paths.map(\.name)).subtracting(prep.refusedPaths)
+        let started = Set(config.sockets.filter { runningSockets.contains($0.name) }.map(\.activates)
+                          + config.paths.filter { runningPaths.contains($0.name) }.map(\.activates))
+        func firstError(_ name: UnitName) -> String? {
+            let n = name.description
+            return problems.first { $0.severity == .error && ($0.file == n || $0.file.hasPrefix(n + ".d/")) }?.message
+        }
+        var lines: [String] = []
+        for name in Set(names).sorted() {
+            let verdict: String
+            if units.masked.contains(name) {
+                verdict = "masked"
+            } else if units.skipped.contains(name) {
+                verdict = "skipped: a condition does not hold on this host"
+            } else if runningSockets.contains(name) || runningPaths.contains(name) || (started.contains(name) && prep.services[name] != nil) {
+                verdict = "runs"
+            } else if units.skippedTargets.contains(name) {
+                verdict = "not started: the unit that starts it is skipped"
+            } else if config.unusedServices[name] != nil, prep.services[name] != nil {
+                verdict = "not started: no socket or path unit starts it"
+            } else {
+                let why = firstError(name) ?? "see the errors above"
+                verdict = "refused: " + (why.hasPrefix("refused ") ? String(why.dropFirst(8)) : why)
+            }
+            lines.append("  \(name.description.padding(to: 28)) \(verdict)")
+        }
+        return lines.isEmpty ? "" : "units:\n" + lines.joined(separator: "\n") + "\n"
+    }
+}
+
+private extension String {
+    func padding(to n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
 }
 
 extension Commands {

@@ -403,8 +403,21 @@ struct Instance {
     var machine: InstanceMachine
     /// IdleTimeoutSec=: porter's copy of the connection, watched for traffic.
     var watch: IdleWatch?
-    /// A per-file job with more than one command: where it is in them.
+    /// A per-file job or per-connection instance with more than one
+    /// command: where it is in them.
     var sequence: CommandSequence? = nil
+    /// A per-connection instance with commands: the connection, held by
+    /// porter until its ExecStart= has it, and what its commands are told.
+    var held: HeldConnection? = nil
+
+    struct HeldConnection {
+        /// Until the last ExecStart= line has started.
+        var fd: FileDescriptor?
+        var info: Connection
+        var tcp: Bool
+        /// Whether the socket's accept machine counts it as running.
+        var counted = false
+    }
 
     struct IdleWatch {
         var connection: FileDescriptor

@@ -71,22 +71,75 @@ extension Supervisor {
             }
             return
         }
+        let tcp = peer.ipString != nil
+        if p.config.nonBlocking { try? fd.setNonBlocking(true) }
+        if p.config.hasExtraCommands {
+            // ExecCondition= ... ExecStopPost= one after another, as for a
+            // per-file job; porter holds the connection until ExecStart= has it.
+            var seq = CommandSequence(p.config.commands, phases: CommandSequence.Phase.allCases, success: p.config.successExitStatus)
+            if seq.start() != nil {
+                guard let copy = try? fd.duplicate() else {
+                    failure(s, "\(unitName): cannot hold the connection for its commands (the fd limit); connection closed, pausing this socket for 1s")
+                    backOff(s)
+                    return
+                }
+                let held = Instance.HeldConnection(fd: copy, info: info, tcp: tcp)
+                startStep(s, p, unitName, held, seq)
+                return
+            }
+        }
+        _ = spawnInstance(s, p, unitName, connection: fd, info: info, tcp: tcp, step: nil, sequence: nil, held: nil)
+    }
+
+    /// Starts the current step of a per-connection sequence; one that
+    /// cannot start moves on (ExecStopPost= still runs) or ends the instance.
+    private func startStep(_ s: SocketRuntime, _ p: PreparedService, _ unit: String, _ held: Instance.HeldConnection,
+                           _ sequence: CommandSequence) {
+        var seq = sequence
+        var held = held
+        while let step = seq.current {
+            // Every ExecStart= line gets the connection; past them porter lets go of it.
+            if [.startPost, .stop, .stopPost].contains(step.phase), let fd = held.fd {
+                fd.close()
+                held.fd = nil
+            }
+            let connection = step.phase == .start ? held.fd : nil
+            if spawnInstance(s, p, unit, connection: connection, info: held.info, tcp: held.tcp, step: step,
+                             sequence: seq, held: held) {
+                return
+            }
+            guard seq.couldNotStart("\(step.label) could not be started") != nil else { break }
+        }
+        held.fd?.close()
+        if case .failed(_, let why) = seq.outcome { failure(s, "\(unit): failed: \(why); connection closed", level: .warning) }
+        if held.counted, let actions = s.instances?.machine.handle(.instanceExited) { perform(actions, socket: s) }
+    }
+
+    /// Spawns one process of an instance: the main one with the connection
+    /// (stdin/stdout or fd 3), or one of its commands without it. False
+    /// (after saying why) when it could not be started.
+    private func spawnInstance(_ s: SocketRuntime, _ p: PreparedService, _ unitName: String, connection fd: FileDescriptor?,
+                               info: Connection, tcp: Bool, step: CommandSequence.Step?, sequence: CommandSequence?,
+                               held: Instance.HeldConnection?) -> Bool {
         let launch: Launch
         do {
-            if p.config.nonBlocking { try fd.setNonBlocking(true) }
             let instance = try p.instance(info.instanceName)
-            launch = try Launch.make(p, instance: instance, socket: fd, listen: [(fd, "connection")],
-                                     activation: info.environment, devNull: devNull, fileLimit: childFileLimit,
+            var activation = info.environment
+            if let seq = sequence, let step, step.phase == .stop || step.phase == .stopPost {
+                activation += Self.stopVariables(seq, mainPID: nil)
+            }
+            launch = try Launch.make(p, instance: instance, socket: fd, listen: fd.map { [($0, "connection")] } ?? [],
+                                     activation: activation, devNull: devNull, fileLimit: childFileLimit, step: step,
                                      journal: { () throws(SysError) in try journal(for: p) })
         } catch let error as ValueError {
             failure(s, "\(unitName): \(error.message)")
-            return
+            return false
         } catch let error as Launch.Failure {
             failure(s, "\(unitName): \(error.message)")
-            return
+            return false
         } catch {
             failure(s, "\(unitName): \(error)")
-            return
+            return false
         }
         defer {
             launch.close()
@@ -97,33 +150,62 @@ extension Supervisor {
         // connection is closed with the reason rather than served by an
         // instance nobody would stop (report F8).
         var watcher: Instance.IdleWatch? = nil
-        let tcp = peer.ipString != nil
-        if p.config.idleTimeout != nil {
+        if let fd, p.config.idleTimeout != nil {
             do throws(SysError) {
                 watcher = try watchIdle(fd, tcp: tcp)
             } catch {
                 failure(s, "\(unitName): cannot watch IdleTimeoutSec= (\(error)); connection closed, pausing this socket for 1s")
                 backOff(s)
-                return
+                return false
             }
         }
         // Detached: porter goes back to accepting while the child execs; an
         // exec failure is reported when the child is reaped.
         switch spawner.spawnDetached(launch.plan) {
         case .success(let pid):
+            let limit = step.map { Self.timeLimit(of: $0, p.config) } ?? p.config.runtimeMax
             let machine = InstanceMachine(pid: pid, unit: unitName, kill: p.kill, started: MonotonicClock.now(),
-                                          runtimeMax: p.config.runtimeMax, idleTimeout: p.config.idleTimeout, measured: tcp)
+                                          runtimeMax: limit, idleTimeout: fd != nil ? p.config.idleTimeout : nil, measured: tcp)
             if let token = watcher?.token { loop.assign(token, .instanceActivity(pid: pid)) }
-            instances[pid] = Instance(owner: .socket(s.id), ignoreFailure: p.config.exec?.ignoreFailure ?? false,
-                                      executable: launch.plan.path, journal: p.journal, machine: machine, watch: watcher)
-            Log.debug("\(unitName): started pid \(pid)")
-            if let actions = s.instances?.machine.handle(.instanceStarted) { perform(actions, socket: s) }
+            var inst = Instance(owner: .socket(s.id), ignoreFailure: p.config.exec?.ignoreFailure ?? false,
+                                executable: launch.plan.path, journal: p.journal, machine: machine, watch: watcher)
+            inst.sequence = sequence
+            inst.held = held
+            // Counted once per connection, at its first process.
+            let count = !(held?.counted ?? false)
+            inst.held?.counted = true
+            instances[pid] = inst
+            Log.debug("\(unitName): started pid \(pid)\(step.map { " (\($0.label))" } ?? "")")
+            if count, let actions = s.instances?.machine.handle(.instanceStarted) { perform(actions, socket: s) }
+            return true
         case .failure(let error):
             if let watcher { dropIdleWatch(watcher) }
             if let pid = error.pid { failedSpawns.insert(pid) }
             if error.isExecFailure { p.forgetExecutable(launch.plan.path) }
             failure(s, "\(unitName): \(error)")
+            return false
         }
+    }
+
+    /// One step of a per-connection instance exited: the next one, or the
+    /// instance's end. True when the instance goes on.
+    private func connectionStepExited(_ s: SocketRuntime, _ inst: Instance, _ status: ExitStatus) -> Bool {
+        guard var seq = inst.sequence, let held = inst.held, let p = s.template else {
+            inst.held?.fd?.close()
+            return false
+        }
+        // At shutdown nothing new starts, as for per-file jobs.
+        if seq.exited(ProcessExit(status)) != nil, !stopping {
+            startStep(s, p, inst.unit, held, seq)
+            return true
+        }
+        held.fd?.close()
+        switch seq.outcome {
+        case .success: break
+        case .skipped(let why): Log.info("\(inst.unit): skipped: \(why); connection closed")
+        case .failed(_, let why): failure(s, "\(inst.unit): failed: \(why)", level: .warning)
+        }
+        return false
     }
 
     /// Keeps a copy of the connection to see its traffic: TCP_INFO says when
@@ -198,7 +280,9 @@ extension Supervisor {
         switch inst.owner {
         case .socket(let id):
             // Its socket may have been removed by a reload meanwhile.
-            if let s = sockets[id], let actions = s.instances?.machine.handle(.instanceExited) { perform(actions, socket: s) }
+            guard let s = sockets[id] else { inst.held?.fd?.close(); break }
+            if connectionStepExited(s, inst, status) { break }
+            if inst.held?.counted ?? true, let actions = s.instances?.machine.handle(.instanceExited) { perform(actions, socket: s) }
         case .path(let id, let file):
             if let p = paths[id], !jobStepExited(p, inst, file: file, status) {
                 jobExited(p, file: file, success: status.isSuccess || inst.ignoreFailure)

@@ -133,9 +133,10 @@ struct UnitFileTests {
         ("[Service]\nExecStart=/bin/true\nStandardInput=tty\n",
          "error: echo.service:3: StandardInput: 'tty' is not supported by porter, expected null, socket, file:PATH or file-trigger"),
         ("[Service]\nExecStart=/bin/true\nPrivateTmp=yes\n",
-         "error: echo.service:3: PrivateTmp: not supported: porter cannot provide it (no namespaces, cgroups or seccomp), and running the unit without it would be less safe than asked"),
-        ("[Service]\nExecStart=/bin/true\nMemoryMax=100M\n",
-         "error: echo.service:3: MemoryMax: not supported: porter cannot provide it (no namespaces, cgroups or seccomp), and running the unit without it would be less safe than asked"),
+         "error: echo.service:3: needs PrivateTmp= (echo.service:3): porter cannot provide it yet and will not run the unit less safely than it asks (these need namespaces, cgroups, capabilities or seccomp)"),
+        // Every such key in one message, each with its line.
+        ("[Service]\nExecStart=/bin/true\nMemoryMax=100M\nProtectSystem=strict\nPrivateTmp=yes\nMemoryMax=200M\n",
+         "error: echo.service:3: needs MemoryMax= (echo.service:3), ProtectSystem= (echo.service:4), PrivateTmp= (echo.service:5): porter cannot provide it yet and will not run the unit less safely than it asks (these need namespaces, cgroups, capabilities or seccomp)"),
         ("[Service]\nExecStart=/bin/true\nType=forking\nPIDFile=/run/../x.pid\n",
          "error: echo.service:4: PIDFile: '/run/../x.pid' is not a file path, expected /run/NAME.pid or NAME.pid"),
         ("[Service]\nExecStart=/bin/true\nRestartSteps=many\n",

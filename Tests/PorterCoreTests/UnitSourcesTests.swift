@@ -92,6 +92,24 @@ struct UnitSourcesTests {
         #expect(t.notes == ["print.socket: an alias of cups.socket"])
     }
 
+    @Test func instancesOfTemplates() {
+        let s = UnitSources.resolve([
+            L(path: "/etc", units: ["sshd@a.socket": .link("/lib/sshd@.socket"), "web@x.service": .link("web@.service")],
+              dropIns: ["sshd@a.service.d": ["port.conf": .file], "sshd@.service.d": ["all.conf": .file]]),
+            L(path: "/lib", units: ["sshd@.socket": .file, "sshd@.service": .file, "web@.service": .file]),
+        ])
+        // The instance socket reads the template's file; the template socket is not a unit.
+        #expect(unit(s, "sshd@a.socket")?.file.path == "/lib/sshd@.socket")
+        #expect(unit(s, "sshd@.socket") == nil)
+        // The socket instance brings its service instance, with the template's
+        // and its own drop-ins, least specific first.
+        #expect(unit(s, "sshd@a.service")?.file.path == "/lib/sshd@.service")
+        #expect(unit(s, "sshd@a.service")?.dropIns.map(\.name) == ["sshd@.service.d/all.conf", "sshd@a.service.d/port.conf"])
+        #expect(unit(s, "web@x.service")?.file.path == "/lib/web@.service")
+        #expect(s.notes.contains("web@x.service: an instance of web@.service"))
+        #expect(s.diagnostics.isEmpty, "\(s.diagnostics)")
+    }
+
     @Test func anAliasOfAnotherKindIsAnError() {
         let s = UnitSources.resolve([L(path: "/etc", units: ["a.socket": .link("/lib/a.service")])])
         #expect(s.units.isEmpty)

@@ -169,3 +169,46 @@ extension CommandTests {
         #expect(try porter.stop() == 0)
     }
 }
+
+extension CommandTests {
+    /// Per-connection instances run their commands too: ExecStartPre= sees
+    /// the client's REMOTE_ADDR but not the connection, ExecStart= answers
+    /// on it, ExecStopPost= gets the result; a failing ExecCondition= closes
+    /// the connection unanswered, and MaxConnections= counts each
+    /// connection once however many commands it runs.
+    @Test func perConnectionInstancesRunTheirCommands() throws {
+        let dir = makeTempDirectory("conn-commands")
+        defer { _ = system("rm -rf '\(dir)'") }
+        let port = freePort()
+        let out = dir + "/out"
+        let porter = try PorterRun("conn-commands", units: [
+            "c.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\nMaxConnections=1\n",
+            "c@.service": """
+                [Service]
+                StandardInput=socket
+                ExecCondition=/bin/sh -c 'test ! -e \(dir)/closed'
+                ExecStartPre=/bin/sh -c 'echo pre $${REMOTE_ADDR} $$(test -t 0 || cat | wc -c) >> \(out)'
+                ExecStart=/bin/sh -c 'echo hello; echo main >> \(out)'
+                ExecStopPost=/bin/sh -c 'echo post $${SERVICE_RESULT} >> \(out)'
+                """,
+        ])
+        for round in 1...2 {
+            let c = try Client.tcp(port)
+            #expect(try c.readAll() == "hello\n")
+            c.close()
+            try waitUntil(10, "round \(round) done: \(lines(out))") { lines(out).count == 3 * round }
+        }
+        #expect(lines(out) == ["pre 127.0.0.1 0", "main", "post success", "pre 127.0.0.1 0", "main", "post success"])
+        writeFile(dir + "/closed", "")
+        let refused = try Client.tcp(port)
+        #expect(try refused.readAll() == "")
+        refused.close()
+        try porter.waitForLog("skipped: ExecCondition=")
+        // The skipped connection left the limit free: the next is served.
+        unlink(dir + "/closed")
+        let again = try Client.tcp(port)
+        #expect(try again.readAll() == "hello\n")
+        again.close()
+        #expect(try porter.stop() == 0)
+    }
+}

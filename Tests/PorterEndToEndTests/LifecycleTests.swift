@@ -177,7 +177,9 @@ extension EndToEnd {
             writeFile(dir + "/echo@.service", "[Service]\nExecStart=/bin/cat\nStandardInput=socket\n")
             var (code, out, _) = try runPorter(["check", "--config-dir", dir])
             #expect(code == 0)
-            #expect(out == "echo.socket -> echo@.service (Accept=yes: one instance per connection, at most 64): ListenStream=127.0.0.1:7007\n1 socket ready, 0 errors, 0 warnings\n")
+            #expect(out == "echo.socket -> echo@.service (Accept=yes: one instance per connection, at most 64): ListenStream=127.0.0.1:7007\n"
+                + "units:\n  echo.socket                  runs\n  echo@.service                runs\n"
+                + "1 socket ready, 0 errors, 0 warnings\n")
             writeFile(dir + "/bad.socket", "[Socket]\nListenStream=70000\nAcept=yes\n")
             writeFile(dir + "/bad.service", "[Service]\nExecStart=/bin/true\nUser=nobody-at-all\n")
             (code, out, _) = try runPorter(["check", "--config-dir", dir])
@@ -187,7 +189,40 @@ extension EndToEnd {
             #expect(out.contains("error: bad.service:3: User: no such user 'nobody-at-all'\n"))
             #expect(!out.contains("nothing to listen on"))
             #expect(!out.contains("not activated"))
+            #expect(out.contains("  bad.service                  refused: no such user 'nobody-at-all'\n"))
+            #expect(out.contains("  bad.socket                   refused: port 70000 out of range 1-65535\n"))
             #expect(out.hasSuffix("1 socket ready, 2 errors, 1 warning\n"))
+        }
+
+        /// What an admin asks before switching a directory over: which
+        /// units would run, and why the others would not.
+        @Test func checkSaysWhichUnitsRun() throws {
+            let dir = makeTempDirectory("check-verdicts")
+            defer { _ = system("rm -rf '\(dir)'") }
+            writeFile(dir + "/a.socket", "[Socket]\nListenStream=127.0.0.1:9901\n")
+            writeFile(dir + "/a.service", "[Service]\nExecStart=/bin/cat\nPrivateTmp=yes\nMemoryMax=1G\n")
+            writeFile(dir + "/b.socket", "[Socket]\nListenStream=127.0.0.1:9902\n")
+            writeFile(dir + "/b.service", "[Service]\nExecStart=/bin/cat\n")
+            writeFile(dir + "/c.socket", "[Unit]\nConditionPathExists=\(dir)/nonexistent\n[Socket]\nListenStream=127.0.0.1:9903\n")
+            writeFile(dir + "/c.service", "[Service]\nExecStart=/bin/cat\n")
+            writeFile(dir + "/lonely.service", "[Service]\nExecStart=/bin/cat\n")
+            symlink("/dev/null", dir + "/m.socket")
+            let (code, out, _) = try runPorter(["check", "--config-dir", dir])
+            #expect(code == 1)
+            let sandbox = "needs PrivateTmp= (a.service:3), MemoryMax= (a.service:4): porter cannot provide it yet and will not run the unit less safely than it asks"
+            #expect(out.contains("error: a.service:3: " + sandbox))
+            #expect(out.contains("""
+                units:
+                  a.service                    refused: \(sandbox) (these need namespaces, cgroups, capabilities or seccomp)
+                  a.socket                     refused: because a.service has errors
+                  b.service                    runs
+                  b.socket                     runs
+                  c.service                    not started: the unit that starts it is skipped
+                  c.socket                     skipped: a condition does not hold on this host
+                  lonely.service               not started: no socket or path unit starts it
+                  m.socket                     masked
+
+                """), "\(out)")
         }
 
         /// The demo in conf.d/ is valid as shipped: every unit pairs, no

@@ -329,3 +329,36 @@ extension UnitsAsShippedTests {
         #expect(try porter.stop() == 0)
     }
 }
+
+extension UnitsAsShippedTests {
+    /// Instances as systemd makes them: `foo@a.socket -> foo@.socket`
+    /// links listen with `%i` resolved and start `foo@a.service` from the
+    /// template `foo@.service`, which an instance drop-in changes for one
+    /// instance only; a link `foo@c.service -> foo@.service` is an instance
+    /// too.
+    @Test func instancesOfTemplates() throws {
+        let dir = makeTempDirectory("instances")
+        defer { _ = system("rm -rf '\(dir)'") }
+        let porter = try PorterRun("instances", units: [
+            "foo@.socket": "[Socket]\nListenStream=\(dir)/%i.sock\n",
+            "foo@.service": "[Service]\nExecStart=\(handlerBinary) serve 1\nEnvironment=WHO=%i UNIT=%n\n",
+            "foo@b.service.d/extra.conf": "[Service]\nEnvironment=EXTRA=only-b\n",
+        ])
+        // Linked in after porter started (PorterRun writes files): read on a reload.
+        for i in ["a", "b"] { symlink(porter.units + "/foo@.socket", porter.units + "/foo@\(i).socket") }
+        kill(porter.pid, SIGHUP)
+        try porter.waitForLog("configuration reloaded")
+        let a = Report(try Client.unix(dir + "/a.sock").readAll())
+        #expect(a.environment["WHO"] == "a" && a.environment["UNIT"] == "foo@a.service" && a.environment["EXTRA"] == nil)
+        let b = Report(try Client.unix(dir + "/b.sock").readAll())
+        #expect(b.environment["WHO"] == "b" && b.environment["EXTRA"] == "only-b")
+        #expect(access(dir + "/.sock", F_OK) != 0)  // the template itself does not listen
+        // Alone at start-up the template was unused; with instances it is not warned about.
+        #expect(porter.count("foo@.service: not activated") == 1)
+        #expect(try porter.stop() == 0)
+
+        let (code, out, _) = try runPorter(["check", "--config-dir", porter.units])
+        #expect(code == 0, "\(out)")
+        #expect(out.contains("  foo@a.socket                 runs\n") && out.contains("  foo@b.service                runs\n"), "\(out)")
+    }
+}
