@@ -162,7 +162,8 @@ extension Supervisor {
         servicePIDs[next] = s.id
         if let g = Processes.group(of: next), g != getpgrp() { s.group = g }
         Log.info("\(s.name): main pid \(pid) exited; pid \(next), which it left, carries on as the main process (guessed)")
-        perform(s.machine.handle(.mainPID(next), now: MonotonicClock.now()), service: s, now: MonotonicClock.now())
+        let now = MonotonicClock.now()
+        perform(s.machine.handle(.mainPID(next), now: now), service: s, now: now)
         return true
     }
 

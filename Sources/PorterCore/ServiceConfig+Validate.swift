@@ -1,0 +1,44 @@
+/// The checks that need the whole unit, after every line was read.
+extension ServiceConfig {
+    mutating func validate(_ r: inout UnitReader, _ specifiers: Specifiers) {
+        do { try process.finish() } catch {
+            r.diagnostics.error(nil, "CPUSchedulingPriority", error.message)
+        }
+        guard let exec else {
+            r.diagnostics.error(nil, nil, "no ExecStart= line; nothing to run")
+            return
+        }
+        if type != .oneshot && (commands[.start]?.count ?? 0) > 1 {
+            r.diagnostics.error(extraStartLine, "ExecStart", "more than one command, which only Type=oneshot may have (systemd's rule); expected one ExecStart= or Type=oneshot")
+        }
+        if name.isTemplate && type == .forking {
+            r.diagnostics.error(nil, "Type", "Type=forking is for NAME.service (Accept=no); a per-connection instance or per-file job is followed through the one process porter starts, expected simple, exec or oneshot")
+        }
+        if name.isTemplate && remainAfterExit {
+            r.diagnostics.warning(nil, "RemainAfterExit", "ignored for per-connection instances and per-file jobs: each is over when its process exits")
+        }
+        if pidFile != nil && type != .forking {
+            r.diagnostics.warning(pidFileLine, "PIDFile", "ignored without Type=forking: porter knows the main process of other types")
+        }
+        var checked = Set<String>()
+        for phase in CommandSequence.Phase.allCases {
+            for c in commands[phase] ?? [] {
+                for word in [c.path] + c.arguments where checked.insert(word).inserted {
+                    do { _ = try specifiers.expand(word) } catch {
+                        r.diagnostics.error(commandLines[phase] ?? execLine, phase.rawValue, error.message)
+                    }
+                }
+            }
+        }
+        // The executable: absolute, or a plain name for the search path.
+        if let path = try? specifiers.expand(exec.path), path.contains("/"), !path.hasPrefix("/") {
+            r.diagnostics.error(execLine, "ExecStart", "executable path \(Quote.value(path)) is not absolute, expected /path/to/program or a plain name found in PATH")
+        }
+        if let wd = workingDirectory, let p = try? specifiers.expand(wd.raw) {
+            let path = p.hasPrefix("-") ? String(p.dropFirst()) : p
+            if path != "~" && !path.hasPrefix("/") {
+                r.diagnostics.error(wd.line, "WorkingDirectory", "\(Quote.value(path)) is not an absolute path, expected /path, -/path or ~")
+            }
+        }
+    }
+}
