@@ -226,11 +226,14 @@ extension UnitsAsShippedTests {
         let port = freePort()
         let nobody = try #require(getpwnam("nobody")).pointee
         let out = makeTempDirectory("dirs-out") + "/stat"
+        // A copy of the handler that nobody can reach (the build tree may be in a 0700 directory).
+        let handler = makeTempDirectory("dirs-handler") + "/handler"
+        #expect(system("cp '\(handlerBinary)' '\(handler)' && chmod 755 '\(handler)'") == 0)
         let porter = try PorterRun("directories", units: [
             "dirs.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
             "dirs.service": """
                 [Service]
-                ExecStart=\(handlerBinary) serve 1
+                ExecStart=\(handler) serve 1
                 User=nobody
                 RuntimeDirectory=\(tag)/run
                 RuntimeDirectoryMode=0750
