@@ -118,6 +118,7 @@ public enum Commands {
         let paths = supervisor.paths.count
         let watching = paths == 0 ? "" : ", \(paths) path unit\(paths == 1 ? "" : "s") watching"
         Log.info("ready: \(sockets) socket\(sockets == 1 ? "" : "s") listening\(watching) for \(services) service\(services == 1 ? "" : "s") from \(dirs.paths.joined(separator: ", "))")
+        supervisor.managerReady()
         return supervisor
     }
 

@@ -80,8 +80,23 @@ final class JournalPipe {
     }
 
     private func emit() {
-        Log.write(.info, "\(name): " + String(decoding: pending, as: UTF8.self))
+        let (level, skip) = Self.level(of: pending)
+        Log.write(level, "\(name): " + String(decoding: pending.dropFirst(skip), as: UTF8.self))
         pending.removeAll(keepingCapacity: true)
+    }
+
+    /// A line that starts with a syslog priority (`<3>`, as sd-daemon(3)
+    /// describes for services logging to journald) has that level; the
+    /// prefix is not part of the message. Others are info.
+    static func level(of line: [UInt8]) -> (LogLevel, Int) {
+        guard line.count >= 3, line[0] == UInt8(ascii: "<"), line[2] == UInt8(ascii: ">"),
+              line[1] >= UInt8(ascii: "0"), line[1] <= UInt8(ascii: "7") else { return (.info, 0) }
+        switch line[1] - UInt8(ascii: "0") {
+        case 0...3: return (.error, 3)
+        case 4: return (.warning, 3)
+        case 7: return (.debug, 3)
+        default: return (.info, 3)
+        }
     }
 
     func close() {

@@ -13,6 +13,8 @@ enum TimerKey: Hashable, Sendable {
     case mainSearch(UnitID)
     /// Bind retries and leftover groups: few, and rarely any.
     case retries
+    /// WATCHDOG=1 to porter's own service manager.
+    case managerPing
 }
 
 /// The loop's deadlines. A runtime whose deadline may have moved touches

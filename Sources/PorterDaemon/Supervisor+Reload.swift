@@ -39,6 +39,9 @@ extension Supervisor {
             return
         }
         guard let place else { return }
+        managerReloading()
+        var outcome = "reload refused, still serving the previous configuration"
+        defer { managerReloaded(outcome) }
         let began = MonotonicClock.now()
         guard let config = Commands.load(place, host, environment: porterEnvironment) else {
             Log.error("\(reason): reload refused: cannot read \(place.description); nothing changed, still serving the previous configuration")
@@ -63,6 +66,7 @@ extension Supervisor {
         }
         let diff = ConfigurationDiff(old: runningFingerprints(), new: Self.fingerprints(of: config))
         commit(config, prep, &handover)
+        outcome = "reloaded"
         Log.info("\(reason): configuration reloaded in \((MonotonicClock.now() - began).porterDescription): \(diff.summary)")
         // As after start-up: the heap the second parse needed goes back,
         // and so do the mappings of the parser's code (page-cache pages,

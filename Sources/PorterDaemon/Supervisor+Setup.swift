@@ -302,6 +302,7 @@ extension Supervisor {
         }
         let now = MonotonicClock.now()
         Log.info("\(reason): stopping (\(servicePIDs.count) services and \(instances.count) instances running)")
+        managerStopping()
         for s in services {
             perform(s.machine.handle(.stop, now: now), service: s, now: now)
         }

@@ -80,6 +80,9 @@ public final class Supervisor {
     var bindRetries: [UnitName: BindRetry] = [:] { didSet { timers.touch(.retries) } }
     /// Process groups that outlived their main process, by group id.
     var leftovers: [Int32: LeftoverGroup] = [:] { didSet { timers.touch(.retries) } }
+    /// porter's own service manager, when NOTIFY_SOCKET names one.
+    var manager: ManagerLink?
+    var nextManagerPing: Instant? { didSet { timers.touch(.managerPing) } }
     /// Accept=no sockets paused by TriggerLimit*= or PollLimit*=.
     var pausedSockets: Set<UnitID> = [] { didSet { timers.touch(.retries) } }
     /// Where each opened address came from (file:line), to say which of
@@ -110,6 +113,7 @@ public final class Supervisor {
         Processes.becomeSubreaper()
         self.host = host
         self.porterEnvironment = environment
+        manager = ManagerLink(environment: environment)
         devNull = try Files.open("/dev/null", flags: O_RDWR)
         loop = try EventLoop()
         instances = InstanceTable(timers: loop.timers)
@@ -189,6 +193,7 @@ public final class Supervisor {
         case .instance(let pid): return instances[pid]?.deadline
         case .control(let id): return services[id]?.control?.deadline
         case .mainSearch(let id): return services[id]?.mainSearch?.next
+        case .managerPing: return nextManagerPing
         case .retries:
             let times = bindRetries.values.map(\.at) + leftovers.values.compactMap(\.killAt) + pausedUntilTimes
             return times.min()
@@ -214,6 +219,8 @@ public final class Supervisor {
             if let s = services[id] { controlTimedOut(s, now: now) }
         case .mainSearch(let id):
             if let s = services[id] { searchMain(s, now: now) }
+        case .managerPing:
+            managerPingDue(now: now)
         case .retries:
             if !stopping { retryBinds(now: now) }
             leftoversDue(now: now)

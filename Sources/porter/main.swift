@@ -35,6 +35,8 @@ func fail(_ message: String) -> Never {
 // than keep them for as long as it runs.
 Processes.closeInherited()
 Processes.ensureStandardFDs()
+// Under systemd, log with priorities journald keeps.
+Log.journald = Log.stderrIsJournal(getenv("JOURNAL_STREAM").map { String(cString: $0) })
 var args = Array(CommandLine.arguments.dropFirst())
 guard let command = args.first else { fail("missing command") }
 args.removeFirst()

@@ -132,3 +132,109 @@ extension EndToEnd {
         }
     }
 }
+
+extension EndToEnd.Notify {
+    /// porter under a service manager (systemd's Type=notify-reload):
+    /// READY=1 once its sockets are bound, RELOADING=1 with MONOTONIC_USEC=
+    /// and READY=1 around a reload, WATCHDOG=1 at half WATCHDOG_USEC=,
+    /// STOPPING=1 at the end.
+    @Test func porterTellsItsOwnManager() throws {
+        let dir = makeTempDirectory("manager")
+        defer { _ = system("rm -rf '\(dir)'") }
+        let path = dir + "/notify"
+        let manager = try Socket.open(family: AF_UNIX, type: Int32(SOCK_DGRAM.rawValue), nonBlocking: true)
+        defer { manager.close() }
+        try Socket.bind(manager, SocketAddress(unix: Array(path.utf8), abstract: false))
+        var got: [String] = []
+        func receive(until needle: String) throws {
+            try waitUntil(10, "'\(needle)' from porter; got \(got)") {
+                var buf = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let n = recv(manager.rawValue, &buf, buf.count, 0)
+                    if n <= 0 { break }
+                    got.append(String(decoding: buf[..<n], as: UTF8.self))
+                }
+                return got.contains { $0.contains(needle) }
+            }
+        }
+        let port = freePort()
+        mkdir(dir + "/units", 0o755)
+        writeFile(dir + "/units/e.socket", "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\n")
+        writeFile(dir + "/units/e@.service", "[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\n")
+        let pid = spawnProgram(["/usr/bin/env", "NOTIFY_SOCKET=\(path)", "WATCHDOG_USEC=200000", porterBinary, "run", "--config-dir", dir + "/units"],
+                               stdout: dir + "/log", stderr: dir + "/log")
+        try receive(until: "READY=1")
+        #expect(got[0] == "READY=1\nSTATUS=1 socket listening, 0 path units watching, 0 processes running")
+        // Ready means bound: a client is served at once.
+        #expect(Report(try Client.tcp(port).readAll()).value("pid") != nil)
+        try receive(until: "WATCHDOG=1")
+        got.removeAll()
+        kill(pid, SIGHUP)
+        try receive(until: "STATUS=reloaded")
+        let reloading = try #require(got.first { $0.hasPrefix("RELOADING=1\n") })
+        let usec = reloading.split(separator: "\n").first { $0.hasPrefix("MONOTONIC_USEC=") }.flatMap { Int64($0.dropFirst(15)) }
+        #expect(usec != nil && abs(usec! - now().nanoseconds / 1000) < 10_000_000)
+        #expect(got.last?.hasPrefix("READY=1\nSTATUS=reloaded; ") == true)
+        kill(pid, SIGTERM)
+        try receive(until: "STOPPING=1")
+        #expect(try waitExit(pid) == 0)
+    }
+}
+
+extension EndToEnd.Notify {
+    /// JOURNAL_STREAM naming porter's stderr: every line starts with its
+    /// syslog priority for journald; a service's own `<3>` prefix sets the
+    /// level of its line (also without journald).
+    @Test func journaldPrioritiesAndServicePrefixes() throws {
+        let dir = makeTempDirectory("journald")
+        defer { _ = system("rm -rf '\(dir)'") }
+        mkdir(dir + "/units", 0o755)
+        let port = freePort()
+        writeFile(dir + "/units/j.socket", "[Socket]\nListenStream=127.0.0.1:\(port)\n")
+        writeFile(dir + "/units/j.service", "[Service]\nExecStart=/bin/sh -c 'echo \"<3>disk on fire\"; echo \"<7>detail\"; echo plain; exec \(handlerBinary) serve 1'\n")
+        for journald in [true, false] {
+            let log = dir + "/log-\(journald)"
+            writeFile(log, "")
+            var st = stat()
+            #expect(stat(log, &st) == 0)
+            let stream = journald ? "\(st.st_dev):\(st.st_ino)" : "\(st.st_dev):\(st.st_ino &+ 1)"
+            let pid = spawnProgram(["/usr/bin/env", "JOURNAL_STREAM=\(stream)", porterBinary, "run", "--config-dir", dir + "/units", "--log-level", "debug"],
+                                   stdout: log, stderr: log)
+            try waitUntil(10, "ready in \(readFile(log))") { readFile(log).contains("ready: ") }
+            _ = try Client.tcp(port).readAll()
+            try waitUntil(10, "the service's lines in \(readFile(log))") { readFile(log).contains("j.service: plain") }
+            kill(pid, SIGTERM)
+            #expect(try waitExit(pid) == 0)
+            let lines = readFile(log).split(separator: "\n").map(String.init)
+            if journald {
+                #expect(lines.contains { $0.hasPrefix("<6>ready: 1 socket listening") })
+                #expect(lines.contains("<3>j.service: disk on fire"))
+                #expect(lines.contains("<7>j.service: detail"))
+                #expect(lines.contains("<6>j.service: plain"))
+                #expect(!lines.contains { $0.hasPrefix("porter: ") })
+            } else {
+                #expect(lines.contains { $0.hasPrefix("porter: info: ready: 1 socket listening") })
+                #expect(lines.contains("porter: error: j.service: disk on fire"))
+                #expect(lines.contains("porter: debug: j.service: detail"))
+                #expect(!lines.contains { $0.hasPrefix("<") })
+            }
+        }
+    }
+}
+
+extension EndToEnd.Notify {
+    static let analyze = access("/usr/bin/systemd-analyze", X_OK) == 0
+
+    /// tools/init/porter.service is a unit systemd accepts, pointing at the built binary.
+    @Test(.enabled(if: analyze, "needs systemd-analyze (apt-get install systemd); PID 1 need not be systemd"))
+    func systemdUnitForPorterVerifies() throws {
+        let repo = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
+        let dir = makeTempDirectory("porter-unit")
+        defer { _ = system("rm -rf '\(dir)'") }
+        let text = readFile(repo + "/tools/init/porter.service").replacing("/usr/local/bin/porter", with: porterBinary)
+        writeFile(dir + "/porter.service", text)
+        let pid = spawnProgram(["/usr/bin/systemd-analyze", "verify", dir + "/porter.service"], stdout: dir + "/out", stderr: dir + "/out")
+        #expect(try waitExit(pid, seconds: 30) == 0, "\(readFile(dir + "/out"))")
+        #expect(readFile(dir + "/out").isEmpty, "\(readFile(dir + "/out"))")
+    }
+}
