@@ -1,7 +1,7 @@
 /// A point on porter's monotonic clock (CLOCK_MONOTONIC), in nanoseconds.
 /// Machines take it as a parameter and never read a clock themselves, so
 /// tests control time.
-public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
+public struct Instant: Comparable, Hashable, Sendable, Codable, CustomStringConvertible {
     public var nanoseconds: Int64
 
     public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
