@@ -86,6 +86,11 @@ public struct CommandSequence: Sendable {
     public enum Phase: String, Sendable, CaseIterable {
         case condition = "ExecCondition", startPre = "ExecStartPre", start = "ExecStart"
         case startPost = "ExecStartPost", stop = "ExecStop", stopPost = "ExecStopPost"
+        /// `porter reload UNIT`: never part of a run.
+        case reload = "ExecReload"
+
+        /// The phases of a run, in order (ExecReload= is not one).
+        public static let run: [Phase] = [.condition, .startPre, .start, .startPost, .stop, .stopPost]
 
         var isStart: Bool { self == .condition || self == .startPre || self == .start || self == .startPost }
     }

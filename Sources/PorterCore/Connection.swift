@@ -37,6 +37,16 @@ public struct Connection: Sendable {
         }
     }
 
+    /// The peer as a log line names it: `127.0.0.1:5555`, `[::1]:5555`,
+    /// `pid 42 uid 1000`.
+    public var remote: String {
+        switch peer {
+        case .ip(_, _, let r, let rp, let ipv6): return ipv6 ? "[\(r)]:\(rp)" : "\(r):\(rp)"
+        case .unix(let pid, let uid, _, _): return "pid \(pid) uid \(uid)"
+        case .unknown: return "an unknown peer"
+        }
+    }
+
     public var environment: [(String, String)] {
         switch peer {
         case .ip(let l, let lp, let r, let rp, let ipv6):

@@ -31,6 +31,7 @@ public struct FileVersion: Hashable, Sendable {
 ///                  | ok: done; failed: FailedDirectory= set: [move], otherwise
 ///                  | retrying after a back-off (1 s doubling, capped), then queued
 ///   timer          | due retries are queued
+///   hold(on)       | while on, nothing starts (files queue); off: starts resume
 /// After every event, jobs start while fewer than `maxRunning` run.
 public struct FileJobs: Sendable {
     public enum Event: Equatable, Sendable {
@@ -40,6 +41,9 @@ public struct FileJobs: Sendable {
         /// `now` is the file's version after the job, nil if it is gone.
         case exited(String, success: Bool, now: FileVersion?)
         case timer
+        /// `porter stop` / `porter start`: while held, files queue up and
+        /// no job starts; running ones finish.
+        case hold(Bool)
     }
 
     public enum Action: Equatable, Sendable {
@@ -76,7 +80,11 @@ public struct FileJobs: Sendable {
         self.moveFailed = moveFailed
     }
 
+    public private(set) var held = false
+    /// Files taken into the queue so far (a count for the metrics).
+    public private(set) var enqueued: UInt64 = 0
     public var waiting: Int { queued.count }
+    public var runningCount: Int { running.count }
     /// Entries held in every table: bounded by the files present.
     public var remembered: Int { queued.count + running.count + done.count + retrying.count + failures.count }
 
@@ -126,8 +134,10 @@ public struct FileJobs: Sendable {
                 dropRetry(file)
                 enqueue(file, r.version)
             }
+        case .hold(let h):
+            held = h
         }
-        while running.count < maxRunning, let (next, version) = dequeue() {
+        while !held, running.count < maxRunning, let (next, version) = dequeue() {
             running[next] = (version, false)
             actions.append(.start(next))
         }
@@ -175,7 +185,10 @@ public struct FileJobs: Sendable {
     }
 
     private mutating func enqueue(_ file: String, _ version: FileVersion) {
-        if queued.updateValue(version, forKey: file) == nil { queue.append(file) }
+        if queued.updateValue(version, forKey: file) == nil {
+            queue.append(file)
+            enqueued &+= 1
+        }
     }
 
     private mutating func dequeue() -> (String, FileVersion)? {

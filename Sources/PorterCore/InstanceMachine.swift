@@ -52,6 +52,8 @@ public struct InstanceMachine: Sendable {
     public let runtimeEnd: Instant?
     public private(set) var idle: Idle?
     public private(set) var state = State.running
+    /// Stopped for IdleTimeoutSec= (for the count of idle stops).
+    public private(set) var stoppedIdle = false
 
     public init(pid: Int32, unit: String, kill: KillPolicy, started now: Instant, runtimeMax: Duration?,
                 idleTimeout: Duration?, measured: Bool) {
@@ -120,7 +122,10 @@ public struct InstanceMachine: Sendable {
     /// again when it would be reached.
     private mutating func decide(now: Instant) -> [Action] {
         guard var i = idle else { return [] }
-        if now - i.lastActivity >= i.timeout { return stop(now: now, why: "no traffic for \(i.timeout.porterDescription)") }
+        if now - i.lastActivity >= i.timeout {
+            stoppedIdle = true
+            return stop(now: now, why: "no traffic for \(i.timeout.porterDescription)")
+        }
         i.checkAt = i.lastActivity + i.timeout
         idle = i
         return []

@@ -108,8 +108,8 @@ public struct ServiceConfig: Sendable {
     /// Every command line by phase; `exec` is the first ExecStart=.
     public var commands: [CommandSequence.Phase: [ExecCommand]] = [:]
     var commandLines: [CommandSequence.Phase: Int] = [:]
-    /// ExecReload=: kept for `porter reload UNIT`.
-    public var reloadCommands: [ExecCommand] = []
+    /// ExecReload=: what `porter reload UNIT` runs.
+    public var reloadCommands: [ExecCommand] { commands[.reload] ?? [] }
     public var remainAfterExit = false
     /// Type=forking: PIDFile= (absolute, specifiers resolved) and GuessMainPID=.
     public var pidFile: String? = nil
@@ -123,7 +123,7 @@ public struct ServiceConfig: Sendable {
     public var restartForceExitStatus = ExitStatusSet()
     /// Whether there is anything besides one ExecStart= to run.
     public var hasExtraCommands: Bool {
-        commands.contains { $0.key != .start && !$0.value.isEmpty } || (commands[.start]?.count ?? 0) > 1
+        commands.contains { $0.key != .start && $0.key != .reload && !$0.value.isEmpty } || (commands[.start]?.count ?? 0) > 1
     }
     /// RuntimeDirectory= and the others: names under each root, with their mode.
     public var directories: [ServiceDirectories.Kind: ServiceDirectories.Entry] = [:]
@@ -223,27 +223,22 @@ public struct ServiceConfig: Sendable {
             case "oneshot": type = .oneshot
             case "forking": type = .forking
             case "notify-reload":
-                r.error(a, "Type=notify-reload is not supported yet: porter has no reload command for services (ExecReload= waits for it too); expected simple, exec, notify, oneshot or forking")
+                r.error(a, "Type=notify-reload (reloading by signal, RELOADING=1 and READY=1) is not supported: porter reload UNIT runs ExecReload=; use Type=notify with ExecReload=/bin/kill -HUP $MAINPID, expected simple, exec, notify, oneshot or forking")
             case "dbus":
                 r.error(a, "Type=dbus needs a D-Bus bus name to appear, and porter has no bus; expected simple, exec, notify, oneshot or forking")
             default:
                 r.error(a, "invalid value \(Quote.value(a.value)), expected simple, exec, notify, oneshot or forking")
             }
         case "ExecStart", "ExecCondition", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload":
-            let phase = CommandSequence.Phase(rawValue: a.key)
+            let phase = CommandSequence.Phase(rawValue: a.key)!
             if a.value.isEmpty {
-                if let phase { commands[phase] = nil } else { reloadCommands = [] }
+                commands[phase] = nil
                 if a.key == "ExecStart" { exec = nil }
                 return
             }
             guard let parsed = r.value(a, ExecCommand.parse) else { return }
-            if let phase {
-                commands[phase, default: []] += parsed
-                if commandLines[phase] == nil { commandLines[phase] = a.line }
-            } else {
-                reloadCommands += parsed
-                r.warning(a, "kept for porter's reload command, which does not exist yet; porter reloads nothing in the service meanwhile")
-            }
+            commands[phase, default: []] += parsed
+            if commandLines[phase] == nil { commandLines[phase] = a.line }
             if a.key == "ExecStart" {
                 if exec == nil {
                     exec = parsed[0]

@@ -19,6 +19,10 @@
 ///   holdingOff     | -         | -                     | -                   | listening                   | -                     | stopped
 ///   stopped        | -         | -                     | -                   | -                           | -                     | -
 ///
+/// resume (`porter start` after `porter stop`): stopped -> listening
+/// [watch]; stopping -> once exited, listening instead of stopped;
+/// starting: the pending stop is dropped; elsewhere nothing to do.
+///
 /// afterRun: a failed run counts against StartLimitBurst= in
 /// StartLimitIntervalSec=; at the limit the machine holds off (1 s, then
 /// doubling while it keeps failing, capped) with the listeners bound but
@@ -113,6 +117,8 @@ public struct ServiceMachine: Sendable {
         /// Type=forking: the answers to `.findMain`.
         case mainFound(Int32, how: String)
         case mainNotFound(String, failed: Bool)
+        /// `porter start` after `porter stop`: activation resumes.
+        case resume
     }
 
     public enum Action: Equatable, Sendable {
@@ -213,7 +219,7 @@ public struct ServiceMachine: Sendable {
             case .started, .startFailed, .exited:
                 return ignored(event)
             case .timer, .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID,
-                 .mainFound, .mainNotFound:
+                 .mainFound, .mainNotFound, .resume:
                 return []
             }
 
@@ -228,6 +234,9 @@ public struct ServiceMachine: Sendable {
                 return afterRun(.startFailure, now: now)
             case .stop:
                 stopRequested = true
+                return []
+            case .resume:
+                stopRequested = false
                 return []
             case .readable, .exited:
                 return ignored(event)
@@ -303,7 +312,7 @@ public struct ServiceMachine: Sendable {
                 return beginStop(run.pid, reason: .shutdown, now: now, log: nil)
             case .readable, .started, .startFailed:
                 return ignored(event)
-            case .notFrozenYet:
+            case .notFrozenYet, .resume:
                 return []
             }
 
@@ -340,7 +349,7 @@ public struct ServiceMachine: Sendable {
                 return beginStop(run.pid, reason: .shutdown, now: now, log: nil)
             case .readable, .started, .startFailed:
                 return ignored(event)
-            case .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound:
+            case .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound, .resume:
                 // Stopped for the idle check: it cannot have sent these since.
                 return []
             }
@@ -358,6 +367,12 @@ public struct ServiceMachine: Sendable {
             case .stop:
                 stopRequested = true
                 return []
+            case .resume:
+                // Stopped on request and resumed before the end: once it
+                // has exited, the service listens again (as after an idle stop).
+                stopRequested = false
+                if reason == .shutdown { enter(.stopping(pid: pid, killAt: killAt, reason: .idle)) }
+                return []
             case .readable, .started, .startFailed:
                 return ignored(event)
             case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound:
@@ -371,7 +386,8 @@ public struct ServiceMachine: Sendable {
                 return []
             case .readable, .started, .startFailed, .exited:
                 return ignored(event)
-            case .timer, .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound:
+            case .timer, .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound,
+                 .resume:
                 return []
             }
 
@@ -386,7 +402,8 @@ public struct ServiceMachine: Sendable {
                 return [.unwatch]
             case .readable, .started, .startFailed, .exited:
                 return ignored(event)
-            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound:
+            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound,
+                 .resume:
                 return []
             }
 
@@ -400,15 +417,19 @@ public struct ServiceMachine: Sendable {
                 return [.unwatch]
             case .readable, .started, .startFailed, .exited:
                 return ignored(event)
-            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound:
+            case .activity, .measured, .notFrozenYet, .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound,
+                 .resume:
                 return []
             }
 
         case .stopped:
             switch event {
+            case .resume:
+                stopRequested = false
+                return enterListening(log: nil)
             case .readable, .started, .startFailed, .exited, .timer, .stop, .activity, .measured, .notFrozenYet,
                  .ready, .watchdogPing, .extendTimeout, .mainPID, .mainFound, .mainNotFound:
-                return []  // the end: nothing starts it again
+                return []  // nothing starts it again but `porter start`
             }
         }
     }

@@ -61,6 +61,18 @@ public struct SocketConfig: Sendable {
     public var transparent = false
     /// FlushPending=: Accept=no, what is queued when the service exits is dropped.
     public var flushPending = false
+    /// LogConnections= (porter's own, xinetd's log_on_success and
+    /// log_on_failure): Accept=yes, one line per connection when its
+    /// instance ends, with the peer, pid, exit and duration.
+    public var logConnections = LogConnections.yes
+    public enum LogConnections: String, Sendable {
+        /// Every connection: success at info, failure at warning.
+        case yes
+        /// Failed ones only (successes at debug).
+        case failures
+        /// None at info or above (all at debug); spawn errors are still errors.
+        case no
+    }
     /// TriggerLimitIntervalSec=/TriggerLimitBurst= and PollLimit*=, as
     /// written; off unless one of a pair is set (see `triggerLimit`).
     public var triggerLimitInterval: Duration?
@@ -107,6 +119,7 @@ public struct SocketConfig: Sendable {
         "DeferAcceptSec", "KeepAliveTimeSec", "KeepAliveIntervalSec", "KeepAliveProbes", "Priority", "Mark",
         "IPTOS", "IPTTL", "BindToDevice", "Transparent", "FlushPending", "Symlinks",
         "TriggerLimitIntervalSec", "TriggerLimitBurst", "PollLimitIntervalSec", "PollLimitBurst",
+        "LogConnections",
     ])
 
     /// Reads a socket unit. Returns nil when it has errors (in `diagnostics`).
@@ -170,6 +183,13 @@ public struct SocketConfig: Sendable {
         case "FreeBind": flag { $0.freeBind = $1 }
         case "Transparent": flag { $0.transparent = $1 }
         case "FlushPending": flag { $0.flushPending = $1 }
+        case "LogConnections":
+            switch a.value {
+            case "yes", "true", "on", "1": logConnections = .yes
+            case "no", "false", "off", "0": logConnections = .no
+            case "failures": logConnections = .failures
+            default: r.error(a, "invalid value \(Quote.value(a.value)), expected yes, failures or no")
+            }
         case "TriggerLimitIntervalSec", "PollLimitIntervalSec":
             guard let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) else { return }
             // infinity: one window for ever, which systemd treats as off too.

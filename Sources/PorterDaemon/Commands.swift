@@ -71,11 +71,21 @@ public enum Commands {
         }
     }
 
+    /// What `porter run` was told on its command line besides the directories.
+    public struct RunOptions: Sendable {
+        public var logLevel: LogLevel?
+        /// `--control PATH` (or `none`).
+        public var control: String?
+        public var daemon = false
+        public var pidFile: String?
+        public init() {}
+    }
+
     /// `porter run`: the daemon in the foreground, logging to stderr.
-    public static func run(_ place: Place) -> Int32 {
+    public static func run(_ place: Place, _ options: RunOptions = RunOptions()) -> Int32 {
         // Everything read at start-up is freed before the loop begins; the
         // supervisor keeps what it needs.
-        guard let supervisor = setUp(place) else { return 1 }
+        guard let supervisor = setUp(place, options) else { return 1 }
         Processes.releaseStartupMemory()
         return supervisor.run()
     }
@@ -85,8 +95,11 @@ public enum Commands {
     /// read, so clients can connect (and wait in the backlog) as early as
     /// possible, as systemd binds sockets before it starts anything. Unix
     /// paths follow once the pairing has shown their units run.
-    static func setUp(_ place: Place) -> Supervisor? {
+    static func setUp(_ place: Place, _ options: RunOptions) -> Supervisor? {
         let env = environment()
+        let (settings, settingsProblems, _) = loadSettings(place)
+        Log.configure(settings, levelOverride: options.logLevel)
+        for d in settingsProblems { Log.write(d.severity == .error ? .error : .warning, d.description) }
         let host = ConfigLoader.hostFacts(environment: env)
         guard let dirs = open(place) else { return nil }
         defer { dirs.close() }
@@ -98,6 +111,17 @@ public enum Commands {
             return nil
         }
         supervisor.place = place
+        supervisor.levelFromCommandLine = options.logLevel
+        supervisor.settings = settings
+        // Before any unit's socket: a second porter on the same control
+        // socket must not bind anything.
+        do { try supervisor.openOwnSockets(controlOverride: options.control) } catch {
+            Log.error("control socket: \(error.description)")
+            return nil
+        }
+        if !Inheritance.listenFDs.isEmpty {
+            supervisor.adoption = AdoptionPool(Inheritance.listenFDs.map { FileDescriptor($0) }, origin: "LISTEN_FDS")
+        }
         var units = UnitSet()
         dirs.report(to: &units)
         let names = dirs.names
@@ -112,6 +136,8 @@ public enum Commands {
         for d in config.diagnostics { Log.write(d.severity == .error ? .error : .warning, d.description) }
         let problems = supervisor.activate(config)
         for d in problems { Log.write(d.severity == .error ? .error : .warning, d.description) }
+        supervisor.adoption?.closeRest()
+        supervisor.adoption = nil
         let sockets = supervisor.sockets.count
         let services = supervisor.services.count + supervisor.sockets.filter { $0.template != nil }.count
             + supervisor.paths.filter { $0.template != nil }.count
@@ -224,5 +250,23 @@ extension Commands {
         }
         _ = try? FileDescriptor.standardOutput.write(out)
         return status
+    }
+}
+
+extension Commands {
+    /// porter.conf from the first configuration directory that has one
+    /// (the units' precedence); the defaults when none does.
+    public static func loadSettings(_ place: Place) -> (settings: PorterSettings, diagnostics: [Diagnostic], file: String?) {
+        for dir in place.directories {
+            let path = dir + "/" + PorterSettings.fileName
+            let bytes: [UInt8]
+            do { bytes = try Files.readBytes(path) } catch {
+                if case .system(let e) = error, e.errno == ENOENT || e.errno == ENOTDIR { continue }
+                return (PorterSettings(), [Diagnostic(.error, file: PorterSettings.fileName, "\(path): \(error)")], path)
+            }
+            let (s, d) = PorterSettings.parse(file: PorterSettings.fileName, bytes: bytes)
+            return (s, d, path)
+        }
+        return (PorterSettings(), [], nil)
     }
 }

@@ -52,12 +52,20 @@ struct Instance {
     /// A per-connection instance with commands: the connection, held by
     /// porter until its ExecStart= has it, and what its commands are told.
     var held: HeldConnection? = nil
+    /// The connection's peer (`127.0.0.1:5555`), for its log line.
+    var peer: String? = nil
+    /// When the connection or file was taken: the instance's duration.
+    var started: Instant = MonotonicClock.now()
+    /// The template's name, under which the instance is counted.
+    var template = ""
 
     struct HeldConnection {
         /// Until the last ExecStart= line has started.
         var fd: FileDescriptor?
         var info: Connection
         var tcp: Bool
+        /// When porter took the connection.
+        var since: Instant
         /// Whether the socket's accept machine counts it as running.
         var counted = false
     }

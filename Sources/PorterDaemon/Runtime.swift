@@ -15,6 +15,8 @@ enum TimerKey: Hashable, Sendable {
     case retries
     /// WATCHDOG=1 to porter's own service manager.
     case managerPing
+    /// Connections to the control socket and the metrics endpoint.
+    case exchanges
 }
 
 /// The loop's deadlines. A runtime whose deadline may have moved touches
@@ -178,7 +180,11 @@ final class ServiceRuntime {
     var lastExit: ProcessExit?
     var lastOutcome = CommandSequence.Outcome.success
 
+    /// An idle stop began (counted by the next `perform`).
+    var idleStopBegan = false
+
     private func noticeTransition(from old: ServiceMachine.State, to new: ServiceMachine.State) {
+        if case .freezing = old, case .stopping(_, _, .idle) = new { idleStopBegan = true }
         if old.isRunningOrFrozen, new.isStopping { stopBegan = true }
         if new.isReady, !old.isReady { becameReady = true }
         if old.isRunningOrFrozen || old.isStopping, !(new.isRunningOrFrozen || new.isStopping) { runEnded = true }
@@ -236,8 +242,10 @@ final class ServiceRuntime {
 /// (ExecStop= if it was not run, ExecStopPost=). What the machine decided
 /// meanwhile and must wait for them waits in `deferred`.
 final class ControlRun {
-    enum Purpose { case start, startPost, stop, end }
+    enum Purpose { case start, startPost, stop, end, reload }
     let purpose: Purpose
+    /// `porter reload UNIT`: the control exchanges waiting for the outcome.
+    var waiters: [UInt64] = []
     var sequence: CommandSequence
     var pid: Int32?
     var deadline: Instant?
@@ -286,6 +294,8 @@ final class PathRuntime {
         var template: PreparedService
         var jobs: FileJobs { didSet { timers.touch(key) } }
         var sinceTrim = 0
+        /// `jobs.enqueued` already added to the unit's counts.
+        var counted: UInt64 = 0
         private let timers: Timers
         private let key: TimerKey
         init(template: PreparedService, jobs: FileJobs, timers: Timers, key: TimerKey) {

@@ -22,7 +22,8 @@ extension Supervisor {
                 acceptFailed(s, error)
                 return
             }
-            startInstance(s, connection: connection, peer: peer)
+            stats.count(s.name) { $0.accepted += 1 }
+            startInstance(s, connection: connection, peer: peer, since: MonotonicClock.now())
             // The child has its own copy by now; porter's is not needed.
             connection.close()
             if triggerLimitHit(s, now: MonotonicClock.now()) { return }
@@ -59,12 +60,13 @@ extension Supervisor {
         return Connection(number: number, cookie: cookie, peer: .unknown)
     }
 
-    private func startInstance(_ s: SocketRuntime, connection fd: FileDescriptor, peer: SocketAddress) {
+    private func startInstance(_ s: SocketRuntime, connection fd: FileDescriptor, peer: SocketAddress, since: Instant) {
         guard let p = s.template else { return }
         let info = connectionInfo(s, fd, peer)
         let unitName = p.config.name.withInstance(info.instanceName).description
         if let verdict = conditionCheck.verdict(p.config.unitConditions) {
             // Checked for every connection, as systemd checks each instance.
+            stats.count(s.name) { $0.refused["condition", default: 0] += 1 }
             switch verdict {
             case .skip(let why): failure(s, "\(unitName): skipped: \(why); connection closed", level: .info)
             case .fail(let why): failure(s, "\(unitName): failed: \(why); connection closed", level: .warning)
@@ -76,19 +78,20 @@ extension Supervisor {
         if p.config.hasExtraCommands {
             // ExecCondition= ... ExecStopPost= one after another, as for a
             // per-file job; porter holds the connection until ExecStart= has it.
-            var seq = CommandSequence(p.config.commands, phases: CommandSequence.Phase.allCases, success: p.config.successExitStatus)
+            var seq = CommandSequence(p.config.commands, phases: CommandSequence.Phase.run, success: p.config.successExitStatus)
             if seq.start() != nil {
                 guard let copy = try? fd.duplicate() else {
+                    stats.count(s.name) { $0.refused["fd-limit", default: 0] += 1 }
                     failure(s, "\(unitName): cannot hold the connection for its commands (the fd limit); connection closed, pausing this socket for 1s")
                     backOff(s)
                     return
                 }
-                let held = Instance.HeldConnection(fd: copy, info: info, tcp: tcp)
+                let held = Instance.HeldConnection(fd: copy, info: info, tcp: tcp, since: since)
                 startStep(s, p, unitName, held, seq)
                 return
             }
         }
-        _ = spawnInstance(s, p, unitName, connection: fd, info: info, tcp: tcp, step: nil, sequence: nil, held: nil)
+        _ = spawnInstance(s, p, unitName, connection: fd, info: info, tcp: tcp, step: nil, sequence: nil, held: nil, since: since)
     }
 
     /// Starts the current step of a per-connection sequence; one that
@@ -105,7 +108,7 @@ extension Supervisor {
             }
             let connection = step.phase == .start ? held.fd : nil
             if spawnInstance(s, p, unit, connection: connection, info: held.info, tcp: held.tcp, step: step,
-                             sequence: seq, held: held) {
+                             sequence: seq, held: held, since: held.since) {
                 return
             }
             guard seq.couldNotStart("\(step.label) could not be started") != nil else { break }
@@ -120,7 +123,8 @@ extension Supervisor {
     /// (after saying why) when it could not be started.
     private func spawnInstance(_ s: SocketRuntime, _ p: PreparedService, _ unitName: String, connection fd: FileDescriptor?,
                                info: Connection, tcp: Bool, step: CommandSequence.Step?, sequence: CommandSequence?,
-                               held: Instance.HeldConnection?) -> Bool {
+                               held: Instance.HeldConnection?, since: Instant) -> Bool {
+        let template = p.config.name.description
         let launch: Launch
         do {
             let instance = try p.instance(info.instanceName)
@@ -132,12 +136,15 @@ extension Supervisor {
                                      activation: activation, devNull: devNull, fileLimit: childFileLimit, step: step,
                                      journal: { () throws(SysError) in try journal(for: p) })
         } catch let error as ValueError {
+            stats.count(template) { $0.spawnFailures += 1 }
             failure(s, "\(unitName): \(error.message)")
             return false
         } catch let error as Launch.Failure {
+            stats.count(template) { $0.spawnFailures += 1 }
             failure(s, "\(unitName): \(error.message)")
             return false
         } catch {
+            stats.count(template) { $0.spawnFailures += 1 }
             failure(s, "\(unitName): \(error)")
             return false
         }
@@ -154,6 +161,7 @@ extension Supervisor {
             do throws(SysError) {
                 watcher = try watchIdle(fd, tcp: tcp)
             } catch {
+                stats.count(s.name) { $0.refused["fd-limit", default: 0] += 1 }
                 failure(s, "\(unitName): cannot watch IdleTimeoutSec= (\(error)); connection closed, pausing this socket for 1s")
                 backOff(s)
                 return false
@@ -169,6 +177,9 @@ extension Supervisor {
             if let token = watcher?.token { loop.assign(token, .instanceActivity(pid: pid)) }
             var inst = Instance(owner: .socket(s.id), ignoreFailure: p.config.exec?.ignoreFailure ?? false,
                                 executable: launch.plan.path, journal: p.journal, machine: machine, watch: watcher)
+            inst.peer = info.remote
+            inst.started = held?.since ?? since
+            inst.template = template
             inst.sequence = sequence
             inst.held = held
             // Counted once per connection, at its first process.
@@ -176,9 +187,16 @@ extension Supervisor {
             inst.held?.counted = true
             instances[pid] = inst
             Log.debug("\(unitName): started pid \(pid)\(step.map { " (\($0.label))" } ?? "")")
-            if count, let actions = s.instances?.machine.handle(.instanceStarted) { perform(actions, socket: s) }
+            if count {
+                stats.count(template) {
+                    $0.activations += 1
+                    $0.latency.observe(nanoseconds: (MonotonicClock.now() - since).nanoseconds)
+                }
+                if let actions = s.instances?.machine.handle(.instanceStarted) { perform(actions, socket: s) }
+            }
             return true
         case .failure(let error):
+            stats.count(template) { $0.spawnFailures += 1 }
             if let watcher { dropIdleWatch(watcher) }
             if let pid = error.pid { failedSpawns.insert(pid) }
             if error.isExecFailure { p.forgetExecutable(launch.plan.path) }
@@ -204,6 +222,11 @@ extension Supervisor {
         case .success: break
         case .skipped(let why): Log.info("\(inst.unit): skipped: \(why); connection closed")
         case .failed(_, let why): failure(s, "\(inst.unit): failed: \(why)", level: .warning)
+        }
+        if case .failed = seq.outcome {
+            stats.exited(inst.template, instance: inst.unit, pid: inst.machine.pid, status, success: false, now: MonotonicClock.now())
+        } else {
+            stats.exited(inst.template, instance: inst.unit, pid: inst.machine.pid, status, success: true, now: MonotonicClock.now())
         }
         return false
     }
@@ -234,6 +257,7 @@ extension Supervisor {
     /// when the machine wants to know.
     func handle(instance pid: Int32, _ event: InstanceMachine.Event, now: Instant) {
         guard var inst = instances[pid] else { return }
+        let wasIdle = inst.machine.stoppedIdle
         var work = inst.machine.handle(event, now: now)
         var next = 0
         while next < work.count {
@@ -247,6 +271,7 @@ extension Supervisor {
                 work += inst.machine.handle(.quiet(quiet), now: now)
             }
         }
+        if inst.machine.stoppedIdle && !wasIdle { stats.count(inst.template) { $0.idleStops += 1 } }
         if inst.machine.state == .abandoned {
             // KillMode=none at shutdown: left running, but nothing of porter's stays with it.
             if let w = inst.watch { dropIdleWatch(w) }
@@ -258,9 +283,12 @@ extension Supervisor {
 
     func instanceExited(_ pid: Int32, _ inst: Instance, _ status: ExitStatus) {
         if let w = inst.watch { dropIdleWatch(w) }
+        let now = MonotonicClock.now()
         if status == .exited(127), let failed = spawner.failure(of: pid) {
             // It never ran: say why, not "status 127".
             if failed.isExecFailure { template(of: inst.owner)?.forgetExecutable(inst.executable) }
+            stats.count(inst.template) { $0.spawnFailures += 1 }
+            stats.exited(inst.template, instance: inst.unit, pid: pid, status, success: false, now: now)
             failure(inst.owner, "\(inst.unit): \(failed)")
         } else if let step = inst.sequence?.current {
             // One command of several: the sequence's last line says how the job went.
@@ -268,10 +296,17 @@ extension Supervisor {
             Log.info("\(inst.unit): \(step.label) pid \(pid) exited, \(status)\(ignored)")
         } else {
             let ok = status.isSuccess || inst.ignoreFailure || (inst.machine.isStopping && Self.isStopSignal(status, inst.kill))
+            stats.exited(inst.template, instance: inst.unit, pid: pid, status, success: ok, now: now)
+            // xinetd's log_on_success / log_on_failure: who, which pid, how, how long.
+            let line = "\(inst.unit): pid \(pid)\(inst.peer.map { " from \($0)" } ?? "") exited, \(status), after \((now - inst.started).porterDescription)"
+            var mode = SocketConfig.LogConnections.yes
+            if case .socket(let id) = inst.owner, let s = sockets[id] { mode = s.config.logConnections }
             if ok {
-                Log.info("\(inst.unit): pid \(pid) exited, \(status)")
+                Log.write(mode == .yes ? .info : .debug, line)
+            } else if mode == .no {
+                Log.debug(line)
             } else {
-                failure(inst.owner, "\(inst.unit): pid \(pid) exited, \(status)", level: .warning)
+                failure(inst.owner, line, level: .warning)
             }
         }
         for sig in inst.kill.leftovers(pid) { Signals.send(sig.signal, to: sig.pid, group: sig.group) }

@@ -15,6 +15,10 @@ extension Supervisor {
     /// Called at the top of `perform`: what the machine's last move asks
     /// of the commands.
     func noticeMachine(_ s: ServiceRuntime, now: Instant) {
+        if s.idleStopBegan {
+            s.idleStopBegan = false
+            stats.count(s.name) { $0.idleStops += 1 }
+        }
         let c = s.prepared.config
         if s.becameReady {
             s.becameReady = false
@@ -75,6 +79,12 @@ extension Supervisor {
             return
         }
         if let old = s.control {
+            if !old.waiters.isEmpty {
+                for id in old.waiters {
+                    if let e = exchanges[id] { answer(e, ControlReply(error: "\(s.name): reload interrupted: the service is stopping or starting")) }
+                }
+                old.waiters.removeAll()
+            }
             if let pid = old.pid {
                 Signals.send(SIGKILL, to: pid, group: true)
                 controlPIDs[pid] = nil
@@ -123,7 +133,7 @@ extension Supervisor {
             case .stop, .stopPost:
                 let alive = s.machine.pid.flatMap { processExists($0) ? $0 : nil }
                 activation += Self.stopVariables(seq, mainPID: step.phase == .stop ? alive : nil)
-            case .startPost:
+            case .startPost, .reload:
                 if let pid = s.machine.pid { activation.append(("MAINPID", String(pid))) }
             case .condition, .startPre, .start:
                 break
@@ -204,6 +214,9 @@ extension Supervisor {
                 if let next = s.control, next.purpose == .end { next.deferred += rest; return }
             }
             perform(rest, service: s, now: now)
+        case .reload:
+            reloadFinished(s, run)
+            perform(run.deferred, service: s, now: now)
         case .end:
             if case .failed(_, let why) = run.sequence.outcome, case .success = s.lastOutcome { Log.warning("\(s.name): \(why)") }
             removeRuntimeDirectories(s)
@@ -256,7 +269,7 @@ extension Supervisor {
     /// those of the stop.
     static func controlLimit(_ step: CommandSequence.Step, _ c: ServiceConfig) -> Duration? {
         switch step.phase {
-        case .condition, .startPre, .startPost, .start: return c.startTimeout
+        case .condition, .startPre, .startPost, .start, .reload: return c.startTimeout
         case .stop, .stopPost: return c.timeoutStop.duration
         }
     }

@@ -41,6 +41,14 @@ extension Supervisor {
     /// counts as failed at once; the loop (not recursion) keeps a burst of
     /// such failures from nesting.
     func performJobs(_ rt: PathRuntime, _ q: PathRuntime.JobQueue, _ actions: [FileJobs.Action]) {
+        if q.jobs.enqueued != q.counted {
+            let n = q.jobs.enqueued &- q.counted
+            q.counted = q.jobs.enqueued
+            stats.count(rt.name) {
+                $0.jobsQueued += n
+                $0.pathTriggers += n
+            }
+        }
         var work = actions
         defer {
             // The end of a burst: hand the heap it needed back.
@@ -92,7 +100,7 @@ extension Supervisor {
         guard q.template.config.hasExtraCommands else { return startJob(rt, q, file, sequence: nil) }
         // ExecCondition= ... ExecStopPost=, one process at a time.
         let c = q.template.config
-        var seq = CommandSequence(c.commands, phases: CommandSequence.Phase.allCases, success: c.successExitStatus)
+        var seq = CommandSequence(c.commands, phases: CommandSequence.Phase.run, success: c.successExitStatus)
         guard seq.start() != nil else { return startJob(rt, q, file, sequence: nil) }
         return startJob(rt, q, file, sequence: seq)
     }
@@ -151,6 +159,8 @@ extension Supervisor {
             var inst = Instance(owner: .path(rt.id, file: file), ignoreFailure: template.config.exec?.ignoreFailure ?? false,
                                 executable: launch.plan.path, journal: template.journal, machine: machine)
             inst.sequence = sequence
+            inst.template = template.config.name.description
+            if first { stats.count(inst.template) { $0.activations += 1 } }
             instances[pid] = inst
             Log.debug("\(unitName): started pid \(pid)\(step.map { " (\($0.label))" } ?? "") for \(path)")
             if sequence?.isFirst ?? true { q.sinceTrim += 1 }
@@ -158,6 +168,7 @@ extension Supervisor {
         case .failure(let error):
             if let pid = error.pid { failedSpawns.insert(pid) }
             if error.isExecFailure { template.forgetExecutable(launch.plan.path) }
+            stats.count(template.config.name.description) { $0.spawnFailures += 1 }
             return stepFailed(rt, q, file, &sequence, unitName, "\(error)")
         }
     }
@@ -195,6 +206,7 @@ extension Supervisor {
             Log.warning("\(inst.unit): failed: \(why)")
             success = false
         }
+        stats.exited(inst.template, instance: inst.unit, pid: inst.machine.pid, status, success: success, now: MonotonicClock.now())
         jobExited(rt, file: file, success: success)
         return true
     }
@@ -205,7 +217,7 @@ extension Supervisor {
         guard let step else { return c.runtimeMax }
         switch step.phase {
         case .start: return c.runtimeMax
-        case .condition, .startPre, .startPost: return c.startTimeout
+        case .condition, .startPre, .startPost, .reload: return c.startTimeout
         case .stop, .stopPost: return c.timeoutStop.duration
         }
     }
@@ -224,6 +236,7 @@ extension Supervisor {
 
     /// A job ended: its file's fate is the queue's to decide.
     func jobExited(_ rt: PathRuntime, file: String, success: Bool) {
+        stats.count(rt.name) { if success { $0.jobsDone += 1 } else { $0.jobsFailed += 1 } }
         guard let q = rt.queue else { return }
         let now = MonotonicClock.now()
         let after = version(rt.directories[condition(rt, of: file)], file)

@@ -265,7 +265,7 @@ extension Supervisor {
     /// A condition of an Accept=no unit fired (a change, or a state that
     /// holds): its trigger machine decides.
     func fire(_ rt: PathRuntime, _ path: String, now: Instant, fromState: Bool = false) {
-        guard let link = rt.link, let s = link.service.flatMap({ services[$0] }), !stopping else { return }
+        guard let link = rt.link, let s = link.service.flatMap({ services[$0] }), !stopping, !activationPaused(rt) else { return }
         let idle = s.machine.state == .listening
         perform(link.trigger.handle(fromState ? .holds(path, serviceIdle: idle) : .changed(path, serviceIdle: idle), now: now),
                 path: rt, service: s, now: now)
@@ -274,7 +274,7 @@ extension Supervisor {
     /// The service is waiting for work again: a change that fired during
     /// the run, or a state that still holds, starts it again.
     func pathServiceListening(_ rt: PathRuntime, now: Instant) {
-        guard let link = rt.link, let s = link.service.flatMap({ services[$0] }), !stopping else { return }
+        guard let link = rt.link, let s = link.service.flatMap({ services[$0] }), !stopping, !activationPaused(rt) else { return }
         perform(link.trigger.handle(.serviceIdle, now: now), path: rt, service: s, now: now)
     }
 
@@ -283,6 +283,7 @@ extension Supervisor {
         for action in actions {
             switch action {
             case .start(let path):
+                stats.count(rt.name) { $0.pathTriggers += 1 }
                 for other in s.paths { paths[other]?.fired = nil }
                 rt.fired = path
                 Log.info("\(rt.name): \(path) triggered \(s.name)")

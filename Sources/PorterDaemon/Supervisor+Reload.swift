@@ -33,45 +33,73 @@ extension Supervisor {
         var reshape: [(fd: FileDescriptor, listen: Listen, from: SocketConfig, to: SocketConfig)] = []
     }
 
-    func reload(_ reason: String) {
-        guard !stopping else {
-            Log.info("\(reason): stopping, not reloading")
-            return
+    /// How a reload went, for `porter reload` to tell its caller.
+    struct ReloadOutcome {
+        var ok = false
+        /// The summary line ("configuration reloaded in 48ms: ...", or why it was refused).
+        var summary = ""
+        /// Every error and warning, as logged.
+        var problems: [String] = []
+    }
+
+    @discardableResult
+    func reload(_ reason: String) -> ReloadOutcome {
+        var outcome = ReloadOutcome()
+        func say(_ level: LogLevel, _ line: String) {
+            Log.write(level, line)
+            if level >= .warning { outcome.problems.append(line) }
         }
-        guard let place else { return }
+        guard !stopping else {
+            outcome.summary = "porter is stopping, not reloading"
+            Log.info("\(reason): stopping, not reloading")
+            return outcome
+        }
+        guard let place else {
+            outcome.summary = "nothing to reload"
+            return outcome
+        }
         managerReloading()
-        var outcome = "reload refused, still serving the previous configuration"
-        defer { managerReloaded(outcome) }
+        defer {
+            managerReloaded(outcome.ok ? "reloaded" : "reload refused, still serving the previous configuration")
+            if outcome.ok { stats.porter.reloadsOK += 1 } else { stats.porter.reloadsFailed += 1 }
+        }
         let began = MonotonicClock.now()
+        func refuse(_ why: String) -> ReloadOutcome {
+            outcome.summary = "reload refused: \(why); nothing changed, still serving the previous configuration"
+            Log.error("\(reason): " + outcome.summary)
+            return outcome
+        }
         guard let config = Commands.load(place, host, environment: porterEnvironment) else {
-            Log.error("\(reason): reload refused: cannot read \(place.description); nothing changed, still serving the previous configuration")
-            return
+            return refuse("cannot read \(place.description)")
         }
         for n in config.notes { Log.info("reload: " + n) }
+        let newSettings = Commands.loadSettings(place)
+        for d in newSettings.diagnostics { say(d.severity == .error ? .error : .warning, "reload: " + d.description) }
         let prep = Preparation(config, host: host, environment: porterEnvironment, reuse: currentPrepared())
         let problems = config.diagnostics + prep.diagnostics
-        let errors = problems.filter { $0.severity == .error }
-        for d in problems { Log.write(d.severity == .error ? .error : .warning, "reload: " + d.description) }
-        guard errors.isEmpty else {
-            Log.error("\(reason): reload refused: \(errors.count) error\(errors.count == 1 ? "" : "s"); nothing changed, still serving the previous configuration")
-            return
+        let errors = problems.filter { $0.severity == .error }.count + newSettings.diagnostics.filter { $0.severity == .error }.count
+        for d in problems { say(d.severity == .error ? .error : .warning, "reload: " + d.description) }
+        guard errors == 0 else {
+            return refuse("\(errors) error\(errors == 1 ? "" : "s")")
         }
         var handover: Handover
         switch bind(config) {
         case .success(let h): handover = h
         case .failure(let d):
-            Log.error("reload: \(d.description)")
-            Log.error("\(reason): reload refused: a socket could not be opened; nothing changed, still serving the previous configuration")
-            return
+            say(.error, "reload: \(d.description)")
+            return refuse("a socket could not be opened")
         }
         let diff = ConfigurationDiff(old: runningFingerprints(), new: Self.fingerprints(of: config))
         commit(config, prep, &handover)
-        outcome = "reloaded"
-        Log.info("\(reason): configuration reloaded in \((MonotonicClock.now() - began).porterDescription): \(diff.summary)")
+        adopt(newSettings.settings)
+        outcome.ok = true
+        outcome.summary = "configuration reloaded in \((MonotonicClock.now() - began).porterDescription): \(diff.summary)"
+        Log.info("\(reason): " + outcome.summary)
         // As after start-up: the heap the second parse needed goes back,
         // and so do the mappings of the parser's code (page-cache pages,
         // mapped again by the next reload).
         Processes.releaseStartupMemory()
+        return outcome
     }
 
     /// Every unit porter runs now, with its file's fingerprint.
@@ -269,6 +297,11 @@ extension Supervisor {
         h.pool.removeAll()
         closeUnusedJournals()
         releaseActivation()
+        // A pause outlives a reload, but not its unit.
+        paused = paused.filter { knows($0) }
+        // So are its counts: porter's memory follows the units it has.
+        stats.units = stats.units.filter { UnitName.parse($0.key).map { knows($0) } ?? false }
+        refreshActivation(now: now)
     }
 
     /// A socket unit that stays: its new definition, its (possibly new)

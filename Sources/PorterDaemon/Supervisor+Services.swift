@@ -107,12 +107,15 @@ extension Supervisor {
                                      activation: activation, devNull: devNull, fileLimit: childFileLimit, step: step,
                                      journal: { () throws(SysError) in try journal(for: p) })
         } catch let error as ValueError {
+            stats.count(s.name) { $0.spawnFailures += 1 }
             Log.error("\(s.name): \(error.message)")
             return .startFailed
         } catch let error as Launch.Failure {
+            stats.count(s.name) { $0.spawnFailures += 1 }
             Log.error("\(s.name): \(error.message)")
             return .startFailed
         } catch {
+            stats.count(s.name) { $0.spawnFailures += 1 }
             Log.error("\(s.name): \(error)")
             return .startFailed
         }
@@ -130,7 +133,14 @@ extension Supervisor {
             notedForkParent(s, pid: pid)
             let names = launch.plan.environment.first { $0.hasPrefix("LISTEN_FDNAMES=") }.map { " (\($0))" } ?? ""
             let count = launch.plan.fds.count - 3
-            let took = (MonotonicClock.now() - since).porterDescription
+            let elapsed = MonotonicClock.now() - since
+            let took = elapsed.porterDescription
+            if step.map({ $0.index == 0 }) ?? true {
+                stats.count(s.name) {
+                    $0.activations += 1
+                    $0.latency.observe(nanoseconds: elapsed.nanoseconds)
+                }
+            }
             let with = count > 0 ? " with \(count) fd\(count == 1 ? "" : "s")\(names)" : s.passed.isEmpty ? "" : " with the socket on stdin/stdout"
             let which = step.map { $0.index > 0 ? " (\($0.label))" : "" } ?? ""
             Log.info("\(s.name): started pid \(pid)\(which)\(with) in \(took)")
@@ -139,6 +149,7 @@ extension Supervisor {
         case .failure(let error):
             if let pid = error.pid { failedSpawns.insert(pid) }
             if error.isExecFailure { p.forgetExecutable(launch.plan.path) }
+            stats.count(s.name) { $0.spawnFailures += 1 }
             Log.error("\(s.name): \(error)")
             return .startFailed
         }
@@ -178,6 +189,7 @@ extension Supervisor {
                 let progress = left == nil || s.queuedAtStart == nil || left! == 0 || left! < s.queuedAtStart!
                 let note = progress ? "" : ", leaving the work that started it queued (queue: \(left!))"
                 let fine = (result == .success && progress) || stoppedByPorter
+                stats.exited(s.name, instance: s.name, pid: pid, status, success: clean, now: MonotonicClock.now())
                 Log.write(fine ? .info : .warning, "\(s.name): pid \(pid) exited, \(status)\(note)")
                 let exit = ProcessExit(status)
                 if s.prepared.config.restartPreventExitStatus.contains(exit) { s.machine.restartOverride = .prevent }

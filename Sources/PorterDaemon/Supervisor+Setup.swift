@@ -275,6 +275,13 @@ extension Supervisor {
         // gets the socket as NonBlocking= says (systemd clears O_NONBLOCK
         // unless asked; `activate` sets it), and porter only ever polls it.
         let options = Listener.Options(nonBlocking: socket.accept, owner: owner)
+        if let fd = adoption?.take(listen) {
+            // Handed to porter already bound and listening: taken as it is.
+            try? fd.setNonBlocking(socket.accept)
+            openedPorts[ListenConflict.key(listen)] = file
+            Log.debug("\(file): \(listen.kind.rawValue)=\(listen.address): adopted fd \(fd.rawValue) (\(adoption!.origin))")
+            return .success(fd)
+        }
         do {
             let fd = try Listener.open(listen, config: socket, options: options) { warning in
                 Log.warning("\(file): \(listen.kind.rawValue): \(warning)")
@@ -307,6 +314,8 @@ extension Supervisor {
             perform(s.machine.handle(.stop, now: now), service: s, now: now)
         }
         stopping = true
+        // New requests find no socket (its file goes); answers under way finish.
+        closeOwnSockets()
         bindRetries.removeAll()
         stopLeftovers()
         stopPaths()

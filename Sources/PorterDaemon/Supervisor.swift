@@ -25,6 +25,11 @@ public final class Supervisor {
         case journal(JournalPipe)
         /// The pidfd of a process left in a group after its main process exited.
         case leftover(group: Int32, pid: Int32)
+        /// porter's own sockets: the control socket and the metrics endpoint.
+        case controlListener
+        case metricsListener
+        /// A connection to one of them, by exchange id.
+        case exchange(UInt64)
     }
 
     let loop: EventLoop<Source>
@@ -80,6 +85,19 @@ public final class Supervisor {
     var bindRetries: [UnitName: BindRetry] = [:] { didSet { timers.touch(.retries) } }
     /// Process groups that outlived their main process, by group id.
     var leftovers: [Int32: LeftoverGroup] = [:] { didSet { timers.touch(.retries) } }
+    /// porter's own settings (porter.conf), endpoints and counts.
+    var settings = PorterSettings()
+    let own = OwnEndpoints()
+    let stats = Stats()
+    /// Connections to porter's own sockets; each has a deadline.
+    var exchanges: [UInt64: Exchange] = [:] { didSet { timers.touch(.exchanges) } }
+    /// Units `porter stop` paused, until `porter start`.
+    var paused: Set<UnitName> = []
+    /// Listening sockets porter was handed (LISTEN_FDS, an upgrade), until
+    /// the units that listen on their addresses have taken them.
+    var adoption: AdoptionPool?
+    /// `--log-level`, which wins over porter.conf's LogLevel=.
+    public var levelFromCommandLine: LogLevel?
     /// porter's own service manager, when NOTIFY_SOCKET names one.
     var manager: ManagerLink?
     var nextManagerPing: Instant? { didSet { timers.touch(.managerPing) } }
@@ -180,6 +198,12 @@ public final class Supervisor {
             pipe.drain()
         case .leftover(let group, let pid):
             leftoverExited(group: group, pid: pid)
+        case .controlListener:
+            acceptExchanges(control: true)
+        case .metricsListener:
+            acceptExchanges(control: false)
+        case .exchange(let id):
+            if let e = exchanges[id] { exchangeReady(e, flags) }
         }
     }
 
@@ -194,6 +218,7 @@ public final class Supervisor {
         case .control(let id): return services[id]?.control?.deadline
         case .mainSearch(let id): return services[id]?.mainSearch?.next
         case .managerPing: return nextManagerPing
+        case .exchanges: return exchanges.values.lazy.filter { !$0.waiting }.map(\.deadline).min()
         case .retries:
             let times = bindRetries.values.map(\.at) + leftovers.values.compactMap(\.killAt) + pausedUntilTimes
             return times.min()
@@ -221,6 +246,8 @@ public final class Supervisor {
             if let s = services[id] { searchMain(s, now: now) }
         case .managerPing:
             managerPingDue(now: now)
+        case .exchanges:
+            exchangesDue(now: now)
         case .retries:
             if !stopping { retryBinds(now: now) }
             leftoversDue(now: now)
@@ -246,7 +273,7 @@ public final class Supervisor {
     /// to start the service, or, with `activityOf`, edge-triggered so a
     /// running service's new work is noticed once per arrival.
     func watch(socket s: SocketRuntime, activityOf service: UnitID? = nil) {
-        guard !s.watched, !stopping, s.pausedUntil == nil || service != nil else { return }
+        guard !s.watched, !stopping, (s.pausedUntil == nil && !activationPaused(s)) || service != nil else { return }
         for (index, fd) in s.fds.enumerated() {
             do {
                 if let service {

@@ -69,6 +69,12 @@ public struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         return flags & FD_CLOEXEC != 0
     }
 
+    /// Sets or clears FD_CLOEXEC: cleared only on what porter hands to its
+    /// next image on purpose (an upgrade). The corresponding C function is fcntl(2) with F_SETFD.
+    public func setCloseOnExec(_ on: Bool) throws(SysError) {
+        _ = try retrying("fcntl(F_SETFD)") { porter_fcntl_int(rawValue, F_SETFD, on ? FD_CLOEXEC : 0) }
+    }
+
     /// A new close-on-exec descriptor for the same open file, numbered at least `minimum`.
     /// The corresponding C function is fcntl(2) with F_DUPFD_CLOEXEC.
     public func duplicate(minimum: Int32 = 3) throws(SysError) -> FileDescriptor {

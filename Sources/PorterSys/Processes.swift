@@ -37,14 +37,25 @@ public enum Processes {
         _ = porter_close_range(3, UInt32.max, 4 /* CLOSE_RANGE_CLOEXEC */)
     }
 
-    /// Closes every fd above 2: what porter inherited. Called first thing,
-    /// before porter opens a file of its own.
-    public static func closeInherited() {
-        if porter_close_range(3, UInt32.max, 0) < 0 {
+    /// Closes every fd above 2 but `keeping`: what porter inherited and
+    /// was not handed on purpose (LISTEN_FDS, an upgrade's state). Called
+    /// first thing, before porter opens a file of its own.
+    public static func closeInherited(keeping: Set<Int32> = []) {
+        var from: Int32 = 3
+        for keep in keeping.sorted() where keep >= from {
+            if keep > from { closeRange(from, keep - 1) }
+            from = keep + 1
+        }
+        closeRange(from, Int32.max)
+    }
+
+    private static func closeRange(_ first: Int32, _ last: Int32) {
+        if porter_close_range(UInt32(first), UInt32(last), 0) < 0 {
             // Before Linux 5.9: one by one, up to the limit.
             var limit = rlimit()
             getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-            for fd in 3..<Int32(min(limit.rlim_cur, 65536)) { _ = Glibc.close(fd) }
+            let top = min(Int64(last), Int64(min(limit.rlim_cur, 65536)) - 1)
+            if Int64(first) <= top { for fd in first...Int32(top) { _ = Glibc.close(fd) } }
         }
     }
 

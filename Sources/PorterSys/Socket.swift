@@ -100,9 +100,9 @@ public enum Socket {
     }
 
     /// SO_PEERCRED of a Unix connection: pid, uid, gid of the peer.
-    public static func peerCredentials(_ fd: FileDescriptor) -> porter_peer_credentials? {
+    public static func peerCredentials(_ fd: FileDescriptor) -> PeerCredentials? {
         var c = porter_peer_credentials()
-        return porter_peer_credentials(fd.rawValue, &c) == 0 ? c : nil
+        return porter_peer_credentials(fd.rawValue, &c) == 0 ? PeerCredentials(pid: c.pid, uid: c.uid, gid: c.gid) : nil
     }
 
     /// The pidfd inode id of a Unix peer (SO_PEERPIDFD, Linux 6.5+, on pidfs).
@@ -135,5 +135,18 @@ public enum Socket {
     /// The socket's type (SOCK_STREAM, SOCK_DGRAM, ...).
     public static func type(_ fd: FileDescriptor) -> Int32 {
         (try? option(fd, SOL_SOCKET, SO_TYPE)) ?? -1
+    }
+}
+
+/// Who is at the other end of a Unix socket (SO_PEERCRED), as of its
+/// connect(2) or listen(2).
+public struct PeerCredentials: Equatable, Sendable {
+    public var pid: Int32
+    public var uid: UInt32
+    public var gid: UInt32
+    public init(pid: Int32, uid: UInt32, gid: UInt32) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
     }
 }

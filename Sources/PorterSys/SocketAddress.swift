@@ -111,6 +111,35 @@ public struct SocketAddress {
         }
     }
 
+    /// What makes two addresses the same binding, as bytes: the family,
+    /// then the port and address (and IPv6 scope) or the Unix name. A
+    /// socket porter was handed is matched to a unit by it.
+    public var identity: [UInt8] {
+        withUnsafeBytes(of: storage) { raw -> [UInt8] in
+            var out: [UInt8] = [UInt8(truncatingIfNeeded: family), UInt8(truncatingIfNeeded: family >> 8)]
+            switch family {
+            case AF_INET:
+                let sin = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
+                withUnsafeBytes(of: sin.pointee.sin_port) { out += $0 }
+                withUnsafeBytes(of: sin.pointee.sin_addr) { out += $0 }
+            case AF_INET6:
+                let sin6 = raw.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
+                withUnsafeBytes(of: sin6.pointee.sin6_port) { out += $0 }
+                withUnsafeBytes(of: sin6.pointee.sin6_addr) { out += $0 }
+                withUnsafeBytes(of: sin6.pointee.sin6_scope_id) { out += $0 }
+            case AF_UNIX:
+                let offset = MemoryLayout<sa_family_t>.size
+                var name = Array(raw[offset..<max(offset, Int(length))])
+                // A path's terminating NUL is not part of it (getsockname may leave it out).
+                if name.first != 0 { name = Array(name.prefix { $0 != 0 }) }
+                out += name
+            default:
+                break
+            }
+            return out
+        }
+    }
+
     /// The path of a Unix address ("@name" for abstract ones), nil otherwise.
     public var unixPath: String? {
         guard family == AF_UNIX else { return nil }

@@ -4,8 +4,11 @@ import PorterDaemon
 import PorterSys
 
 let usage = """
-    usage: porter run [--config-dir DIR]... [--log-level LEVEL]
+    usage: porter run [--config-dir DIR]... [--log-level LEVEL] [--control PATH|none]
+                      [--daemon [--pidfile PATH]]
            porter check [--config-dir DIR]... [--show UNIT]...
+           porter status [--json] [UNIT...]
+           porter start UNIT | stop UNIT | reload [UNIT] | upgrade
            porter --help | --version
 
     porter listens on the sockets of the .socket units in DIR and starts
@@ -16,12 +19,29 @@ let usage = """
     Default: /etc/porter, /run/porter, /usr/lib/porter (those that exist).
 
       run     run in the foreground, logging to stderr; SIGTERM or SIGINT
-              stops the services and exits 0, SIGHUP reloads
+              stops the services and exits 0, SIGHUP reloads, SIGUSR2
+              upgrades to the binary on disk
       check   read and validate, print each socket -> service pairing,
               where units came from and every problem; exits 1 when there
               is an error
+      status  each unit's state, processes, counts and last exit (--json:
+              the README's schema); exits 3 when porter cannot be reached
+      start, stop  resume or pause activation of one unit (stop also stops
+              a running Accept=no service)
+      reload  read the configuration again and say how it went (exits 1
+              when it was refused); with UNIT, run the service's ExecReload=
+      upgrade re-execute the porter binary on disk in place, keeping every
+              socket, process and count
+
+      --control PATH  the control socket (default: /run/porter/control as
+              root, $XDG_RUNTIME_DIR/porter/control otherwise); `none` for
+              run: no control socket
       --show UNIT  print the files that make up UNIT, as systemctl cat
       --log-level  debug, info (default), warning or error
+      --daemon  detach (double fork, setsid, chdir /), exit 0 once every
+              socket is bound, non-zero with the error otherwise
+      --pidfile PATH  write porter's pid there atomically and hold a lock
+              on it (a second porter on the same pidfile refuses to start)
 
     """
 
@@ -32,14 +52,68 @@ func fail(_ message: String) -> Never {
 
 // fds a parent left open (without close-on-exec) are nobody's business
 // here: porter closes them before it opens anything of its own, rather
-// than keep them for as long as it runs.
-Processes.closeInherited()
+// than keep them for as long as it runs. Those it was handed on purpose
+// (LISTEN_FDS, an upgrade's state) are kept.
+Processes.closeInherited(keeping: Inheritance.keptDescriptors())
 Processes.ensureStandardFDs()
 // Under systemd, log with priorities journald keeps.
-Log.journald = Log.stderrIsJournal(getenv("JOURNAL_STREAM").map { String(cString: $0) })
+Log.journalStream = Log.stderrIsJournal(getenv("JOURNAL_STREAM").map { String(cString: $0) })
+Log.journald = Log.journalStream
 var args = Array(CommandLine.arguments.dropFirst())
 guard let command = args.first else { fail("missing command") }
 args.removeFirst()
+
+/// Options of the form --name VALUE or --name=VALUE, and the words left.
+struct Parsed {
+    var values: [String: [String]] = [:]
+    var flags: Set<String> = []
+    var words: [String] = []
+    func last(_ name: String) -> String? { values[name]?.last }
+}
+
+func parse(_ args: [String], values: Set<String>, flags: Set<String>) -> Parsed {
+    var p = Parsed()
+    var rest = args[...]
+    while let a = rest.first {
+        rest = rest.dropFirst()
+        guard a.hasPrefix("-"), a != "-" else {
+            p.words.append(a)
+            continue
+        }
+        var name = a
+        var value: String? = nil
+        if let eq = a.firstIndex(of: "="), a.hasPrefix("--") {
+            name = String(a[..<eq])
+            value = String(a[a.index(after: eq)...])
+        }
+        if name == "-c" { name = "--config-dir" }
+        if flags.contains(name) {
+            guard value == nil else { fail("\(name) takes no value") }
+            p.flags.insert(name)
+        } else if values.contains(name) {
+            if value == nil {
+                guard let v = rest.first else { fail("\(name) needs a value") }
+                rest = rest.dropFirst()
+                value = v
+            }
+            p.values[name, default: []].append(value!)
+        } else {
+            fail("unknown option '\(a)' for \(command)")
+        }
+    }
+    return p
+}
+
+func logLevel(_ s: String) -> LogLevel {
+    switch s {
+    case "debug": return .debug
+    case "info": return .info
+    case "warning": return .warning
+    case "error": return .error
+    default: fail("unknown log level '\(s)', expected debug, info, warning or error")
+    }
+}
+
 switch command {
 case "--help", "-h", "help":
     _ = try? FileDescriptor.standardOutput.write(usage)
@@ -47,42 +121,28 @@ case "--help", "-h", "help":
 case "--version", "-V", "version":
     _ = try? FileDescriptor.standardOutput.write("porter \(Commands.version)\n")
     exit(0)
-case "run", "check":
-    var directories: [String] = []
-    var show: [String] = []
-    while let a = args.first {
-        args.removeFirst()
-        var value: String? = nil
-        var flag = a
-        if let eq = a.firstIndex(of: "="), a.hasPrefix("--") {
-            flag = String(a[..<eq])
-            value = String(a[a.index(after: eq)...])
-        }
-        func next() -> String {
-            if let value { return value }
-            guard let v = args.first else { fail("\(flag) needs a value") }
-            args.removeFirst()
-            return v
-        }
-        switch flag {
-        case "--config-dir", "-c":
-            directories.append(next())
-        case "--show" where command == "check":
-            show.append(next())
-        case "--log-level" where command == "run":
-            switch next() {
-            case "debug": Log.threshold = .debug
-            case "info": Log.threshold = .info
-            case "warning": Log.threshold = .warning
-            case "error": Log.threshold = .error
-            case let other: fail("unknown log level '\(other)', expected debug, info, warning or error")
-            }
-        default:
-            fail("unknown option '\(a)' for \(command)")
-        }
-    }
-    let place = Commands.Place(directories)
-    exit(command == "run" ? Commands.run(place) : Commands.check(place, show: show))
+case "run":
+    let p = parse(args, values: ["--config-dir", "--log-level", "--control", "--pidfile"], flags: ["--daemon"])
+    guard p.words.isEmpty else { fail("unexpected argument '\(p.words[0])' for run") }
+    var options = Commands.RunOptions()
+    options.logLevel = p.last("--log-level").map(logLevel)
+    options.control = p.last("--control")
+    options.pidFile = p.last("--pidfile")
+    options.daemon = p.flags.contains("--daemon")
+    if options.pidFile != nil && !(options.pidFile!.hasPrefix("/")) { fail("--pidfile needs an absolute path") }
+    exit(Commands.run(Commands.Place(p.values["--config-dir"] ?? []), options))
+case "check":
+    let p = parse(args, values: ["--config-dir", "--show"], flags: [])
+    guard p.words.isEmpty else { fail("unexpected argument '\(p.words[0])' for check") }
+    exit(Commands.check(Commands.Place(p.values["--config-dir"] ?? []), show: p.values["--show"] ?? []))
+case "status", "start", "stop", "reload", "upgrade":
+    let p = parse(args, values: ["--config-dir", "--control"], flags: ["--json"])
+    let verb = ControlRequest.Verb(rawValue: command)!
+    let request = ControlRequest(verb, p.words)
+    // The daemon checks the same; a bad request is a usage error here.
+    do { _ = try ControlRequest.parse(Array(request.line.utf8.dropLast())) } catch { fail(error.description) }
+    let place = p.values["--config-dir"].map { Commands.Place($0) }
+    exit(ControlClient.run(request, control: p.last("--control"), place: place, json: p.flags.contains("--json")))
 default:
     fail("unknown command '\(command)'")
 }

@@ -468,18 +468,19 @@ struct ServiceMachineTableTests {
         ("exited", .exited(pid: 42, result: .success, progress: true)), ("timer", .timer), ("stop", .stop),
         ("activity", .activity), ("measured", .measured(busy: true)), ("notFrozenYet", .notFrozenYet), ("ready", .ready),
         ("watchdogPing", .watchdogPing), ("extendTimeout", .extendTimeout(.seconds(1))), ("mainPID", .mainPID(44)),
+        ("resume", .resume),
     ]
 
     /// state → the state after each event, in the order of `events`.
     static let table: [(String, [String])] = [
-        ("listening", ["starting", "listening", "listening", "listening", "listening", "stopped", "listening", "listening", "listening", "listening", "listening", "listening", "listening"]),
-        ("starting", ["starting", "running", "listening", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting"]),
-        ("running", ["running", "running", "running", "listening", "running", "stopping", "running", "running", "running", "running", "running", "running", "running"]),
-        ("freezing", ["freezing", "freezing", "freezing", "listening", "running", "stopping", "running", "running", "freezing", "freezing", "freezing", "freezing", "freezing"]),
-        ("stopping", ["stopping", "stopping", "stopping", "stopped", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping"]),
-        ("waiting-restart", ["waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "starting", "stopped", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart"]),
-        ("holding-off", ["holding-off", "holding-off", "holding-off", "holding-off", "listening", "stopped", "holding-off", "holding-off", "holding-off", "holding-off", "holding-off", "holding-off", "holding-off"]),
-        ("stopped", Array(repeating: "stopped", count: 13)),
+        ("listening", ["starting", "listening", "listening", "listening", "listening", "stopped", "listening", "listening", "listening", "listening", "listening", "listening", "listening", "listening"]),
+        ("starting", ["starting", "running", "listening", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting", "starting"]),
+        ("running", ["running", "running", "running", "listening", "running", "stopping", "running", "running", "running", "running", "running", "running", "running", "running"]),
+        ("freezing", ["freezing", "freezing", "freezing", "listening", "running", "stopping", "running", "running", "freezing", "freezing", "freezing", "freezing", "freezing", "freezing"]),
+        ("stopping", ["stopping", "stopping", "stopping", "stopped", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping", "stopping"]),
+        ("waiting-restart", ["waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "starting", "stopped", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart", "waiting-restart"]),
+        ("holding-off", ["holding-off", "holding-off", "holding-off", "holding-off", "listening", "stopped", "holding-off", "holding-off", "holding-off", "holding-off", "holding-off", "holding-off", "holding-off", "holding-off"]),
+        ("stopped", Array(repeating: "stopped", count: 13) + ["listening"]),
     ]
 
     @Test(arguments: 0..<8)
@@ -491,6 +492,24 @@ struct ServiceMachineTableTests {
             _ = m.handle(event, now: Self.at(10))
             #expect(m.stateName == after[i], "\(state) + \(name)")
         }
+    }
+
+    /// `porter stop` then `porter start`: a stop still under way ends in
+    /// listening, not stopped; a stopped machine listens again.
+    @Test func resumeAfterStop() {
+        var m = Self.machine("running")
+        _ = m.handle(.stop, now: Self.at(1))
+        #expect(m.handle(.resume, now: Self.at(1)) == [])
+        let after = m.handle(.exited(pid: 42, result: .signal, progress: true), now: Self.at(2))
+        #expect(m.stateName == "listening" && after.contains(.watch))
+        var s = Self.machine("stopped")
+        #expect(s.handle(.resume, now: Self.at(3)) == [.watch])
+        #expect(s.stateName == "listening")
+        var starting = Self.machine("starting")
+        _ = starting.handle(.stop, now: Self.at(1))
+        _ = starting.handle(.resume, now: Self.at(1))
+        _ = starting.handle(.started(pid: 9), now: Self.at(1))
+        #expect(starting.stateName == "running")
     }
 
     /// A reload's new policy decides from then on.

@@ -303,3 +303,70 @@ struct UnixDiagNameTests {
         #expect(!SockDiag.unixName(ArraySlice(Array("porter".utf8)), is: "@porter"))
     }
 }
+
+/// The wire formats of porter's own sockets and the JSON that carries its
+/// state: random input never crashes them, what they accept is whole, and
+/// what the JSON printer writes the parser reads back equal.
+@Suite("fuzzing porter's own wire formats")
+struct OwnWireFuzzTests {
+    static let jsonTokens: [[UInt8]] = [
+        "{", "}", "[", "]", ",", ":", "\"", "\"a\"", "\"\\u00e9\"", "\"\\ud83d\\ude00\"", "\\", "\\u", "true", "false", "null",
+        "0", "-1", "1.5e3", "18446744073709551616", " ", "\n", "\"k\":", "é",
+    ].map { Array($0.utf8) } + [[0], [0xFF], [0xC3], [0x1F]]
+
+    static func input(_ rng: inout SplitMix64, _ tokens: [[UInt8]], max: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        for _ in 0..<Int.random(in: 0...max, using: &rng) {
+            if Int.random(in: 0..<12, using: &rng) == 0 { out.append(UInt8.random(in: 0...255, using: &rng)) }
+            else { out += tokens[Int.random(in: 0..<tokens.count, using: &rng)] }
+        }
+        return out
+    }
+
+    @Test func json() throws {
+        var rng = SplitMix64(state: 0x5eed_0010)
+        for _ in 0..<fuzzIterations {
+            let bytes = Self.input(&rng, Self.jsonTokens, max: 30)
+            guard let v = try? JSON.parse(bytes) else { continue }
+            // Accepted: it prints as something that parses back to itself.
+            #expect(try JSON.parse(v.text) == v, "\(bytes)")
+        }
+    }
+
+    @Test func controlRequests() {
+        var rng = SplitMix64(state: 0x5eed_0011)
+        let tokens: [[UInt8]] = ["porter/1", "porter/2", "porter/", " ", "\t", "\r", "\n", "status", "stop", "start", "reload",
+                                 "upgrade", "version", "echo.socket", "a@.service", "x.path", "../x", "@", "é"].map { Array($0.utf8) } + [[0], [0xFF]]
+        for _ in 0..<fuzzIterations {
+            let bytes = Self.input(&rng, tokens, max: 8)
+            _ = try? ControlRequest.lineEnd(bytes)
+            guard let r = try? ControlRequest.parse(bytes) else { continue }
+            // What parses names real units and says the same when sent again.
+            #expect(r.units.allSatisfy { UnitName.parse($0) != nil })
+            #expect((try? ControlRequest.parse(Array(r.line.utf8.dropLast()))) == r)
+        }
+    }
+
+    @Test func httpRequests() {
+        var rng = SplitMix64(state: 0x5eed_0012)
+        let tokens: [[UInt8]] = ["GET", "HEAD", "POST", " ", "/metrics", "/", "?a", "HTTP/1.1", "HTTP/1.0", "\r\n", "\n",
+                                 "Host: x", ":", "\t", "é"].map { Array($0.utf8) } + [[0], [0x7F], [0xFF]]
+        for _ in 0..<fuzzIterations {
+            let bytes = Self.input(&rng, tokens, max: 14)
+            _ = try? HTTPRequest.headEnd(bytes)
+            if let r = try? HTTPRequest.parse(bytes) {
+                #expect(r.method == "GET" || r.method == "HEAD")
+                #expect(r.path.hasPrefix("/") && !r.path.contains("?"))
+            }
+        }
+    }
+
+    @Test func porterConf() {
+        var rng = SplitMix64(state: 0x5eed_0013)
+        let tokens = fuzzTokens + ["[Porter]", "ControlSocket", "MetricsListen", "LogTarget", "syslog", "SyslogFacility", "local7"].map { Array($0.utf8) }
+        for _ in 0..<fuzzIterations {
+            let (_, d) = PorterSettings.parse(file: "porter.conf", bytes: Self.input(&rng, tokens, max: 30))
+            #expect(d.allSatisfy { $0.file == "porter.conf" })
+        }
+    }
+}

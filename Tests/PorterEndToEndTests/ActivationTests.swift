@@ -59,8 +59,9 @@ extension EndToEnd {
             #expect(limits.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first == Substring(String(low.rlim_max)))
             let log = try porter.waitForLog("exited, status 0")
             let name = "echo@0-"
-            let suffix = "-127.0.0.1:\(port)-127.0.0.1:\(local.port!).service: pid \(report.pid) exited, status 0"
-            #expect(log.split(separator: "\n").contains { $0.contains(name) && $0.hasSuffix(suffix) }, "\(log)")
+            // xinetd's log_on_success: the peer, the pid, the exit and how long it took.
+            let middle = "-127.0.0.1:\(port)-127.0.0.1:\(local.port!).service: pid \(report.pid) from 127.0.0.1:\(local.port!) exited, status 0, after "
+            #expect(log.split(separator: "\n").contains { $0.contains(name) && $0.contains(middle) && $0.hasSuffix("ms") }, "\(log)")
             #expect(try porter.stop() == 0)
         }
 
@@ -109,8 +110,8 @@ extension EndToEnd {
             #expect(report.fds[1]?.hasPrefix("pipe:") == true)
             #expect(inodeOfSocket(report.fds[3] ?? "") != nil)
             // Unix peers are named NR-COOKIE-PID_PIDFDID-UID (or NR-COOKIE-PID-UID).
-            let exit = try porter.waitForLog("pid \(report.pid) exited")
-            #expect(exit.split(separator: "\n").contains { $0.contains("echo@0-") && $0.contains("-\(getpid())") && $0.contains("-\(getuid()).service: pid \(report.pid) exited, status 0") })
+            let exit = try porter.waitForLog("pid \(report.pid) from pid \(getpid()) uid \(getuid()) exited")
+            #expect(exit.split(separator: "\n").contains { $0.contains("echo@0-") && $0.contains("-\(getpid())") && $0.contains("-\(getuid()).service: pid \(report.pid) from pid \(getpid()) uid \(getuid()) exited, status 0, after ") })
             #expect(try porter.stop() == 0)
             #expect(try Files.status(path, follow: false) == nil, "RemoveOnStop=yes removes the socket file")
             rmdir(runtime + "/porter-test-\(getpid())")

@@ -130,7 +130,10 @@ final class PorterRun {
         mkdir(self.units, 0o755)
         logPath = dir + "/porter.log"
         for (name, text) in units { writeFile(self.units + "/" + name, text) }
-        pid = spawnProgram([porterBinary, "run", "--config-dir", self.units] + arguments, stdout: logPath, stderr: logPath)
+        // Its own control socket: another porter (a test beside it, one on
+        // this host) must not keep this one from starting.
+        let control = arguments.contains("--control") ? [] : ["--control", dir + "/control"]
+        pid = spawnProgram([porterBinary, "run", "--config-dir", self.units] + control + arguments, stdout: logPath, stderr: logPath)
         if waitReady { try waitForLog("ready:") }
     }
 
@@ -148,6 +151,14 @@ final class PorterRun {
     }
 
     func count(_ needle: String) -> Int { log.components(needle).count - 1 }
+
+    /// Waits for porter to exit by itself (or after a signal the test sent).
+    func waitExited(seconds: Double = 20) throws -> Int32 {
+        if let exited { return exited }
+        let code = try waitExit(pid, seconds: seconds)
+        exited = code
+        return code
+    }
 
     /// SIGTERM and the exit code.
     func stop(seconds: Double = 20) throws -> Int32 {

@@ -161,7 +161,7 @@ extension EndToEnd.Notify {
         mkdir(dir + "/units", 0o755)
         writeFile(dir + "/units/e.socket", "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\n")
         writeFile(dir + "/units/e@.service", "[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\n")
-        let pid = spawnProgram(["/usr/bin/env", "NOTIFY_SOCKET=\(path)", "WATCHDOG_USEC=200000", porterBinary, "run", "--config-dir", dir + "/units"],
+        let pid = spawnProgram(["/usr/bin/env", "NOTIFY_SOCKET=\(path)", "WATCHDOG_USEC=200000", porterBinary, "run", "--config-dir", dir + "/units", "--control", "none"],
                                stdout: dir + "/log", stderr: dir + "/log")
         try receive(until: "READY=1")
         #expect(got[0] == "READY=1\nSTATUS=1 socket listening, 0 path units watching, 0 processes running")
@@ -198,7 +198,7 @@ extension EndToEnd.Notify {
             var st = stat()
             #expect(stat(log, &st) == 0)
             let stream = journald ? "\(st.st_dev):\(st.st_ino)" : "\(st.st_dev):\(st.st_ino &+ 1)"
-            let pid = spawnProgram(["/usr/bin/env", "JOURNAL_STREAM=\(stream)", porterBinary, "run", "--config-dir", dir + "/units", "--log-level", "debug"],
+            let pid = spawnProgram(["/usr/bin/env", "JOURNAL_STREAM=\(stream)", porterBinary, "run", "--config-dir", dir + "/units", "--log-level", "debug", "--control", "none"],
                                    stdout: log, stderr: log)
             try waitUntil(10, "ready in \(readFile(log))") { readFile(log).contains("ready: ") }
             _ = try Client.tcp(port).readAll()

@@ -72,7 +72,7 @@ extension EndToEnd {
             // One line per bad file (and one per unit in the verdicts), not thousands.
             #expect(out.split(separator: "\n").count < 16, "\(out)")
 
-            let pid = spawnProgram([porterBinary, "run", "--config-dir", dir], stdout: dir + "/log", stderr: dir + "/log")
+            let pid = spawnProgram([porterBinary, "run", "--config-dir", dir, "--control", "none"], stdout: dir + "/log", stderr: dir + "/log")
             try waitUntil(10, "ready") { readFile(dir + "/log").contains("ready:") }
             let c = try Client.tcp(port)
             #expect(try c.readAll().hasPrefix("hi\n"))
@@ -441,7 +441,7 @@ extension EndToEnd.Security {
         mkdir(dir + "/units", 0o755)
         writeFile(dir + "/units/idle.socket", "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\nMaxConnections=200\n")
         writeFile(dir + "/units/idle@.service", "[Service]\nExecStart=\(handlerBinary) sleep\nStandardInput=socket\nIdleTimeoutSec=2\n")
-        let pid = spawnProgram([Self.prlimit!, "--nofile=40:40", porterBinary, "run", "--config-dir", dir + "/units"],
+        let pid = spawnProgram([Self.prlimit!, "--nofile=40:40", porterBinary, "run", "--config-dir", dir + "/units", "--control", "none"],
                                stdout: dir + "/log", stderr: dir + "/log")
         var exited = false
         defer { if !exited { kill(pid, SIGKILL); _ = try? waitExit(pid) } }
@@ -481,7 +481,7 @@ extension EndToEnd.Security {
         writeFile(dir + "/units/big.service", "[Service]\nExecStart=\(handlerBinary) notify-big\nNotifyAccess=all\n")
         writeFile(dir + "/units/many.socket", "[Socket]\nListenStream=127.0.0.1:\(many)\n")
         writeFile(dir + "/units/many.service", "[Service]\nExecStart=\(handlerBinary) notify-fds 30\nNotifyAccess=all\nFileDescriptorStoreMax=100\n")
-        let pid = spawnProgram([Self.prlimit!, "--nofile=36:36", porterBinary, "run", "--config-dir", dir + "/units"],
+        let pid = spawnProgram([Self.prlimit!, "--nofile=36:36", porterBinary, "run", "--config-dir", dir + "/units", "--control", "none"],
                                stdout: dir + "/log", stderr: dir + "/log")
         var exited = false
         defer { if !exited { kill(pid, SIGKILL); _ = try? waitExit(pid) } }

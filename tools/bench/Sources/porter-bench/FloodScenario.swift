@@ -32,7 +32,7 @@ func scenarioLogFlood(_ o: Options, _ results: Results) {
         writeText(conf + "/flood.socket", "[Socket]\nListenStream=\(trigger)\n")
         writeText(conf + "/flood.service", "[Service]\nExecStart=/bin/sh -c 'exec timeout 60 cat /dev/zero >&2'\nStandardError=\(stderr)\n")
         log("log-flood: \(label)")
-        guard let pid = startProcess([Bench.porter, "run", "--config-dir", conf, "--log-level", "warning"], log: dir + "/porter.log") else { continue }
+        guard let pid = startProcess([Bench.porter, "run", "--config-dir", conf, "--control", "none", "--log-level", "warning"], log: dir + "/porter.log") else { continue }
         defer { stopProcess(pid) }
         guard waitListening(probe, pids: [pid]) else { continue }
         _ = oneConnection(probe)
@@ -90,7 +90,7 @@ func scenarioIdleMeasure(_ o: Options, _ results: Results) {
         writeText(conf + "/hold\(k).service", "[Service]\nExecStart=\(Bench.build)/holdconn\nIdleTimeoutSec=1\n")
     }
     log("idle-measure")
-    guard let pid = startProcess([Bench.porter, "run", "--config-dir", conf], log: dir + "/porter.log") else { return }
+    guard let pid = startProcess([Bench.porter, "run", "--config-dir", conf, "--control", "none"], log: dir + "/porter.log") else { return }
     defer { stopProcess(pid) }
     guard waitListening(.tcp(port: port0 + UInt16(services - 1)), pids: [pid]) else { return }
     func connectTo(_ bytes: [UInt8]) -> Int32 {

@@ -32,7 +32,7 @@ func scenarioReload(_ o: Options, _ results: Results) {
         _ = runCommand([Bench.porter, "check", "--config-dir", conf])
         parse.append(Double(nowNS() - t0) / 1e6)
     }
-    guard let pid = startProcess([Bench.porter, "run", "--config-dir", conf], log: logPath) else { return }
+    guard let pid = startProcess([Bench.porter, "run", "--config-dir", conf, "--control", "none"], log: logPath) else { return }
     defer { stopProcess(pid) }
     let targets = (0..<n).map { Address.tcp(port: port0 + UInt16($0)) }
     guard waitListening(targets.last!, pids: [pid]) else { return }

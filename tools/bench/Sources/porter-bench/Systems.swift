@@ -311,7 +311,7 @@ enum Systems {
         try? FileManager.default.createDirectory(atPath: conf, withIntermediateDirectories: true)
         for (name, text) in units { writeText(conf + "/" + name, text) }
         return {
-            guard let pid = startProcess([Bench.porter, "run", "--config-dir", conf], log: dir + "/porter.log") else { return nil }
+            guard let pid = startProcess([Bench.porter, "run", "--config-dir", conf, "--control", "none"], log: dir + "/porter.log") else { return nil }
             return Running(pids: [pid], dir: dir)
         }
     }
