@@ -180,3 +180,15 @@ long porter_notify_receive(int fd, char *text, size_t size, int32_t *pid, uint32
         n = (ssize_t)size; /* truncated: rejected by the caller */
     return n;
 }
+
+int porter_memfd_create(const char *name)
+{
+    long r = syscall(SYS_memfd_create, name, MFD_CLOEXEC);
+    return r < 0 ? -errno : (int)r;
+}
+
+int porter_execve(const char *path, char *const argv[], char *const envp[])
+{
+    execve(path, argv, envp);
+    return -errno;
+}

@@ -14,8 +14,8 @@
 ///   backingOff(until) | -                  | -                             | closed           | -                          | later until         | due: listening [watch] below
 ///                     |                    |                               |                  |                            |                     | the limit, else paused
 ///   closed            | -                  | -                             | -                | -                          | -                   | -
-public struct AcceptMachine: Sendable {
-    public enum State: Equatable, Sendable {
+public struct AcceptMachine: Sendable, Codable {
+    public enum State: Equatable, Sendable, Codable {
         case listening, paused
         /// After a failed accept: not watched until then.
         case backingOff(until: Instant)

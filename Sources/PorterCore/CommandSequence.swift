@@ -1,5 +1,5 @@
 /// How a process ended, as Core sees it (PorterSys reads it from waitpid).
-public enum ProcessExit: Equatable, Sendable {
+public enum ProcessExit: Equatable, Sendable, Codable {
     case exited(Int32)
     case signaled(Int32, core: Bool)
 
@@ -31,7 +31,7 @@ public enum ProcessExit: Equatable, Sendable {
 /// SuccessExitStatus=, RestartPreventExitStatus=, RestartForceExitStatus=:
 /// exit statuses (0-255) and signal names, space separated; an empty
 /// assignment resets the list.
-public struct ExitStatusSet: Equatable, Sendable {
+public struct ExitStatusSet: Equatable, Sendable, Codable {
     public var codes: Set<Int32> = []
     public var signals: Set<Int32> = []
     public init() {}
@@ -82,8 +82,8 @@ public struct ExitStatusSet: Equatable, Sendable {
 ///     count, but do not stop the ones after them.
 ///   - `timedOut()`: the step was killed at its deadline; the same as a
 ///     failure with result "timeout".
-public struct CommandSequence: Sendable {
-    public enum Phase: String, Sendable, CaseIterable {
+public struct CommandSequence: Sendable, Codable {
+    public enum Phase: String, Sendable, CaseIterable, Codable {
         case condition = "ExecCondition", startPre = "ExecStartPre", start = "ExecStart"
         case startPost = "ExecStartPost", stop = "ExecStop", stopPost = "ExecStopPost"
         /// `porter reload UNIT`: never part of a run.
@@ -95,7 +95,7 @@ public struct CommandSequence: Sendable {
         var isStart: Bool { self == .condition || self == .startPre || self == .start || self == .startPost }
     }
 
-    public struct Step: Equatable, Sendable {
+    public struct Step: Equatable, Sendable, Codable {
         public var phase: Phase
         public var index: Int
         public var command: ExecCommand
@@ -103,7 +103,7 @@ public struct CommandSequence: Sendable {
         public var label: String { "\(phase.rawValue)=" + (index > 0 ? "[\(index + 1)]" : "") }
     }
 
-    public enum Outcome: Equatable, Sendable {
+    public enum Outcome: Equatable, Sendable, Codable {
         case success
         /// ExecCondition= said no: nothing is wrong, the start is skipped.
         case skipped(String)

@@ -2,8 +2,8 @@
 /// instance it starts for it: the instance name in systemd's form and the
 /// environment variables of systemd (REMOTE_ADDR, REMOTE_PORT) and of
 /// UCSPI (tcpserver's PROTO, TCPREMOTEIP, ... ; ucspi-unix's UNIXREMOTEPID, ...).
-public struct Connection: Sendable {
-    public enum Peer: Sendable {
+public struct Connection: Sendable, Codable {
+    public enum Peer: Sendable, Codable {
         /// IPv4-mapped IPv6 addresses are given as IPv4, as systemd does.
         case ip(local: String, localPort: UInt16, remote: String, remotePort: UInt16, ipv6: Bool)
         case unix(pid: Int32, uid: UInt32, gid: UInt32, pidfdID: UInt64?)

@@ -2,7 +2,7 @@
 /// describes: words are unquoted and unescaped when the unit is read;
 /// specifiers are resolved per unit (or per instance); `$VAR`/`${VAR}` are
 /// resolved against the service's environment when it starts.
-public struct ExecCommand: Equatable, Sendable {
+public struct ExecCommand: Equatable, Sendable, Codable {
     /// The executable as written (specifiers unresolved): an absolute path or
     /// a plain name looked up in the fixed search path.
     public var path: String

@@ -2,7 +2,7 @@
 /// or a new modification time is a new appearance; the same version seen
 /// twice (an inotify event and a rescan, or a stale event read after the
 /// job already ran) is one.
-public struct FileVersion: Hashable, Sendable {
+public struct FileVersion: Hashable, Sendable, Codable {
     public var inode: UInt64
     public var modified: Int64
     public var size: Int64
@@ -33,7 +33,7 @@ public struct FileVersion: Hashable, Sendable {
 ///   timer          | due retries are queued
 ///   hold(on)       | while on, nothing starts (files queue); off: starts resume
 /// After every event, jobs start while fewer than `maxRunning` run.
-public struct FileJobs: Sendable {
+public struct FileJobs: Sendable, Codable {
     public enum Event: Equatable, Sendable {
         case seen(String, FileVersion)
         case scanned([String: FileVersion])
@@ -64,9 +64,17 @@ public struct FileJobs: Sendable {
     private var queued: [String: FileVersion] = [:]
     /// The version each running job was started for, and whether a newer
     /// one appeared meanwhile.
-    private var running: [String: (version: FileVersion, again: Bool)] = [:]
+    private var running: [String: Run] = [:]
+    struct Run: Codable, Sendable {
+        var version: FileVersion
+        var again: Bool
+    }
     private var done: [String: FileVersion] = [:]
-    private var retrying: [String: (version: FileVersion, at: Instant)] = [:]
+    private var retrying: [String: Retry] = [:]
+    struct Retry: Codable, Sendable {
+        var version: FileVersion
+        var at: Instant
+    }
     /// The earliest retry: the loop asks on every wake-up, so it is kept at
     /// hand, and found again by a scan only when the earliest one went.
     private var nextRetry: Instant?
@@ -125,7 +133,7 @@ public struct FileJobs: Sendable {
                 failures[file] = attempts
                 var wait = backoffBase
                 for _ in 1..<min(attempts, 30) { wait = min(wait * 2, backoffCap) }
-                retrying[file] = (after, now + wait)
+                retrying[file] = Retry(version: after, at: now + wait)
                 nextRetry = min(nextRetry ?? now + wait, now + wait)
                 actions.append(.log(.warning, "\(name): \(file) left in place, trying again in \(wait.porterDescription) (attempt \(attempts + 1))"))
             }
@@ -138,7 +146,7 @@ public struct FileJobs: Sendable {
             held = h
         }
         while !held, running.count < maxRunning, let (next, version) = dequeue() {
-            running[next] = (version, false)
+            running[next] = Run(version: version, again: false)
             actions.append(.start(next))
         }
         if nextRetryGone {

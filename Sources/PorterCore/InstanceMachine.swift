@@ -13,8 +13,8 @@
 /// Traffic on TCP is read from the kernel (TCP_INFO: how long the
 /// connection has been quiet) only when a check is due; on Unix sockets
 /// the supervisor reports each arrival as `activity`.
-public struct InstanceMachine: Sendable {
-    public enum State: Equatable, Sendable {
+public struct InstanceMachine: Sendable, Codable {
+    public enum State: Equatable, Sendable, Codable {
         case running
         case stopping(killAt: Instant?)
         /// KillMode=none at shutdown: left running, porter lets go of it.
@@ -38,7 +38,7 @@ public struct InstanceMachine: Sendable {
         case log(LogLevel, String)
     }
 
-    public struct Idle: Equatable, Sendable {
+    public struct Idle: Equatable, Sendable, Codable {
         public var timeout: Duration
         /// TCP: traffic is measured, not reported.
         public var measured: Bool

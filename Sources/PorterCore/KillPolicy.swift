@@ -4,7 +4,7 @@
 /// SIGHUP too with SendSIGHUP=, SIGCONT so a stopped process can act on the
 /// signal, then FinalKillSignal= (SIGKILL) after TimeoutStopSec= unless
 /// SendSIGKILL=no.
-public struct KillPolicy: Equatable, Sendable {
+public struct KillPolicy: Equatable, Sendable, Codable {
     public var killSignal = Sig.terminate
     public var finalKillSignal = Sig.kill
     public var mode = KillMode.controlGroup
@@ -24,7 +24,7 @@ public struct KillPolicy: Equatable, Sendable {
     }
 
     /// A signal to send: to the process alone, or to its whole group.
-    public struct Signal: Equatable, Sendable {
+    public struct Signal: Equatable, Sendable, Codable {
         public var pid: Int32
         public var signal: Int32
         public var group: Bool

@@ -1,4 +1,4 @@
-public enum LogLevel: Int, Comparable, Sendable {
+public enum LogLevel: Int, Comparable, Sendable, Codable {
     case debug = 0, info, warning, error
 
     public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }

@@ -15,8 +15,8 @@
 ///   stopped       | -                                  | -                        | -                | -
 ///
 /// Every [start] passes the trigger limit first; over it: failed [unwatch].
-public struct PathTrigger: Sendable {
-    public enum State: Equatable, Sendable {
+public struct PathTrigger: Sendable, Codable {
+    public enum State: Equatable, Sendable, Codable {
         case watching
         /// A change fired while the service ran: this path starts it next.
         case pending(String)

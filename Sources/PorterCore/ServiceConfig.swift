@@ -26,7 +26,7 @@ public enum StandardOutput: Equatable, Sendable {
 /// systemd.kill(5): which processes a stop signals. Porter has no cgroups;
 /// the service's process group (porter makes each service a session leader)
 /// stands in for the control group.
-public enum KillMode: String, Sendable {
+public enum KillMode: String, Sendable, Codable {
     case controlGroup = "control-group", mixed, process, none
 }
 

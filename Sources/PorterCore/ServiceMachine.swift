@@ -48,7 +48,7 @@
 /// then sent KillSignal= (with SIGCONT). Connections that arrive later wait
 /// in the backlog and start the next run.
 public struct ServiceMachine: Sendable {
-    public struct Run: Equatable, Sendable {
+    public struct Run: Equatable, Sendable, Codable {
         public var pid: Int32
         public var since: Instant
         public var ready: Bool
@@ -61,11 +61,11 @@ public struct ServiceMachine: Sendable {
         public var seekingMain = false
     }
 
-    public enum StopReason: Equatable, Sendable {
+    public enum StopReason: Equatable, Sendable, Codable {
         case idle, shutdown, runtimeMax, watchdog, startTimeout
     }
 
-    public enum State: Equatable, Sendable {
+    public enum State: Equatable, Sendable, Codable {
         case listening
         case starting
         case running(Run)
@@ -121,7 +121,7 @@ public struct ServiceMachine: Sendable {
         case resume
     }
 
-    public enum Action: Equatable, Sendable {
+    public enum Action: Equatable, Sendable, Codable {
         case watch, unwatch
         /// Edge-triggered watch for activity while running (IdleTimeoutSec=).
         case watchActivity, unwatchActivity
@@ -153,13 +153,40 @@ public struct ServiceMachine: Sendable {
     /// RestartPreventExitStatus= / RestartForceExitStatus= matched the exit
     /// the next `.exited` reports (set by the supervisor, read once).
     public var restartOverride: RestartOverride? = nil
-    public enum RestartOverride: Sendable { case prevent, force }
+    public enum RestartOverride: Sendable, Codable { case prevent, force }
     /// How often a freeze is checked for having taken effect.
     static let freezePoll = Duration.milliseconds(1)
 
     public init(name: String, policy: ServicePolicy) {
         self.name = name
         self.policy = policy
+    }
+
+    /// What a machine is, without its policy (which comes from the unit):
+    /// what an upgrade hands the next image of porter.
+    public struct Snapshot: Codable, Equatable, Sendable {
+        public var state: State
+        var failures: [Instant]
+        var backoffLevel: Int
+        var stopRequested: Bool
+        var restarts: Int
+        var restartOverride: RestartOverride?
+    }
+
+    public var snapshot: Snapshot {
+        Snapshot(state: state, failures: failures, backoffLevel: backoffLevel, stopRequested: stopRequested,
+                 restarts: restarts, restartOverride: restartOverride)
+    }
+
+    /// The machine as the previous image left it, under `policy`.
+    public init(name: String, policy: ServicePolicy, restoring s: Snapshot) {
+        self.init(name: name, policy: policy)
+        state = s.state
+        failures = s.failures
+        backoffLevel = s.backoffLevel
+        stopRequested = s.stopRequested
+        restarts = s.restarts
+        restartOverride = s.restartOverride
     }
 
     public var kill: KillPolicy { policy.kill }

@@ -19,7 +19,7 @@ public enum RestartPolicy: String, Sendable {
 }
 
 /// How a run ended, in systemd's terms (its "service results").
-public enum RunResult: Equatable, Sendable {
+public enum RunResult: Equatable, Sendable, Codable {
     case success
     case exitCode
     case signal

@@ -8,6 +8,10 @@ public struct UnitID: Hashable, Sendable, CustomStringConvertible {
     public let generation: UInt32
 
     public var description: String { "#\(slot).\(generation)" }
+
+    /// Names no unit, ever (no table hands out its slot): the owner of a
+    /// process whose unit is gone.
+    public static let nowhere = UnitID(slot: .max, generation: .max)
 }
 
 /// The units of one kind: insertion, removal and lookup by id in O(1).

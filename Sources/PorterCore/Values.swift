@@ -7,7 +7,7 @@ public struct ValueError: Error, Equatable, Sendable {
 }
 
 /// A timeout that may be disabled ("infinity", or 0 for the stop timeouts).
-public enum Timeout: Equatable, Sendable {
+public enum Timeout: Equatable, Sendable, Codable {
     case never
     case after(Duration)
 

@@ -5,6 +5,9 @@ import PorterSys
 /// The subcommands, minus argument parsing (main.swift does that).
 public enum Commands {
     public static let version = "0.1.0"
+    /// The file porter was started from, read at start-up: what an upgrade
+    /// executes (by then /proc/self/exe may say "(deleted)").
+    nonisolated(unsafe) public static var executable: String? = nil
 
     /// porter's own environment, read once.
     public static func environment() -> [String: String] {
@@ -83,10 +86,23 @@ public enum Commands {
 
     /// `porter run`: the daemon in the foreground, logging to stderr.
     public static func run(_ place: Place, _ options: RunOptions = RunOptions()) -> Int32 {
+        var readiness: Daemon.Readiness? = nil
+        // An upgrade's new image is the daemon already.
+        if options.daemon && Inheritance.upgrade == nil {
+            // Logs that go to stderr keep it (an init script redirects it);
+            // with syslog it is /dev/null like stdin and stdout.
+            let syslog = loadSettings(place).settings.logTarget == .syslog
+            do { readiness = try Daemon.detach(keepStderr: !syslog) } catch {
+                Log.error("--daemon: \(error)")
+                return 1
+            }
+        }
         // Everything read at start-up is freed before the loop begins; the
         // supervisor keeps what it needs.
         guard let supervisor = setUp(place, options) else { return 1 }
         Processes.releaseStartupMemory()
+        // Every socket is bound: the parent waiting in `--daemon` may go.
+        readiness?.ready()
         return supervisor.run()
     }
 
@@ -111,16 +127,34 @@ public enum Commands {
             return nil
         }
         supervisor.place = place
+        // A daemon has no terminal; were one to appear, its job-control
+        // signals must not stop porter (the article's list, daemon(7)).
+        if options.daemon {
+            for sig in [SIGTSTP, SIGTTIN, SIGTTOU] { Signals.setIgnored(sig, true) }
+        }
         supervisor.levelFromCommandLine = options.logLevel
         supervisor.settings = settings
+        if let handover = Inheritance.upgrade {
+            supervisor.beginRestore(Restoration(handover))
+        } else if !Inheritance.listenFDs.isEmpty {
+            supervisor.adoption = AdoptionPool(Inheritance.listenFDs.map { FileDescriptor($0) }, origin: "LISTEN_FDS")
+        }
         // Before any unit's socket: a second porter on the same control
         // socket must not bind anything.
         do { try supervisor.openOwnSockets(controlOverride: options.control) } catch {
             Log.error("control socket: \(error.description)")
             return nil
         }
-        if !Inheritance.listenFDs.isEmpty {
-            supervisor.adoption = AdoptionPool(Inheritance.listenFDs.map { FileDescriptor($0) }, origin: "LISTEN_FDS")
+        if let path = options.pidFile {
+            if let fd = supervisor.restoredOwn("pidfile", path) {
+                supervisor.own.pidFile = (path, fd)  // written and locked by the old image, same pid
+            } else {
+            do { supervisor.own.pidFile = (path, try PidFile.create(path, pid: getpid())) } catch {
+                Log.error("--pidfile: \(error.description)")
+                supervisor.closeOwnSockets()
+                return nil
+            }
+            }
         }
         var units = UnitSet()
         dirs.report(to: &units)
@@ -138,6 +172,7 @@ public enum Commands {
         for d in problems { Log.write(d.severity == .error ? .error : .warning, d.description) }
         supervisor.adoption?.closeRest()
         supervisor.adoption = nil
+        supervisor.finishRestore()
         let sockets = supervisor.sockets.count
         let services = supervisor.services.count + supervisor.sockets.filter { $0.template != nil }.count
             + supervisor.paths.filter { $0.template != nil }.count

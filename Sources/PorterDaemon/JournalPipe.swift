@@ -27,6 +27,18 @@ final class JournalPipe {
         try read.setNonBlocking(true)
     }
 
+    /// Both ends of a pipe an earlier image of porter made (an upgrade),
+    /// with the line it had begun.
+    init(adopting read: FileDescriptor, write: FileDescriptor, name: String, pending: [UInt8]) {
+        self.read = read
+        self.write = write
+        self.name = name
+        self.pending = pending
+    }
+
+    /// A line begun and not finished yet.
+    var pendingLine: [UInt8] { pending }
+
     /// The most porter reads from one pipe per wake-up. The pipe is
     /// level-triggered in epoll, so what is left is read on the next turn
     /// of the loop, after the other units' events: a service that writes

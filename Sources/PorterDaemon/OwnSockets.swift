@@ -107,6 +107,8 @@ final class OwnEndpoints {
     var controlToken: UInt64 = 0
     var metrics: (fd: FileDescriptor, address: ListenAddress)?
     var metricsToken: UInt64 = 0
+    /// `--pidfile`: the path and the locked fd, held until porter exits.
+    var pidFile: (path: String, fd: FileDescriptor)?
     var nextExchange: UInt64 = 1
     /// At Exchange.maxOpen: the listeners are not watched until one ends.
     var acceptPaused = false

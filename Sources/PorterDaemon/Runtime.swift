@@ -215,6 +215,8 @@ final class ServiceRuntime {
     /// A main process that is not porter's child (MAINPID=), followed
     /// through a pidfd, which becomes readable when it exits.
     var mainWatch: (pid: Int32, fd: FileDescriptor, token: UInt64)?
+    /// A MAINPID= process that ended while porter was being upgraded.
+    var mainWatchPendingPID: Int32?
     /// Type=forking: when the first process started, and the search for
     /// the main process once it has exited.
     var forkParentStart: UInt64?
@@ -242,7 +244,7 @@ final class ServiceRuntime {
 /// (ExecStop= if it was not run, ExecStopPost=). What the machine decided
 /// meanwhile and must wait for them waits in `deferred`.
 final class ControlRun {
-    enum Purpose { case start, startPost, stop, end, reload }
+    enum Purpose: String { case start, startPost, stop, end, reload }
     let purpose: Purpose
     /// `porter reload UNIT`: the control exchanges waiting for the outcome.
     var waiters: [UInt64] = []

@@ -10,8 +10,11 @@ extension Supervisor {
     /// Opens the control socket (unless disabled) and the metrics endpoint
     /// (if configured). A control socket another porter holds is fatal:
     /// two porters would fight over the same units.
-    func openOwnSockets(controlOverride: String?, inherited: FileDescriptor? = nil) throws(OwnSockets.Refusal) {
-        if own.control == nil, let path = OwnSockets.controlPath(settings, override: controlOverride, environment: porterEnvironment) {
+    func openOwnSockets(controlOverride: String?) throws(OwnSockets.Refusal) {
+        let path = OwnSockets.controlPath(settings, override: controlOverride, environment: porterEnvironment)
+        // An upgrade hands over the socket clients already know.
+        let inherited = restoredOwn("control", path ?? "")
+        if own.control == nil, let path {
             let fd: FileDescriptor
             if let inherited { fd = inherited } else { fd = try OwnSockets.openControl(path) }
             do {
@@ -28,7 +31,8 @@ extension Supervisor {
 
     /// MetricsListen= as the settings say now: bound, moved or closed. A
     /// failure is logged; porter runs on without the endpoint.
-    func applyMetricsListen(inherited: FileDescriptor? = nil) {
+    func applyMetricsListen() {
+        let inherited = restoredOwn("metrics", settings.metricsListen?.description ?? "")
         if let m = own.metrics, m.address != settings.metricsListen {
             unregister(m.fd, token: own.metricsToken)
             m.fd.close()

@@ -39,7 +39,7 @@ extension Supervisor {
         leftovers[group] = g
     }
 
-    private func adoptMembers(of group: Int32, into g: inout LeftoverGroup) {
+    func adoptMembers(of group: Int32, into g: inout LeftoverGroup) {
         for pid in Processes.members(ofGroup: group) where g.members[pid] == nil {
             guard let fd = Processes.pidfd(pid) else { continue }
             do {

@@ -7,12 +7,19 @@ extension Supervisor {
     /// Sets up every path unit after the services: watches first, then the
     /// start-up check, so nothing that appears in between is missed.
     func activatePaths(_ config: Configuration, _ prep: Preparation) -> [Diagnostic] {
-        guard !config.paths.isEmpty else { return [] }
-        if let d = ensureInotify() { return [d] }
-        var added: [PathRuntime] = []
-        for config in config.paths {
-            if let rt = addPath(config, prep) { added.append(rt) }
-        }
+        let (added, problems) = addPaths(config, prep)
+        return problems + watchPaths(added)
+    }
+
+    /// The path units join the table, not watched yet (an upgrade puts
+    /// their queues back in between).
+    func addPaths(_ config: Configuration, _ prep: Preparation) -> ([PathRuntime], [Diagnostic]) {
+        guard !config.paths.isEmpty else { return ([], []) }
+        if let d = ensureInotify() { return ([], [d]) }
+        return (config.paths.compactMap { addPath($0, prep) }, [])
+    }
+
+    func watchPaths(_ added: [PathRuntime]) -> [Diagnostic] {
         let now = MonotonicClock.now()
         return added.flatMap { startWatching($0, now: now) }
     }

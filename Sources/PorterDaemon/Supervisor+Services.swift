@@ -160,6 +160,14 @@ extension Supervisor {
         defer { spawner.reclaim() }
         while let (pid, status) = Processes.reap() {
             if failedSpawns.remove(pid) != nil { continue }
+            if pid == pendingUpgrade?.pid {
+                upgradeCheckEnded(status)
+                continue
+            }
+            if let o = orphans.removeValue(forKey: pid) {
+                orphanExited(pid, o, status)
+                continue
+            }
             if let inst = instances.removeValue(forKey: pid) {
                 instanceExited(pid, inst, status)
             } else if let id = controlPIDs.removeValue(forKey: pid) {

@@ -98,7 +98,12 @@ extension Supervisor {
         // socket is bound would be lost (cupsd started by cups.path).
         if let d = ensureNotifySocket(prep) { problems.append(d) }
         problems += installServices()
-        problems += activatePaths(config, prep)
+        let (added, pathProblems) = addPaths(config, prep)
+        problems += pathProblems
+        // An upgrade: every unit and child as the old image left them,
+        // before anything is looked at or started.
+        restoreUnits()
+        problems += watchPaths(added)
         // Sockets opened early whose units were refused after all.
         for (name, opened) in preopened {
             guard case .success(let fds) = opened else { continue }

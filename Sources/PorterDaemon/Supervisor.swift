@@ -41,7 +41,10 @@ public final class Supervisor {
     let host: HostFacts
     let porterEnvironment: [String: String]
     /// The fd limit porter started with, for its children.
-    let childFileLimit: (soft: UInt64, hard: UInt64)?
+    /// (An upgrade's new image takes the old one's.)
+    var childFileLimit: (soft: UInt64, hard: UInt64)?
+    /// While an upgrade's new image sets up: what the old one handed over.
+    var restoration: Restoration?
 
     /// The units, by stable id; a name index for each table.
     var sockets = UnitTable<SocketRuntime>()
@@ -98,6 +101,11 @@ public final class Supervisor {
     var adoption: AdoptionPool?
     /// `--log-level`, which wins over porter.conf's LogLevel=.
     public var levelFromCommandLine: LogLevel?
+    /// `porter upgrade`: the check of the new binary under way.
+    var pendingUpgrade: PendingUpgrade? { didSet { timers.touch(.retries) } }
+    /// Processes an earlier image started for units the configuration no
+    /// longer has: stopped, reaped and counted.
+    var orphans: [Int32: UpgradeState.OrphanState] = [:]
     /// porter's own service manager, when NOTIFY_SOCKET names one.
     var manager: ManagerLink?
     var nextManagerPing: Instant? { didSet { timers.touch(.managerPing) } }
@@ -114,7 +122,8 @@ public final class Supervisor {
     /// done and its strings are freed.
     var trimPending = false
 
-    static let handledSignals: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGHUP]
+    /// SIGUSR2 upgrades, as nginx's binary upgrade does.
+    static let handledSignals: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR2]
 
     /// Sets up the process for the loop: signals blocked and read through a
     /// signalfd, SIGPIPE ignored (a client that went away must not kill
@@ -162,6 +171,7 @@ public final class Supervisor {
             }
         }
         for j in journals { j.flush() }
+        if let p = own.pidFile { PidFile.remove(p.path, p.fd) }
         Log.info("stopped")
         return 0
     }
@@ -176,6 +186,8 @@ public final class Supervisor {
                 case SIGCHLD: reapChildren()
                 case SIGTERM, SIGINT: beginStop(Values.signalName(signal))
                 case SIGHUP: reload("SIGHUP")
+                case SIGUSR2:
+                    if let refused = upgradeRequested(by: nil), let why = refused.error { Log.error("SIGUSR2: \(why)") }
                 default: break
                 }
             }
@@ -221,6 +233,7 @@ public final class Supervisor {
         case .exchanges: return exchanges.values.lazy.filter { !$0.waiting }.map(\.deadline).min()
         case .retries:
             let times = bindRetries.values.map(\.at) + leftovers.values.compactMap(\.killAt) + pausedUntilTimes
+                + [pendingUpgrade?.deadline].compactMap { $0 }
             return times.min()
         }
     }
@@ -252,6 +265,7 @@ public final class Supervisor {
             if !stopping { retryBinds(now: now) }
             leftoversDue(now: now)
             if !stopping { resumePausedSockets(now: now) }
+            upgradeCheckDue(now: now)
         }
     }
 
@@ -304,5 +318,6 @@ public final class Supervisor {
 
     var finished: Bool {
         instances.isEmpty && servicePIDs.isEmpty && controlPIDs.isEmpty && services.allSatisfy { $0.mainWatch == nil } && leftovers.isEmpty
+            && orphans.isEmpty
     }
 }

@@ -17,9 +17,12 @@ struct UpgradeHandover {
 
     struct Handed: Codable, Equatable {
         var fd: Int32
-        /// listen, control, metrics, notify, pidfile, journal, connection,
-        /// pidfd, stored, exchange: what the next image does with it.
+        /// listen, control, metrics, notify, pidfile, journal-read,
+        /// journal-write, connection, stored, exchange: what the next image
+        /// does with it.
         var role: String
+        /// The unit (or journal) it belongs to, where it has one.
+        var name: String?
     }
 
     struct Header: Codable {

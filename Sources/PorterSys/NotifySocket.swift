@@ -38,6 +38,13 @@ public struct NotifySocket {
         address = "@" + name
     }
 
+    /// A socket an earlier image of porter bound (an upgrade). The caller
+    /// owns it.
+    public init(adopting fd: FileDescriptor, address: String) {
+        self.fd = fd
+        self.address = address
+    }
+
     /// The next message, nil when none waits.
     public func receive() -> Message? {
         var text = [CChar](repeating: 0, count: 4096)

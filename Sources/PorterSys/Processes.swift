@@ -184,6 +184,37 @@ public enum Processes {
         return false
     }
 
+    /// An anonymous in-memory file, close-on-exec. The caller owns it.
+    /// The corresponding C function is memfd_create(2).
+    public static func memoryFile(_ name: String) throws(SysError) -> FileDescriptor {
+        let fd = porter_memfd_create(name)
+        if fd < 0 { throw SysError(call: "memfd_create", errno: -fd) }
+        return FileDescriptor(fd)
+    }
+
+    /// Replaces porter's image with `path`: the same pid, so every child
+    /// stays porter's. Returns only when it failed, with why.
+    /// The corresponding C function is execve(2).
+    public static func replaceImage(path: String, arguments: [String], environment: [String]) -> SysError {
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            for a in argv { free(a) }
+            for e in envp { free(e) }
+        }
+        let r = porter_execve(path, argv, envp)
+        return SysError(call: "execve(\(path))", errno: -r)
+    }
+
+    /// The program this process runs, as a path: read at start-up, before
+    /// an upgrade can replace the file (then /proc says "(deleted)").
+    public static func executablePath() -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     public static var currentPID: Int32 { getpid() }
     public static var effectiveUID: UInt32 { geteuid() }
     public static var effectiveGID: UInt32 { getegid() }

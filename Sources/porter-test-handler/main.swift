@@ -37,6 +37,13 @@
 //                       its own), appends its pid to DIR/starts and answers
 //                       each connection on fd 3 with "daemon PID ppid PPID";
 //                       the first process exits 0 once the file is there
+//   load OUT N PORT...  a client, not a service: N connections one after
+//                       another, round robin over the TCP ports on 127.0.0.1,
+//                       each read to its end; a connection that fails or
+//                       reads nothing counts as a failure. Progress and the
+//                       result go to OUT ("done N failures F", one line per 100)
+//   hold-conn MS        inetd style: write "held PID", keep the connection MS
+//                       milliseconds, write "released", exit 0
 import CPorter
 import Glibc
 
@@ -416,6 +423,52 @@ case "notify-fds":
     sdNotify("FDSTORE=1\nFDNAME=many", fds: ends)
     sdNotify("STATUS=sent")
     while true { pause() }
+
+case "load":
+    let out = args[1]
+    let total = Int(args[2]) ?? 0
+    let ports = args.dropFirst(3).compactMap { UInt16($0) }
+    var failures = 0
+    var lastError = ""
+    let progress = porter_open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    var buf = [UInt8](repeating: 0, count: 4096)
+    for i in 0..<total {
+        let port = ports[i % ports.count]
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var tv = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let c = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        var got = 0
+        if c == 0 {
+            while true {
+                let n = read(fd, &buf, buf.count)
+                if n <= 0 {
+                    if n < 0 { lastError = "read \(errno) on \(port)" }
+                    break
+                }
+                got += n
+            }
+        } else {
+            lastError = "connect \(errno) on \(port)"
+        }
+        close(fd)
+        if c != 0 || got == 0 {
+            failures += 1
+            if got == 0 && c == 0 && lastError.isEmpty { lastError = "nothing read on \(port)" }
+        }
+        if (i + 1) % 100 == 0 { writeAll(progress, "progress \(i + 1) failures \(failures)\n") }
+    }
+    writeAll(progress, "done \(total) failures \(failures) \(lastError)\n")
+
+case "hold-conn":
+    let ms = Int32(args.count > 1 ? args[1] : "500") ?? 500
+    writeAll(1, "held \(getpid())\n")
+    usleep(UInt32(ms) * 1000)
+    writeAll(1, "released\n")
 
 case "say":
     let text = args.dropFirst().joined(separator: " ")

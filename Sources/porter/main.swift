@@ -59,6 +59,18 @@ Processes.ensureStandardFDs()
 // Under systemd, log with priorities journald keeps.
 Log.journalStream = Log.stderrIsJournal(getenv("JOURNAL_STREAM").map { String(cString: $0) })
 Log.journald = Log.journalStream
+// What `porter upgrade` executes: the path porter was started by (so a
+// symlink an admin moves to a new version is followed), made absolute now,
+// before --daemon changes directory; /proc/self/exe for a bare name.
+Commands.executable = {
+    let first = CommandLine.arguments.first ?? ""
+    if first.hasPrefix("/") { return first }
+    if first.contains("/") {
+        var buf = [CChar](repeating: 0, count: 4096)
+        if getcwd(&buf, buf.count) != nil { return String(cString: buf) + "/" + first }
+    }
+    return Processes.executablePath()
+}()
 var args = Array(CommandLine.arguments.dropFirst())
 guard let command = args.first else { fail("missing command") }
 args.removeFirst()

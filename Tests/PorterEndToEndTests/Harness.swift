@@ -124,7 +124,8 @@ final class PorterRun {
 
     /// Writes `units` (file name → text) and starts `porter run`, then waits
     /// for its "ready" line.
-    init(_ tag: String, units: [String: String], waitReady: Bool = true, arguments: [String] = []) throws {
+    init(_ tag: String, units: [String: String], waitReady: Bool = true, arguments: [String] = [],
+         environment: [String] = [], binary: String = porterBinary) throws {
         dir = makeTempDirectory(tag)
         self.units = dir + "/units"
         mkdir(self.units, 0o755)
@@ -133,7 +134,8 @@ final class PorterRun {
         // Its own control socket: another porter (a test beside it, one on
         // this host) must not keep this one from starting.
         let control = arguments.contains("--control") ? [] : ["--control", dir + "/control"]
-        pid = spawnProgram([porterBinary, "run", "--config-dir", self.units] + control + arguments, stdout: logPath, stderr: logPath)
+        let env = environment.isEmpty ? [] : ["/usr/bin/env"] + environment
+        pid = spawnProgram(env + [binary, "run", "--config-dir", self.units] + control + arguments, stdout: logPath, stderr: logPath)
         if waitReady { try waitForLog("ready:") }
     }
 

@@ -207,6 +207,10 @@ void porter_trim_heap(void);
 long porter_release_text(void);
 /* close_range(2); -errno on failure. */
 int porter_close_range(unsigned first, unsigned last, unsigned flags);
+/* A close-on-exec memfd (an upgrade's state); -errno on failure. */
+int porter_memfd_create(const char *name);
+/* execve(2); returns -errno when it fails (it does not return otherwise). */
+int porter_execve(const char *path, char *const argv[], char *const envp[]);
 /* prctl(PR_SET_CHILD_SUBREAPER, 1): orphans of porter's children become
  * porter's children. 0 or -errno. */
 int porter_set_child_subreaper(void);

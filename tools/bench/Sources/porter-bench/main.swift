@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 struct Options {
-    var scenarios = ["spawn", "cold", "idle", "scale", "path", "path-overflow", "log-flood", "idle-measure", "reload"]
+    var scenarios = ["spawn", "cold", "idle", "scale", "path", "path-overflow", "log-flood", "idle-measure", "reload", "operate"]
     var reps = 3
     var spawnN = 3000
     var coldTrials = 200
@@ -52,7 +52,7 @@ func log(_ s: String) {
 let usage = """
     usage: porter-bench [SCENARIO...] [--porter PATH] [--reps N] [--markdown FILE] [--svg FILE] [--keep]
                         [--spawn-n N] [--cold-trials N] [--idle-seconds S] [--scale-services N] [--path-files N]
-      scenarios: spawn cold idle scale path path-overflow log-flood idle-measure reload (default: all)
+      scenarios: spawn cold idle scale path path-overflow log-flood idle-measure reload operate (default: all)
       --porter PATH  the porter to measure (default: build the recommended one,
                      swift build -c release --static-swift-stdlib, in the repository)
     """
@@ -79,7 +79,7 @@ while let a = args.first {
     case "--scale-services": o.scaleServices = Int(value()) ?? 1000
     case "--path-files": o.pathFiles = Int(value()) ?? 2000
     case "-h", "--help": print(usage); exit(0)
-    case "spawn", "cold", "idle", "scale", "path", "path-overflow", "log-flood", "idle-measure", "reload": chosen.append(a)
+    case "spawn", "cold", "idle", "scale", "path", "path-overflow", "log-flood", "idle-measure", "reload", "operate": chosen.append(a)
     default: print("unknown argument \(a)\n" + usage); exit(2)
     }
 }
@@ -136,6 +136,7 @@ for s in o.scenarios {
     case "log-flood": scenarioLogFlood(o, results)
     case "idle-measure": scenarioIdleMeasure(o, results)
     case "reload": scenarioReload(o, results)
+    case "operate": scenarioOperate(o, results)
     default: break
     }
     log("\(s) took \(fmt(Double(nowNS() - t0) / 1e9, 0)) s")
