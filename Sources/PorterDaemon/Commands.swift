@@ -197,7 +197,8 @@ public enum Commands {
         let config = Configuration.pair(units)
         let made = dirs.names.compactMap { dirs.sources.units[$0] }
         let prep = Preparation(config, host: host, environment: env, unused: true)
-        let problems = config.diagnostics + prep.diagnostics
+        let settings = loadSettings(place)
+        let problems = settings.diagnostics + config.diagnostics + prep.diagnostics
         var out = ""
         for n in config.notes { out += "note: \(n)\n" }
         for d in problems { out += "\(d.severity.rawValue): \(d.description)\n" }
@@ -216,6 +217,11 @@ public enum Commands {
         for p in usablePaths {
             let mode = p.accept ? "Accept=yes: one instance per file, at most \(p.maxConnections) at once" : "Accept=no"
             out += "\(p.name) -> \(p.activates) (\(mode)): \(p.conditions.map(\.description).joined(separator: " "))\n"
+        }
+        if let file = settings.file {
+            let s = settings.settings
+            let control = OwnSockets.controlPath(s, override: nil, environment: env) ?? "none"
+            out += "porter.conf: \(file): control socket \(control), metrics \(s.metricsListen.map { "on \($0)" } ?? "off"), log to \(s.logTarget.rawValue)\n"
         }
         out += verdicts(units: units, config: config, prep: prep, problems: problems,
                         names: dirs.names + dirs.sources.masked.keys)

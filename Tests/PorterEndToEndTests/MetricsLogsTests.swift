@@ -199,3 +199,45 @@ extension EndToEnd {
         }
     }
 }
+
+let prometheusServer: String? = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"].first { (p: String) in access(p, X_OK) == 0 }
+
+extension EndToEnd.MetricsAndLogs {
+    /// A real Prometheus server (Debian's `prometheus`) scrapes porter and
+    /// answers a query with porter's count.
+    @Test(.enabled(if: prometheusServer != nil, "needs a Prometheus server (apt-get install prometheus)"), .timeLimit(.minutes(2)))
+    func scrapedByPrometheus() throws {
+        let (p1, mp, pp) = (freePort(), freePort(), freePort())
+        let porter = try PorterRun("prometheus", units: [
+            "porter.conf": "[Porter]\nMetricsListen=127.0.0.1:\(mp)\n",
+            "e.socket": "[Socket]\nListenStream=127.0.0.1:\(p1)\nAccept=yes\n",
+            "e@.service": "[Service]\nExecStart=\(handlerBinary) report\nStandardInput=socket\n",
+        ])
+        for _ in 0..<3 { _ = try Client.tcp(p1).readAll() }
+        let dir = porter.dir
+        writeFile(dir + "/prometheus.yml", """
+            global:
+              scrape_interval: 1s
+            scrape_configs:
+              - job_name: porter
+                static_configs:
+                  - targets: ['127.0.0.1:\(mp)']
+            """)
+        let prom = spawnProgram([prometheusServer!, "--config.file=\(dir)/prometheus.yml", "--storage.tsdb.path=\(dir)/tsdb",
+                                 "--web.listen-address=127.0.0.1:\(pp)"], stdout: dir + "/prom.log", stderr: dir + "/prom.log")
+        defer {
+            kill(prom, SIGTERM)
+            _ = try? waitExit(prom, seconds: 20)
+        }
+        var answer = ""
+        try waitUntil(60, "Prometheus to have porter's count; last answer \(answer)") {
+            guard let r = try? http(pp, "GET /api/v1/query?query=porter_activations_total HTTP/1.0\r\n\r\n"), r.status == 200 else { return false }
+            answer = r.body
+            guard let json = try? JSON.parse(answer), let results = json["data"]?["result"]?.array else { return false }
+            return results.contains { $0["metric"]?["unit"]?.string == "e@.service" && $0["value"]?.array?.last?.string == "3" }
+        }
+        let up = try http(pp, "GET /api/v1/query?query=up%7Bjob%3D%22porter%22%7D HTTP/1.0\r\n\r\n")
+        #expect(up.body.contains("\"value\":[") && up.body.contains("\"1\"]"), "\(up.body)")
+        #expect(try porter.stop() == 0)
+    }
+}
