@@ -129,13 +129,28 @@ extension Supervisor {
         }
     }
 
+    /// The request is in and its answer comes later: the exchange is
+    /// watched for nothing but a hang-up (epoll always reports one), so a
+    /// client that has shut down its writing side does not keep the
+    /// level-triggered loop spinning on its end of file.
+    func park(_ e: Exchange) {
+        e.waiting = true
+        timers.touch(.exchanges)
+        unregister(e.fd, token: e.token)
+        if let t = try? register(e.fd, .exchange(e.id), events: []) { e.token = t } else { end(e) }
+    }
+
     /// Something arrived on an exchange, or its peer can take more.
     func exchangeReady(_ e: Exchange, _ flags: Epoll.Events) {
         if e.output != nil {
             if e.flush() { end(e) }
             return
         }
-        guard !e.waiting else { return }
+        guard !e.waiting else {
+            // Parked: only a hang-up comes here; nobody is left to answer.
+            if flags.contains(.hangup) || flags.contains(.error) { end(e) }
+            return
+        }
         let result = e.readAvailable()
         if case .closed = result { return end(e) }
         switch e.kind {

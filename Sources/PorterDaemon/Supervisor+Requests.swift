@@ -129,14 +129,13 @@ extension Supervisor {
         guard s.control == nil else { return ControlReply(error: "\(name) is busy with \(s.control!.sequence.current?.label ?? "a command"); try again") }
         var seq = CommandSequence([.reload: commands], phases: [.reload])
         seq.setResult(.success, mainExit: nil)
-        e.waiting = true
         beginControl(s, .reload, seq, now: now)
         guard let run = s.control, run.purpose == .reload else {
             // It could not even start: finished at once.
-            e.waiting = false
             return ControlReply(error: "\(name): ExecReload= could not be started; see the log")
         }
         run.waiters.append(e.id)
+        park(e)
         return nil
     }
 

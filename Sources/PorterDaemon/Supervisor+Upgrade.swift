@@ -42,7 +42,7 @@ extension Supervisor {
         case .success(let pid):
             pendingUpgrade = PendingUpgrade(pid: pid, path: path, requester: e?.id, output: pipe.read,
                                             deadline: MonotonicClock.now() + Self.upgradeCheckLimit)
-            e?.waiting = true
+            if let e { park(e) }
             Log.info("upgrade: checking \(path) (pid \(pid) runs it with --version)")
             return nil
         case .failure(let error):
