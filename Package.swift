@@ -18,7 +18,8 @@ let package = Package(
         .target(name: "PorterDaemon", dependencies: ["PorterCore", "PorterSys"]),
         .executableTarget(name: "porter", dependencies: ["PorterDaemon"]),
         // A tiny handler the end-to-end tests spawn; it reports what it received.
-        .executableTarget(name: "porter-test-handler", dependencies: ["CPorter"]),
+        // Optimized even in debug builds: it sums and sends gigabytes for the proxy tests.
+        .executableTarget(name: "porter-test-handler", dependencies: ["CPorter"], swiftSettings: [.unsafeFlags(["-O"])]),
         .testTarget(name: "PorterCoreTests", dependencies: ["PorterCore"]),
         .testTarget(name: "PorterSysTests", dependencies: ["PorterSys", "PorterDaemon"]),
         .testTarget(name: "PorterEndToEndTests", dependencies: ["PorterSys", "PorterDaemon"]),

@@ -192,3 +192,30 @@ int porter_execve(const char *path, char *const argv[], char *const envp[])
     execve(path, argv, envp);
     return -errno;
 }
+
+ssize_t porter_splice(int from, int to, size_t len, unsigned int flags)
+{
+    ssize_t r = splice(from, NULL, to, NULL, len, flags);
+    return r < 0 ? -errno : r;
+}
+
+int porter_set_pipe_size(int fd, int size)
+{
+    int r = fcntl(fd, F_SETPIPE_SZ, size);
+    return r < 0 ? -errno : r;
+}
+
+int porter_socket_error(int fd)
+{
+    int e = 0;
+    socklen_t len = sizeof e;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+        return errno;
+    return e;
+}
+
+int porter_reset_on_close(int fd)
+{
+    struct linger l = { .l_onoff = 1, .l_linger = 0 };
+    return setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) < 0 ? -errno : 0;
+}

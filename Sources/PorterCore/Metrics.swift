@@ -19,6 +19,10 @@ public struct UnitCounters: Codable, Equatable, Sendable {
     public var jobsFailed: UInt64 = 0
     /// Runs or instances that ended in failure.
     public var failures: UInt64 = 0
+    /// ProxyTo=: connections (and UDP flows) relayed to the backend, and the bytes each way.
+    public var proxied: UInt64 = 0
+    public var bytesToBackend: UInt64 = 0
+    public var bytesToClient: UInt64 = 0
     public var latency = Histogram()
     /// The last process of the unit that ended (status, not a metric).
     public var lastExit: LastExit?
@@ -82,6 +86,9 @@ public struct UnitGauges: Sendable {
     public var kind: String
     /// Accept=yes instances or per-file jobs running; 0/1 for an Accept=no service.
     public var running: Int
+    /// ProxyTo= services: connections and flows open now, and the bytes of
+    /// those not counted yet (they are when each closes).
+    public var proxied: (open: Int, toBackend: UInt64, toClient: UInt64)? = nil
     /// Per-file jobs waiting.
     public var pending: Int
     public init(kind: String, running: Int, pending: Int = 0) {
@@ -177,6 +184,20 @@ public enum MetricsText {
         perUnit("porter_jobs_failed_total", "Per-file jobs that failed.", kinds: ["path"]) { $0.jobsFailed }
         family("porter_jobs_pending", "gauge", "Per-file jobs waiting to run.") {
             for n in names { if let g = gauges[n], g.kind == "path" { out += "porter_jobs_pending{unit=\"\(label(n))\"} \(g.pending)\n" } }
+        }
+        family("porter_proxy_connections_total", "counter", "ProxyTo=: connections (and UDP flows) relayed to the backend.") {
+            for n in names where gauges[n]?.proxied != nil { out += "porter_proxy_connections_total{unit=\"\(label(n))\"} \(units[n]?.proxied ?? 0)\n" }
+        }
+        family("porter_proxy_open_connections", "gauge", "ProxyTo=: connections (and UDP flows) open now, waiting or relaying.") {
+            for n in names { if let p = gauges[n]?.proxied { out += "porter_proxy_open_connections{unit=\"\(label(n))\"} \(p.open)\n" } }
+        }
+        family("porter_proxy_bytes_total", "counter", "ProxyTo=: bytes relayed, by direction.") {
+            for n in names {
+                guard let p = gauges[n]?.proxied else { continue }
+                let c = units[n] ?? UnitCounters()
+                out += "porter_proxy_bytes_total{unit=\"\(label(n))\",direction=\"to_backend\"} \(c.bytesToBackend &+ p.toBackend)\n"
+                out += "porter_proxy_bytes_total{unit=\"\(label(n))\",direction=\"to_client\"} \(c.bytesToClient &+ p.toClient)\n"
+            }
         }
         family("porter_activation_latency_seconds", "histogram",
                "From the event (a connection, a readable socket, a file) to the spawn: the exec for Accept=no services, the clone for instances and jobs.") {

@@ -17,6 +17,23 @@ extension ServiceConfig {
         if name.isTemplate && remainAfterExit {
             r.diagnostics.warning(nil, "RemainAfterExit", "ignored for per-connection instances and per-file jobs: each is over when its process exits")
         }
+        if let target = proxyTo {
+            if name.isTemplate {
+                r.diagnostics.error(proxyLine, "ProxyTo", "is for NAME.service (Accept=no): porter relays to one backend; a per-connection instance gets its connection itself")
+            }
+            if type == .oneshot {
+                r.diagnostics.error(proxyLine, "ProxyTo", "needs a backend that keeps running, not Type=oneshot; expected simple, exec, notify or forking")
+            }
+            if standardInput == .socket || standardOutput == .socket || explicitError == .socket {
+                r.diagnostics.error(proxyLine, "ProxyTo", "porter keeps the sockets of a proxied service (it relays to \(target)); StandardInput=socket has none to give")
+            }
+            if !sockets.isEmpty {
+                r.diagnostics.error(proxyLine, "ProxyTo", "a proxied service receives no sockets: porter keeps them and relays to \(target); drop Sockets=")
+            }
+        } else {
+            if proxyProtocol != nil { r.diagnostics.warning(nil, "ProxyProtocol", "ignored without ProxyTo=") }
+            if proxyIdleTimeout != nil { r.diagnostics.warning(nil, "ProxyIdleTimeoutSec", "ignored without ProxyTo=") }
+        }
         if pidFile != nil && type != .forking {
             r.diagnostics.warning(pidFileLine, "PIDFile", "ignored without Type=forking: porter knows the main process of other types")
         }

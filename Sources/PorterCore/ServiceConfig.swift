@@ -98,6 +98,16 @@ public struct ServiceConfig: Sendable {
     public var restart = RestartPolicy.no
     public var restartDelay = Duration.milliseconds(100)
     public var idleTimeout: Duration? = nil
+    /// ProxyTo= (porter's own): the address the service listens on; porter
+    /// keeps the socket unit's listeners and relays each connection there.
+    public var proxyTo: ProxyTarget? = nil
+    var proxyLine = 0
+    public var proxyToLine: Int { proxyLine }
+    /// ProxyProtocol=: the PROXY header sent to the backend first.
+    public var proxyProtocol: ProxyProtocolVersion? = nil
+    /// ProxyIdleTimeoutSec=: a relayed connection (or UDP flow) that carries
+    /// nothing for this long is closed.
+    public var proxyIdleTimeout: Duration? = nil
     public var runtimeMax: Duration? = nil
     public var startTimeout: Duration? = .seconds(90)
     public var watchdog: Duration? = nil
@@ -160,6 +170,7 @@ public struct ServiceConfig: Sendable {
         "ExecCondition", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload",
         "RemainAfterExit", "SuccessExitStatus", "RestartPreventExitStatus", "RestartForceExitStatus",
         "RuntimeDirectoryPreserve", "PIDFile", "GuessMainPID", "RestartSteps", "RestartMaxDelaySec",
+        "ProxyTo", "ProxyProtocol", "ProxyIdleTimeoutSec",
     ] + ProcessSettings.keys + ServiceDirectories.Kind.allCases.flatMap { [$0.rawValue, $0.rawValue + "Mode"] })
     static let unitKeys = KeySet(["StartLimitIntervalSec", "StartLimitBurst"])
 
@@ -414,6 +425,19 @@ public struct ServiceConfig: Sendable {
             case "WatchdogSec": watchdog = d
             default: startTimeout = d
             }
+        case "ProxyTo":
+            proxyLine = a.line
+            proxyTo = a.value.isEmpty ? nil : r.value(a) { (v) throws(ValueError) in try ProxyTarget.parse(try specifiers.expand(v)) }
+        case "ProxyProtocol":
+            switch a.value {
+            case "", "no", "off", "false": proxyProtocol = nil
+            case "v1", "1": proxyProtocol = .v1
+            case "v2", "2": proxyProtocol = .v2
+            default: r.error(a, "invalid value \(Quote.value(a.value)), expected v1, v2 or no")
+            }
+        case "ProxyIdleTimeoutSec":
+            guard let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) else { return }
+            proxyIdleTimeout = v.duration == .zero ? nil : v.duration
         case "NotifyAccess":
             guard let n = NotifyAccess(rawValue: a.value) else {
                 r.error(a, "invalid value \(Quote.value(a.value)), expected none, main, exec or all")

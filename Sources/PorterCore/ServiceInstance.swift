@@ -61,6 +61,7 @@ extension ServiceConfig {
         p.idleTimeout = idleTimeout
         p.runtimeMax = runtimeMax
         p.notify = type == .notify
+        p.proxied = proxyTo != nil
         p.forking = type == .forking
         p.remainAfterExit = remainAfterExit
         p.restartSteps = restartSteps

@@ -63,6 +63,9 @@ public struct ServicePolicy: Equatable, Sendable {
     /// Type=forking: the run is started when the first process has exited
     /// and the main process is known.
     public var forking = false
+    /// ProxyTo=: the run is started when the backend is ready (READY=1
+    /// for Type=notify, otherwise its address accepting a connection).
+    public var proxied = false
     /// RemainAfterExit=yes.
     public var remainAfterExit = false
     /// RestartSteps= and RestartMaxDelaySec=: the restart delay grows from
@@ -81,7 +84,7 @@ public struct ServicePolicy: Equatable, Sendable {
 
     /// Whether a run is ready only when it says so (notify) or its first
     /// process has exited (forking).
-    public var awaitsReadiness: Bool { notify || forking }
+    public var awaitsReadiness: Bool { notify || forking || proxied }
 
     /// `r` to the power `x` for 0 ≤ x < 1, from square roots (the core
     /// stays free of libm): r^x is the product of r^(1/2^k) over the bits

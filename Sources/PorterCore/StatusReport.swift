@@ -83,6 +83,10 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var triggers: UInt64?
         /// The service's last STATUS= (sd_notify).
         public var statusText: String?
+        /// ProxyTo=: where porter relays, and the bytes relayed each way.
+        public var proxyTo: String?
+        public var bytesToBackend: UInt64?
+        public var bytesToClient: UInt64?
 
         public init(name: String, kind: String, state: String, paused: Bool = false) {
             self.name = name

@@ -210,7 +210,9 @@ public enum Commands {
         let usable = config.sockets.filter { !prep.refusedSockets.contains($0.name) }
         for s in usable {
             let listens = s.listens.map(\.description).joined(separator: " ")
-            let mode = s.accept ? "Accept=yes: one instance per connection, at most \(s.maxConnections)" : "Accept=no"
+            let proxy = config.services[s.activates]?.proxyTo
+            let mode = s.accept ? "Accept=yes: one instance per connection, at most \(s.maxConnections)"
+                : proxy.map { "Accept=no, proxied to \($0), at most \(s.maxConnections) connections" } ?? "Accept=no"
             out += "\(s.name) -> \(s.activates) (\(mode)): \(listens)\n"
         }
         let usablePaths = config.paths.filter { !prep.refusedPaths.contains($0.name) }

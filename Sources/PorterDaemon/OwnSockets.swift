@@ -110,6 +110,8 @@ final class OwnEndpoints {
     /// `--pidfile`: the path and the locked fd, held until porter exits.
     var pidFile: (path: String, fd: FileDescriptor)?
     var nextExchange: UInt64 = 1
+    /// Relays and flows share the ids.
+    var nextRelay: UInt64 = 1
     /// At Exchange.maxOpen: the listeners are not watched until one ends.
     var acceptPaused = false
     /// Refused control requests are logged at most this often.

@@ -28,6 +28,10 @@ final class PreparedService {
     var defaultWorkingDirectory: String { Processes.effectiveUID == 0 ? "/" : home }
     let host: HostFacts
     var journal: JournalPipe?
+    /// ProxyTo= as a socket address (a host name resolved when the unit
+    /// was read), or why there is none: each connection is then closed
+    /// with that reason, and the socket keeps listening.
+    var proxyAddress: Result<SocketAddress, Resolver.Failure>?
     private var executableCache: [String: String] = [:]
     private var fileCache: [String: (modified: Int64, size: Int64, pairs: [(String, String)])] = [:]
 
@@ -121,6 +125,15 @@ final class PreparedService {
         }
         let p = PreparedService(config: config, shared: shared, ids: ids, base: base,
                                 home: account?.home ?? host.home, host: host)
+        switch config.proxyTo {
+        case nil: break
+        case .address(let a)?:
+            do { p.proxyAddress = .success(try SocketAddress(a)) } catch {
+                p.proxyAddress = .failure(Resolver.Failure(description: "\(a): \(error)"))
+            }
+        case .host(let name, let port)?:
+            p.proxyAddress = Resolver.resolve(name, port: port)
+        }
         return .success(p)
     }
 

@@ -76,6 +76,20 @@ public final class QueuedWork {
         return nil
     }
 
+    /// Whether any UDP socket is bound to `port` (IPv4 or IPv6): how porter
+    /// tells that a ProxyTo= datagram backend has come up, since a UDP
+    /// address cannot be probed by connecting. nil when it cannot be told.
+    public func udpBound(port: UInt16) -> Bool? {
+        var found = false
+        for family in [SockDiag.afInet, SockDiag.afInet6] {
+            let ok = dump(SockDiag.inetDump(family: family, proto: 17 /* IPPROTO_UDP */, states: UInt32.max, sourcePort: port)) { b, payload in
+                if SockDiag.inetSourcePort(b, payload) == port { found = true }
+            }
+            if !ok { return nil }
+        }
+        return found
+    }
+
     private func socket() -> SockDiagSocket? {
         if diag == nil { diag = SockDiagSocket() }
         return diag

@@ -17,6 +17,8 @@ enum TimerKey: Hashable, Sendable {
     case managerPing
     /// Connections to the control socket and the metrics endpoint.
     case exchanges
+    /// A relayed connection's retry, give-up or idle check.
+    case relay(UInt64)
 }
 
 /// The loop's deadlines. A runtime whose deadline may have moved touches
@@ -56,6 +58,24 @@ final class SocketRuntime {
         case instances(Instances)
         /// Accept=no: the service that receives the listening sockets.
         case service(ServiceLink)
+        /// Accept=no with a ProxyTo= service: porter keeps the listeners,
+        /// accepts (at most MaxConnections= at once) and relays.
+        case proxy(ProxyLink)
+    }
+
+    final class ProxyLink {
+        var service: UnitID?
+        /// The same limit as Accept=yes: relays instead of instances.
+        var machine: AcceptMachine { didSet { timers.touch(key) } }
+        /// UDP: one flow per client address, per datagram listener.
+        var flows: [[UInt8]: UInt64] = [:]
+        private let timers: Timers
+        private let key: TimerKey
+        init(machine: AcceptMachine, timers: Timers, key: TimerKey) {
+            self.machine = machine
+            self.timers = timers
+            self.key = key
+        }
     }
 
     final class Instances {
@@ -89,22 +109,27 @@ final class SocketRuntime {
     var failureLog = LogRateLimit(interval: .seconds(10), burst: 10)
     var limitLog = LogRateLimit(interval: .seconds(60), burst: 1)
 
-    /// With a template: Accept=yes; without: Accept=no.
-    init(id: UnitID, config: SocketConfig, fds: [FileDescriptor], template: PreparedService?, timers: Timers) {
+    /// With a template: Accept=yes; without: Accept=no (proxied or not).
+    init(id: UnitID, config: SocketConfig, fds: [FileDescriptor], template: PreparedService?, proxied: Bool = false, timers: Timers) {
         self.id = id
         self.config = config
         self.fds = fds
         self.timers = timers
         triggerWindow = config.triggerLimit
         pollWindow = config.pollLimit
-        handler = Self.handler(id, config, template, timers: timers)
+        handler = Self.handler(id, config, template, proxied: proxied, timers: timers)
     }
 
-    static func handler(_ id: UnitID, _ config: SocketConfig, _ template: PreparedService?, timers: Timers) -> Handler {
+    static func handler(_ id: UnitID, _ config: SocketConfig, _ template: PreparedService?, proxied: Bool = false,
+                        timers: Timers) -> Handler {
         if let template {
             return .instances(Instances(template: template,
                                         machine: AcceptMachine(name: config.name.description, maxConnections: config.maxConnections),
                                         timers: timers, key: .socket(id)))
+        }
+        if proxied {
+            return .proxy(ProxyLink(machine: AcceptMachine(name: config.name.description, maxConnections: config.maxConnections),
+                                    timers: timers, key: .socket(id)))
         }
         return .service(ServiceLink())
     }
@@ -120,12 +145,24 @@ final class SocketRuntime {
     /// Accept=no: the service this socket activates, once installed.
     var service: UnitID? {
         get {
-            if case .service(let link) = handler { return link.id }
-            return nil
+            switch handler {
+            case .service(let link): return link.id
+            case .proxy(let link): return link.service
+            case .instances: return nil
+            }
         }
         set {
-            if case .service(let link) = handler { link.id = newValue }
+            switch handler {
+            case .service(let link): link.id = newValue
+            case .proxy(let link): link.service = newValue
+            case .instances: break
+            }
         }
+    }
+
+    var proxy: ProxyLink? {
+        if case .proxy(let p) = handler { return p }
+        return nil
     }
 
     var template: PreparedService? { instances?.template }
@@ -182,10 +219,14 @@ final class ServiceRuntime {
 
     /// An idle stop began (counted by the next `perform`).
     var idleStopBegan = false
+    /// The main process of a proxied service was just started: what
+    /// waits for its backend may try it.
+    var proxyStarted = false
 
     private func noticeTransition(from old: ServiceMachine.State, to new: ServiceMachine.State) {
         if case .freezing = old, case .stopping(_, _, .idle) = new { idleStopBegan = true }
         if old.isRunningOrFrozen, new.isStopping { stopBegan = true }
+        if case .starting = old, case .running = new { proxyStarted = true }
         if new.isReady, !old.isReady { becameReady = true }
         if old.isRunningOrFrozen || old.isStopping, !(new.isRunningOrFrozen || new.isStopping) { runEnded = true }
         // RemainAfterExit=yes: the run ended into `remaining`; its stop
@@ -225,6 +266,8 @@ final class ServiceRuntime {
     var stored: [(fd: FileDescriptor, name: String)] = []
     /// The last STATUS= it sent.
     var status: String?
+    /// ProxyTo=: the connections porter relays to it.
+    var proxy: ServiceProxy?
 
     init(id: UnitID, prepared: PreparedService, triggers: [UnitID], passed: [(fd: FileDescriptor, name: String)], timers: Timers) {
         self.id = id
@@ -370,4 +413,18 @@ final class PathRuntime {
 
     /// The template a job of this unit runs, or nil for Accept=no.
     var template: PreparedService? { queue?.template }
+}
+
+/// What porter holds for a ProxyTo= service: the relays (connections
+/// porter accepted for it) and the UDP flows, and whether the backend of
+/// this run has been seen ready.
+final class ServiceProxy {
+    /// Relays waiting for the backend, oldest first.
+    var waiting: [UInt64] = []
+    /// Every live relay and flow of this service.
+    var relays: Set<UInt64> = []
+    var flows: Set<UInt64> = []
+    /// The backend accepted a connection in this run (or said READY=1).
+    var readyThisRun = false
+    var busy: Bool { !relays.isEmpty || !flows.isEmpty }
 }

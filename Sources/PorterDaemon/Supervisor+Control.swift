@@ -20,6 +20,11 @@ extension Supervisor {
             stats.count(s.name) { $0.idleStops += 1 }
         }
         let c = s.prepared.config
+        // A proxied backend that has started (or said READY=1) gets what waits.
+        if s.proxy != nil, case .running = s.machine.state, s.becameReady || s.proxyStarted {
+            s.proxyStarted = false
+            proxyWork(s, now: now)
+        }
         if s.becameReady {
             s.becameReady = false
             if c.type != .oneshot, !(c.commands[.startPost] ?? []).isEmpty {
@@ -38,6 +43,7 @@ extension Supervisor {
         }
         if s.runEnded {
             s.runEnded = false
+            proxyRunEnded(s, now: now)
             flushPending(s)
             removePIDFile(s)
             if s.skipCommands {

@@ -37,7 +37,12 @@ extension Supervisor {
             if let t = s.template { g[t.config.name.description] = UnitGauges(kind: "template", running: perTemplate[t.config.name.description] ?? 0) }
         }
         for s in services where !s.retired {
-            g[s.name] = UnitGauges(kind: "service", running: s.machine.pid == nil ? 0 : 1)
+            var gauge = UnitGauges(kind: "service", running: s.machine.pid == nil ? 0 : 1)
+            if let px = s.proxy {
+                let open = px.relays.compactMap { relays[$0] }
+                gauge.proxied = (px.relays.count + px.flows.count, open.reduce(0) { $0 + $1.up.moved }, open.reduce(0) { $0 + $1.down.moved })
+            }
+            g[s.name] = gauge
         }
         for p in paths {
             g[p.name] = UnitGauges(kind: "path", running: p.queue?.jobs.runningCount ?? 0, pending: p.queue?.jobs.waiting ?? 0)

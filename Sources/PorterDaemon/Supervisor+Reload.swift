@@ -311,16 +311,21 @@ extension Supervisor {
         s.config = socket
         s.fds = fds
         guard let template = prep.services[socket.activates] else { return }
-        switch (s.handler, socket.accept) {
-        case (.instances(let i), true):
+        let proxied = !socket.accept && template.config.proxyTo != nil
+        switch (s.handler, socket.accept, proxied) {
+        case (.instances(let i), true, _):
             i.template = template
             if i.machine.maxConnections != socket.maxConnections { _ = i.machine.handle(.limit(socket.maxConnections)) }
-        case (.service, false):
+        case (.service, false, false):
             break
-        case (.instances, false), (.service, true):
-            // Accept= changed: a new handler (instances running from before
-            // finish; the count starts again).
-            s.handler = SocketRuntime.handler(s.id, socket, socket.accept ? template : nil, timers: timers)
+        case (.proxy(let link), false, true):
+            if link.machine.maxConnections != socket.maxConnections {
+                perform(link.machine.handle(.limit(socket.maxConnections)), socket: s)
+            }
+        case (.instances, false, _), (.service, true, _), (.service, false, true), (.proxy, true, _), (.proxy, false, false):
+            // Accept= or ProxyTo= changed: a new handler (instances and
+            // relays running from before finish; the count starts again).
+            s.handler = SocketRuntime.handler(s.id, socket, socket.accept ? template : nil, proxied: proxied, timers: timers)
         }
         switch s.handler {
         case .instances(let i):
@@ -329,6 +334,10 @@ extension Supervisor {
         case .service:
             // Accept=no: the service's update watches it.
             for fd in fds { try? fd.setNonBlocking(template.config.nonBlocking) }
+        case .proxy(let link):
+            // porter accepts: non-blocking, watched while below the limit.
+            for fd in fds { try? fd.setNonBlocking(true) }
+            if link.machine.canAccept { watch(socket: s) }
         }
     }
 

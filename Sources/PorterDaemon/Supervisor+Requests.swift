@@ -103,6 +103,9 @@ extension Supervisor {
                 guard let service = link.id.flatMap({ services[$0] }), case .listening = service.machine.state else { continue }
                 if stop && s.watched { unwatch(socket: s) }
                 if !stop && !s.watched { watch(socket: s) }
+            case .proxy(let link):
+                if stop && s.watched { unwatch(socket: s) }
+                if !stop && !s.watched && link.machine.canAccept { watch(socket: s) }
             }
         }
         for p in paths {

@@ -109,6 +109,9 @@ extension Supervisor {
         }
         for st in s.services { restoreService(st, r, now: now) }
         for st in s.instances { restoreInstance(st, r) }
+        own.nextRelay = max(own.nextRelay, s.nextRelay)
+        for st in s.relays { restoreRelay(st, r, now: now) }
+        for st in s.flows { restoreFlow(st, r, now: now) }
         for st in s.paths {
             guard let name = UnitName.parse(st.name), let id = pathIndex[name], let p = paths[id] else { continue }
             if let jobs = st.jobs, let q = p.queue {
@@ -156,6 +159,7 @@ extension Supervisor {
         s.startPostRan = st.startPostRan
         s.lastExit = st.lastExit
         s.lastOutcome = st.lastOutcome
+        if let ready = st.proxyReady { s.proxy?.readyThisRun = ready }
         if let c = st.control, let purpose = ControlRun.Purpose(rawValue: c.purpose) {
             let run = ControlRun(purpose, c.sequence)
             run.pid = c.pid
@@ -206,6 +210,74 @@ extension Supervisor {
         instances[st.pid] = inst
     }
 
+    /// A relayed connection, with its pipes and what is in them; watched
+    /// again (edge-triggered: the kernel reports at once what is ready, so
+    /// nothing that came during the exec waits).
+    private func restoreRelay(_ st: UpgradeState.RelayState, _ r: Restoration, now: Instant) {
+        guard let client = r.take(st.client) else { return }
+        let backend = r.take(st.backend)
+        func pipe(_ d: UpgradeState.RelayState.Direction) -> (FileDescriptor, FileDescriptor)? {
+            guard let a = r.take(d.read), let b = r.take(d.write) else { return nil }
+            return (a, b)
+        }
+        let up = pipe(st.up), down = pipe(st.down)
+        guard let socket = UnitName.parse(st.socket).flatMap({ socketIndex[$0] }), let service = UnitName.parse(st.service).flatMap({ serviceIndex[$0] }),
+              let svc = services[service], let px = svc.proxy else {
+            // Its units are gone: the connection goes too.
+            for fd in [client, backend, up?.0, up?.1, down?.0, down?.1].compactMap({ $0 }) { fd.close() }
+            return
+        }
+        let relay = Relay(id: st.id, client: client, socket: socket, service: service, peer: st.peer, now: st.since)
+        relay.backend = backend
+        relay.phase = st.phase
+        relay.prefix = st.prefix
+        relay.lastTraffic = st.lastTraffic
+        relay.retryAt = st.retryAt
+        relay.attempts = st.attempts
+        relay.giveUpAt = st.giveUpAt
+        relay.up = Relay.Direction(pipe: up.map { ($0.0, $0.1) }, capacity: st.up.capacity, inPipe: st.up.inPipe, eof: st.up.eof,
+                                   shutDown: st.up.shutDown, moved: st.up.moved)
+        relay.down = Relay.Direction(pipe: down.map { ($0.0, $0.1) }, capacity: st.down.capacity, inPipe: st.down.inPipe, eof: st.down.eof,
+                                     shutDown: st.down.shutDown, moved: st.down.moved)
+        let events: Epoll.Events = [.readable, .writable, .readHangup, .edgeTriggered]
+        guard let token = try? loop.register(client, .relay(relay.id), events: events) else {
+            relay.close(reset: true)
+            return
+        }
+        relay.clientToken = token
+        if let backend { relay.backendToken = try? loop.register(backend, .relay(relay.id), events: events) }
+        relays[relay.id] = relay
+        px.relays.insert(relay.id)
+        if relay.phase == .waiting { px.waiting.append(relay.id) }
+        timers.touch(.relay(relay.id))
+        _ = now
+    }
+
+    private func restoreFlow(_ st: UpgradeState.FlowState, _ r: Restoration, now: Instant) {
+        let backend = r.take(st.backend)
+        guard let socket = UnitName.parse(st.socket).flatMap({ socketIndex[$0] }), let s = sockets[socket], let link = s.proxy,
+              let service = UnitName.parse(st.service).flatMap({ serviceIndex[$0] }), let svc = services[service], let px = svc.proxy,
+              st.client.count == MemoryLayout<sockaddr_storage>.size else {
+            backend?.close()
+            return
+        }
+        var client = SocketAddress()
+        withUnsafeMutableBytes(of: &client.storage) { $0.copyBytes(from: st.client) }
+        client.length = socklen_t(st.clientLength)
+        let f = Flow(id: st.id, socket: socket, listener: st.listener, service: service, client: client, now: st.lastTraffic)
+        f.held = st.held
+        f.toBackend = st.toBackend
+        f.toClient = st.toClient
+        if let backend {
+            f.backend = backend
+            f.token = try? loop.register(backend, .flow(f.id))
+        }
+        flows[f.id] = f
+        link.flows[f.key] = f.id
+        px.flows.insert(f.id)
+        _ = now
+    }
+
     /// After every unit is set up: the sockets watched as the restored
     /// machines say, unused fds closed, the caller of `porter upgrade` told.
     func finishRestore() {
@@ -215,7 +287,8 @@ extension Supervisor {
         if r.state != nil {
             for s in services where !s.retired {
                 for t in s.triggers {
-                    guard let sock = sockets[t] else { continue }
+                    // A proxied service's sockets are porter's to accept on, whatever the service does.
+                    guard let sock = sockets[t], sock.proxy == nil else { continue }
                     switch s.machine.state {
                     case .listening: if !sock.watched { watch(socket: sock) }
                     case .running, .freezing:
@@ -228,6 +301,7 @@ extension Supervisor {
             }
             for s in sockets {
                 if let i = s.instances, !i.machine.canAccept { unwatch(socket: s) }
+                if let p = s.proxy, !p.machine.canAccept { unwatch(socket: s) }
             }
             refreshActivation(now: now)
         }

@@ -13,12 +13,15 @@ extension Supervisor {
             }
             switch action {
             case .watch:
-                for t in s.triggers { if let t = sockets[t] { watch(socket: t) } }
+                // A proxied service's sockets are porter's own to accept on:
+                // what waits on them starts the service again instead.
+                for t in s.triggers { if let t = sockets[t], t.proxy == nil { watch(socket: t) } }
                 for p in s.paths { if let p = paths[p] { pathServiceListening(p, now: now) } }
+                if s.proxy != nil { proxyWork(s, now: now) }
             case .unwatch, .unwatchActivity:
-                for t in s.triggers { if let t = sockets[t] { unwatch(socket: t) } }
+                for t in s.triggers { if let t = sockets[t], t.proxy == nil { unwatch(socket: t) } }
             case .watchActivity:
-                for t in s.triggers { if let t = sockets[t] { watch(socket: t, activityOf: s.id) } }
+                for t in s.triggers { if let t = sockets[t], t.proxy == nil { watch(socket: t, activityOf: s.id) } }
             case .measureIdle:
                 let busy = busy(s)
                 Log.debug("\(s.name): idle check: \(busy ? "busy" : "idle"), measured in \((MonotonicClock.now() - now).nanoseconds / 1000)us")
@@ -259,6 +262,8 @@ extension Supervisor {
     /// listeners that are still open, connections or datagrams queued.
     /// Unmeasurable counts as busy: never stop what cannot be seen to be idle.
     func busy(_ s: ServiceRuntime) -> Bool {
+        // porter holds every proxied connection: it knows exactly.
+        if let px = s.proxy { return px.busy }
         for t in s.triggers {
             for fd in sockets[t]?.fds ?? [] {
                 guard let queued = queuedWork.measure(fd), queued == 0 else { return true }
@@ -273,6 +278,8 @@ extension Supervisor {
     /// The work waiting on the listeners that start the service; nil when
     /// any of them cannot be measured.
     func queued(_ s: ServiceRuntime) -> Int? {
+        // A proxied service takes nothing from the listeners itself.
+        if s.proxy != nil { return nil }
         var total = 0
         for t in s.triggers {
             for fd in sockets[t]?.fds ?? [] {

@@ -27,6 +27,10 @@ struct Preparation {
             switch PreparedService.prepare(all[name]!, host: host, porterEnvironment: environment, shared: shared) {
             case .success(let p):
                 services[name] = p
+                if case .failure(let why)? = p.proxyAddress {
+                    diagnostics.append(Diagnostic(.warning, in: p.config.sources, line: p.config.proxyToLine, key: "ProxyTo",
+                        "\(why); each connection will be closed with this reason until a reload resolves it"))
+                }
                 // Not an error: the program may be installed before the first connection.
                 if let exe = p.shared?.executable, p.executable(exe) == nil || !Files.isExecutable(p.executable(exe)!) {
                     diagnostics.append(Diagnostic(.warning, in: p.config.sources, line: p.config.execStartLine, key: "ExecStart",
@@ -143,13 +147,17 @@ extension Supervisor {
     /// Accept=yes one is watched at once.
     func install(_ socket: SocketConfig, _ fds: [FileDescriptor]) {
         guard let (_, prep) = activation, let service = prep.services[socket.activates] else { return }
-        if !socket.accept, service.config.nonBlocking {
+        let proxied = !socket.accept && service.config.proxyTo != nil
+        if !socket.accept, service.config.nonBlocking || proxied {
             for fd in fds { try? fd.setNonBlocking(true) }
         }
-        let id = sockets.insert { SocketRuntime(id: $0, config: socket, fds: fds, template: socket.accept ? service : nil, timers: timers) }
+        let id = sockets.insert {
+            SocketRuntime(id: $0, config: socket, fds: fds, template: socket.accept ? service : nil, proxied: proxied, timers: timers)
+        }
         let rt = sockets[id]!
         socketIndex[socket.name] = id
         if !socket.symlinks.isEmpty { Listener.makeSymlinks(socket) { Log.warning("\(socket.name): \($0)") } }
+        // porter accepts itself: for every connection, or for a proxied service.
         if socket.accept { watch(socket: rt) }
     }
 
@@ -179,10 +187,13 @@ extension Supervisor {
             }
             installedServices.insert(name)
             let triggers = indices.filter { $0.config.activates == name }
+            // A proxied service gets no sockets: porter keeps them and relays.
+            let proxied = prepared.config.proxyTo != nil
             let id = services.insert {
-                ServiceRuntime(id: $0, prepared: prepared, triggers: triggers.map(\.id), passed: indices.flatMap(\.passed), timers: timers)
+                ServiceRuntime(id: $0, prepared: prepared, triggers: triggers.map(\.id), passed: proxied ? [] : indices.flatMap(\.passed), timers: timers)
             }
             serviceIndex[name] = id
+            if proxied { services[id]!.proxy = ServiceProxy() }
             for t in triggers { t.service = id }
             for t in triggers { watch(socket: t) }
         }
@@ -321,6 +332,9 @@ extension Supervisor {
         stopping = true
         // New requests find no socket (its file goes); answers under way finish.
         closeOwnSockets()
+        // Relayed connections end with porter (their backends are stopping).
+        closeRelays(now: now)
+        for f in Array(flows.values) { closeFlow(f, why: nil, now: now) }
         bindRetries.removeAll()
         stopLeftovers()
         stopPaths()

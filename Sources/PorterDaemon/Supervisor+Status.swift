@@ -57,6 +57,19 @@ extension Supervisor {
                 let t = i.template.config.name.description
                 templates[t, default: ([], 0)].via.append(s.name)
                 templates[t]!.running = instancePIDs[t]?.count ?? 0
+            case .proxy(let link):
+                u.mode = "proxy"
+                u.connectionsNow = link.machine.running
+                u.connectionsTotal = c.accepted
+                u.maxConnections = link.machine.maxConnections
+                switch link.machine.state {
+                case .listening: u.state = "listening"
+                case .paused: u.state = "at-limit"
+                case .backingOff(let until):
+                    u.state = "backing-off"
+                    u.backoffFor = seconds(until)
+                case .closed: u.state = "closed"
+                }
             case .service(let link):
                 u.mode = "pass"
                 let service = link.id.flatMap { services[$0] }
@@ -91,6 +104,17 @@ extension Supervisor {
             u.triggeredBy = s.triggers.compactMap { sockets[$0]?.name } + s.paths.compactMap { paths[$0]?.name }
             u.pids = [s.machine.pid, s.control?.pid].compactMap { $0 }
             u.statusText = s.status
+            if let px = s.proxy {
+                let c = stats.units[s.name] ?? UnitCounters()
+                u.mode = "proxy"
+                u.proxyTo = s.prepared.config.proxyTo?.description
+                u.connectionsNow = px.relays.count + px.flows.count
+                u.connectionsTotal = c.proxied
+                // Bytes of relays still open count too.
+                let open = px.relays.compactMap { relays[$0] }
+                u.bytesToBackend = c.bytesToBackend + open.reduce(0) { $0 + $1.up.moved }
+                u.bytesToClient = c.bytesToClient + open.reduce(0) { $0 + $1.down.moved }
+            }
             switch s.machine.state {
             case .running(let run):
                 if let idle = s.machine.policy.idleTimeout, run.ready { u.idleCheckIn = seconds(run.lastActivity + idle) }

@@ -138,7 +138,7 @@ extension Supervisor {
             return UpgradeState.Journal(name: j.name, read: j.read.rawValue, write: j.write.rawValue, pending: j.pendingLine)
         }
         let socketStates = sockets.map { s in
-            UpgradeState.SocketState(name: s.name, accept: s.instances?.machine, accepted: s.accepted)
+            UpgradeState.SocketState(name: s.name, accept: s.instances?.machine ?? s.proxy?.machine, accepted: s.accepted)
         }
         var serviceStates: [UpgradeState.ServiceState] = []
         for s in services {
@@ -153,7 +153,7 @@ extension Supervisor {
                 group: s.group, mainWatchPID: s.mainWatch?.pid, forkParentStart: s.forkParentStart,
                 mainSearch: s.mainSearch.map { .init(since: $0.since, began: $0.began, next: $0.next, ambiguousSince: $0.ambiguousSince) },
                 stored: s.stored.map { .init(fd: $0.fd.rawValue, name: $0.name) }, status: s.status, queuedAtStart: s.queuedAtStart,
-                control: control, mainSequence: s.mainSequence, runStartedOK: s.runStartedOK, skipCommands: s.skipCommands,
+                control: control, proxyReady: s.proxy?.readyThisRun, mainSequence: s.mainSequence, runStartedOK: s.runStartedOK, skipCommands: s.skipCommands,
                 startPostRan: s.startPostRan, lastExit: s.lastExit, lastOutcome: s.lastOutcome))
         }
         var instanceStates: [UpgradeState.InstanceState] = []
@@ -179,6 +179,32 @@ extension Supervisor {
         }
         var counters = stats.porter
         counters.upgrades += 1
+        var relayStates: [UpgradeState.RelayState] = []
+        for r in relays.values {
+            guard let socket = sockets[r.socket]?.name, let service = services[r.service]?.name else { continue }
+            func direction(_ d: Relay.Direction) -> UpgradeState.RelayState.Direction {
+                if let p = d.pipe {
+                    hand(p.read, "relay")
+                    hand(p.write, "relay")
+                }
+                return .init(read: d.pipe?.read.rawValue, write: d.pipe?.write.rawValue, capacity: d.capacity, inPipe: d.inPipe,
+                             eof: d.eof, shutDown: d.shutDown, moved: d.moved)
+            }
+            hand(r.client, "relay")
+            if let b = r.backend { hand(b, "relay") }
+            relayStates.append(.init(id: r.id, socket: socket, service: service, client: r.client.rawValue, backend: r.backend?.rawValue,
+                                     phase: r.phase, up: direction(r.up), down: direction(r.down), prefix: r.prefix, peer: r.peer,
+                                     since: r.since, lastTraffic: r.lastTraffic, retryAt: r.retryAt, attempts: r.attempts, giveUpAt: r.giveUpAt))
+        }
+        var flowStates: [UpgradeState.FlowState] = []
+        for f in flows.values {
+            guard let socket = sockets[f.socket]?.name, let service = services[f.service]?.name else { continue }
+            if let b = f.backend { hand(b, "relay") }
+            let raw = withUnsafeBytes(of: f.client.storage) { Array($0) }
+            flowStates.append(.init(id: f.id, socket: socket, listener: f.listener, service: service, client: raw,
+                                    clientLength: UInt32(f.client.length), backend: f.backend?.rawValue, held: f.held,
+                                    lastTraffic: f.lastTraffic, toBackend: f.toBackend, toClient: f.toClient))
+        }
         return UpgradeState(
             porterVersion: Commands.version, started: stats.started, units: stats.units, counters: counters,
             paused: paused.map(\.description).sorted(), childFileLimit: childFileLimit.map { [$0.soft, $0.hard] },
@@ -186,6 +212,7 @@ extension Supervisor {
             journals: journalStates, sockets: socketStates, services: serviceStates, instances: instanceStates, paths: pathStates,
             leftovers: leftovers.map { .init(group: $0.key, unit: $0.value.unit, kill: $0.value.kill, killAt: $0.value.killAt, killed: $0.value.killed) },
             strays: Array(strayControls) + Array(failedSpawns),
-            orphans: orphans.map { .init(pid: $0.key, unit: $0.value.unit, kill: $0.value.kill, group: $0.value.group) })
+            orphans: orphans.map { .init(pid: $0.key, unit: $0.value.unit, kill: $0.value.kill, group: $0.value.group) },
+            relays: relayStates, flows: flowStates, nextRelay: own.nextRelay)
     }
 }

@@ -30,6 +30,10 @@ public final class Supervisor {
         case metricsListener
         /// A connection to one of them, by exchange id.
         case exchange(UInt64)
+        /// ProxyTo=: either socket of a relayed connection, and the
+        /// backend socket of a UDP flow.
+        case relay(UInt64)
+        case flow(UInt64)
     }
 
     let loop: EventLoop<Source>
@@ -94,6 +98,9 @@ public final class Supervisor {
     let stats = Stats()
     /// Connections to porter's own sockets; each has a deadline.
     var exchanges: [UInt64: Exchange] = [:] { didSet { timers.touch(.exchanges) } }
+    /// ProxyTo=: relayed connections and UDP flows, by id.
+    var relays: [UInt64: Relay] = [:]
+    var flows: [UInt64: Flow] = [:]
     /// Units `porter stop` paused, until `porter start`.
     var paused: Set<UnitName> = []
     /// Listening sockets porter was handed (LISTEN_FDS, an upgrade), until
@@ -216,6 +223,10 @@ public final class Supervisor {
             acceptExchanges(control: false)
         case .exchange(let id):
             if let e = exchanges[id] { exchangeReady(e, flags) }
+        case .relay(let id):
+            relayEvent(id, flags)
+        case .flow(let id):
+            flowEvent(id)
         }
     }
 
@@ -224,16 +235,17 @@ public final class Supervisor {
         switch key {
         // A removed unit has no deadline: its entry leaves the heap.
         case .service(let id): return services[id]?.machine.deadline
-        case .socket(let id): return sockets[id]?.instances?.machine.deadline
+        case .socket(let id): return sockets[id]?.instances?.machine.deadline ?? sockets[id]?.proxy?.machine.deadline
         case .path(let id): return paths[id]?.queue?.jobs.deadline
         case .instance(let pid): return instances[pid]?.deadline
         case .control(let id): return services[id]?.control?.deadline
         case .mainSearch(let id): return services[id]?.mainSearch?.next
         case .managerPing: return nextManagerPing
         case .exchanges: return exchanges.values.lazy.filter { !$0.waiting }.map(\.deadline).min()
+        case .relay(let id): return relayDeadline(id)
         case .retries:
             let times = bindRetries.values.map(\.at) + leftovers.values.compactMap(\.killAt) + pausedUntilTimes
-                + [pendingUpgrade?.deadline].compactMap { $0 }
+                + [pendingUpgrade?.deadline].compactMap { $0 } + flowTimes
             return times.min()
         }
     }
@@ -246,8 +258,9 @@ public final class Supervisor {
             guard let s = services[id] else { return }
             perform(s.machine.handle(.timer, now: now), service: s, now: now)
         case .socket(let id):
-            guard let s = sockets[id], let i = s.instances, !stopping else { return }
-            perform(i.machine.handle(.timer(now: now)), socket: s)
+            guard let s = sockets[id], !stopping else { return }
+            if let i = s.instances { perform(i.machine.handle(.timer(now: now)), socket: s) }
+            if let p = s.proxy { perform(p.machine.handle(.timer(now: now)), socket: s) }
         case .path(let id):
             guard let p = paths[id], let q = p.queue else { return }
             performJobs(p, q, q.jobs.handle(.timer, now: now))
@@ -261,11 +274,14 @@ public final class Supervisor {
             managerPingDue(now: now)
         case .exchanges:
             exchangesDue(now: now)
+        case .relay(let id):
+            relayDue(id, now: now)
         case .retries:
             if !stopping { retryBinds(now: now) }
             leftoversDue(now: now)
             if !stopping { resumePausedSockets(now: now) }
             upgradeCheckDue(now: now)
+            flowsDue(now: now)
         }
     }
 
@@ -276,6 +292,8 @@ public final class Supervisor {
         switch s.handler {
         case .instances:
             acceptConnections(s, index)
+        case .proxy(let link):
+            acceptProxied(s, index, link)
         case .service(let link):
             guard let id = link.id, let service = services[id] else { return }
             if case .listening = service.machine.state, triggerLimitHit(s, now: now) { return }
@@ -288,6 +306,8 @@ public final class Supervisor {
     /// running service's new work is noticed once per arrival.
     func watch(socket s: SocketRuntime, activityOf service: UnitID? = nil) {
         guard !s.watched, !stopping, (s.pausedUntil == nil && !activationPaused(s)) || service != nil else { return }
+        // porter accepts on a proxied socket for as long as it runs: no activity watch.
+        if service != nil, s.proxy != nil { return }
         for (index, fd) in s.fds.enumerated() {
             do {
                 if let service {

@@ -30,6 +30,53 @@ struct UpgradeState: Codable {
     /// Processes of units the configuration no longer had when porter
     /// upgraded (a reload removed them and they were still stopping).
     var orphans: [OrphanState]
+    /// ProxyTo=: every relayed connection and UDP flow, with the pipes and
+    /// what is in them, and the next id to give.
+    var relays: [RelayState] = []
+    var flows: [FlowState] = []
+    var nextRelay: UInt64 = 1
+
+    struct RelayState: Codable {
+        struct Direction: Codable {
+            var read: Int32?
+            var write: Int32?
+            var capacity: Int
+            var inPipe: Int
+            var eof: Bool
+            var shutDown: Bool
+            var moved: UInt64
+        }
+        var id: UInt64
+        var socket: String
+        var service: String
+        var client: Int32
+        var backend: Int32?
+        var phase: Relay.Phase
+        var up: Direction
+        var down: Direction
+        var prefix: [UInt8]
+        var peer: String
+        var since: Instant
+        var lastTraffic: Instant
+        var retryAt: Instant?
+        var attempts: Int
+        var giveUpAt: Instant?
+    }
+
+    struct FlowState: Codable {
+        var id: UInt64
+        var socket: String
+        var listener: Int
+        var service: String
+        /// sockaddr bytes and length of the client.
+        var client: [UInt8]
+        var clientLength: UInt32
+        var backend: Int32?
+        var held: [[UInt8]]
+        var lastTraffic: Instant
+        var toBackend: UInt64
+        var toClient: UInt64
+    }
 
     struct Journal: Codable {
         var name: String
@@ -60,6 +107,8 @@ struct UpgradeState: Codable {
         var status: String?
         var queuedAtStart: Int?
         var control: Control?
+        /// ProxyTo=: whether this run's backend was seen ready.
+        var proxyReady: Bool?
         var mainSequence: CommandSequence?
         var runStartedOK: Bool
         var skipCommands: Bool

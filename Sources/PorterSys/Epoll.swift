@@ -36,6 +36,11 @@ public struct Epoll {
         try control(EPOLL_CTL_ADD, target, events, token)
     }
 
+    /// The corresponding C function is epoll_ctl(2) with EPOLL_CTL_MOD.
+    public func modify(_ target: FileDescriptor, events: Events, token: UInt64) throws(SysError) {
+        try control(EPOLL_CTL_MOD, target, events, token)
+    }
+
     /// The corresponding C function is epoll_ctl(2) with EPOLL_CTL_DEL.
     public func remove(_ target: FileDescriptor) throws(SysError) {
         try control(EPOLL_CTL_DEL, target, [], 0)

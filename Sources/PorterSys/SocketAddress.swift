@@ -154,3 +154,35 @@ public struct SocketAddress {
     }
 
 }
+
+/// Host names to addresses, for ProxyTo=: done when the configuration is
+/// read, never on the loop (a resolver that does not answer would stall
+/// every unit). The corresponding C function is getaddrinfo(3).
+public enum Resolver {
+    /// The first address `host` has for a TCP (or, with `datagram`, UDP)
+    /// connection to `port`; the error's text when there is none.
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public init(description: String) { self.description = description }
+    }
+
+    public static func resolve(_ host: String, port: UInt16, datagram: Bool = false) -> Result<SocketAddress, Failure> {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = datagram ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG
+        var list: UnsafeMutablePointer<addrinfo>? = nil
+        let r = getaddrinfo(host, String(port), &hints, &list)
+        guard r == 0, let first = list else {
+            let why = r == EAI_SYSTEM ? SysError.describe(SysError.current) : String(cString: gai_strerror(r))
+            return .failure(Failure(description: "cannot resolve '\(host)': \(why)"))
+        }
+        defer { freeaddrinfo(list) }
+        var a = SocketAddress()
+        withUnsafeMutableBytes(of: &a.storage) { dst in
+            dst.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
+        }
+        a.length = first.pointee.ai_addrlen
+        return .success(a)
+    }
+}

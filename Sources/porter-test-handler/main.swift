@@ -42,6 +42,16 @@
 //                       each read to its end; a connection that fails or
 //                       reads nothing counts as a failure. Progress and the
 //                       result go to OUT ("done N failures F", one line per 100)
+//   backend ADDR [--delay MS] [--udp]
+//                       a daemon that binds ADDR itself (127.0.0.1:PORT or
+//                       /path), MS after it starts, for ProxyTo= tests; each
+//                       connection (one process each) reads a command line:
+//                       "echo" copies everything back until end of file,
+//                       "sum" reads to end of file and answers "bytes N sum S",
+//                       "send N" writes N pattern bytes, "header" answers the
+//                       first 120 bytes it received as hex (a PROXY header),
+//                       "reset" closes with a reset, "pid" answers its pid;
+//                       --udp: a UDP socket answering "PID: <datagram>"
 //   hold-conn MS        inetd style: write "held PID", keep the connection MS
 //                       milliseconds, write "released", exit 0
 import CPorter
@@ -464,6 +474,9 @@ case "load":
     }
     writeAll(progress, "done \(total) failures \(failures) \(lastError)\n")
 
+case "backend":
+    backend(args)
+
 case "hold-conn":
     let ms = Int32(args.count > 1 ? args[1] : "500") ?? 500
     writeAll(1, "held \(getpid())\n")
@@ -478,4 +491,163 @@ case "say":
 default:
     writeAll(2, "porter-test-handler: unknown mode \(mode)\n")
     exit(2)
+}
+
+/// The pattern byte at `offset` of a "send" stream (what tests check).
+func patternByte(_ offset: Int) -> UInt8 { UInt8(truncatingIfNeeded: offset &* 31 &+ 7) }
+
+/// Fletcher-style sums over 8-byte words (the tests compute the same).
+struct WordSum {
+    var s1: UInt64 = 0, s2: UInt64 = 0, count: UInt64 = 0
+    var carry: [UInt8] = []
+    mutating func add(_ p: UnsafeRawBufferPointer) {
+        var bytes = p[...]
+        count &+= UInt64(p.count)
+        if !carry.isEmpty {
+            while carry.count < 8, let b = bytes.first { carry.append(b); bytes = bytes.dropFirst() }
+            if carry.count == 8 { word(carry.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }); carry.removeAll() }
+        }
+        let whole = bytes.count / 8
+        let base = UnsafeRawBufferPointer(rebasing: bytes)
+        for i in 0..<whole { word(base.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
+        carry += bytes.suffix(bytes.count - whole * 8)
+    }
+    mutating func word(_ w: UInt64) {
+        s1 = s1 &+ w
+        s2 = s2 &+ s1
+    }
+    var text: String { "bytes \(count) sum \(s1 &+ UInt64(carry.count)):\(s2)" }
+}
+
+func backend(_ args: [String]) {
+    guard args.count > 1 else { exit(2) }
+    let address = args[1]
+    var delay: UInt32 = 0
+    if let i = args.firstIndex(of: "--delay"), i + 1 < args.count { delay = UInt32(args[i + 1]) ?? 0 }
+    let udp = args.contains("--udp")
+    usleep(delay * 1000)
+    let fd: Int32
+    if address.hasPrefix("/") {
+        fd = socket(AF_UNIX, udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue), 0)
+        unlink(address)
+        var a = sockaddr_un()
+        a.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &a.sun_path) { raw in for (i, b) in address.utf8.prefix(107).enumerated() { raw[i] = b } }
+        guard withUnsafePointer(to: &a, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }) == 0 else { exit(4) }
+    } else {
+        let port = UInt16(address.split(separator: ":").last ?? "") ?? 0
+        fd = socket(AF_INET, udp ? Int32(SOCK_DGRAM.rawValue) : Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, 4)
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_port = port.bigEndian
+        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        guard withUnsafePointer(to: &a, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }) == 0 else { exit(4) }
+    }
+    writeAll(2, "backend \(getpid()) bound \(address)\n")
+    if udp {
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            var from = sockaddr_storage()
+            var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let n = withUnsafeMutablePointer(to: &from) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(fd, &buf, buf.count, 0, $0, &len) } }
+            if n < 0 { continue }
+            let reply = Array("\(getpid()): ".utf8) + buf[0..<n]
+            _ = withUnsafePointer(to: &from) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                    reply.withUnsafeBytes { r in sendto(fd, r.baseAddress, r.count, 0, sa, len) }
+                }
+            }
+        }
+    }
+    listen(fd, 512)
+    signal(SIGCHLD, SIG_IGN)  // children reaped by the kernel
+    while true {
+        let c = accept(fd, nil, nil)
+        if c < 0 { continue }
+        if fork() == 0 {
+            close(fd)
+            serveBackendConnection(c)
+            exit(0)
+        }
+        close(c)
+    }
+}
+
+func serveBackendConnection(_ c: Int32) {
+    var buf = [UInt8](repeating: 0, count: 1 << 16)
+    var received: [UInt8] = []
+    var header: [UInt8] = []
+    // A PROXY header first, if there is one, then the command line up to
+    // its newline (the rest is data).
+    let signature: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]
+    func more() -> Bool {
+        let n = read(c, &buf, buf.count)
+        if n <= 0 { return false }
+        received += buf[0..<n]
+        return true
+    }
+    // Enough to tell: a v2 header is 16 bytes at least; anything that is
+    // not a prefix of its signature is not one.
+    while (received.isEmpty || (received.count < 16 && signature.starts(with: received.prefix(12)))) && more() {}
+    if received.starts(with: signature), received.count >= 16 {
+        let total = 16 + (Int(received[14]) << 8 | Int(received[15]))
+        while received.count < total && more() {}
+        header = Array(received.prefix(total))
+        received.removeFirst(min(total, received.count))
+    } else if received.starts(with: Array("PROXY ".utf8)) {
+        while !received.contains(0x0A) && more() {}
+        if let nl = received.firstIndex(of: 0x0A) {
+            header = Array(received[...nl])
+            received.removeFirst(nl + 1)
+        }
+    }
+    while !received.contains(0x0A) && received.count < 4096 && more() {}
+    guard let nl = received.firstIndex(of: 0x0A) else { return }
+    let line = Array(received[..<nl])
+    let rest = Array(received[(nl + 1)...])
+    let command = String(decoding: line, as: UTF8.self)
+    let words = command.split(separator: " ")
+    switch words.first ?? "" {
+    case "echo":
+        if !rest.isEmpty { writeAll(c, String(decoding: rest, as: UTF8.self)) }
+        while true {
+            let n = read(c, &buf, buf.count)
+            if n <= 0 { break }
+            var done = 0
+            while done < n { let w = buf.withUnsafeBytes { write(c, $0.baseAddress! + done, n - done) }; if w <= 0 { return }; done += w }
+        }
+    case "sum":
+        var sum = WordSum()
+        rest.withUnsafeBytes { sum.add($0) }
+        while true {
+            let n = read(c, &buf, buf.count)
+            if n <= 0 { break }
+            buf.withUnsafeBytes { sum.add(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+        writeAll(c, sum.text + "\n")
+    case "send":
+        let total = Int(words.count > 1 ? words[1] : "0") ?? 0
+        var sent = 0
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while sent < total {
+            let n = min(chunk.count, total - sent)
+            for i in 0..<n { chunk[i] = patternByte(sent + i) }
+            var done = 0
+            while done < n { let w = chunk.withUnsafeBytes { write(c, $0.baseAddress! + done, n - done) }; if w <= 0 { return }; done += w }
+            sent += n
+        }
+    case "header":
+        // What came before the command line: a PROXY header, if any.
+        writeAll(c, header.prefix(120).map { String($0, radix: 16) }.joined(separator: " ") + "\n")
+    case "reset":
+        var l = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(c, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+    case "pid":
+        writeAll(c, "\(getpid())\n")
+    default:
+        writeAll(c, "unknown \(command)\n")
+    }
+    close(c)
 }

@@ -207,6 +207,14 @@ void porter_trim_heap(void);
 long porter_release_text(void);
 /* close_range(2); -errno on failure. */
 int porter_close_range(unsigned first, unsigned last, unsigned flags);
+/* splice(2) between two fds (one a pipe), without offsets; -errno on failure. */
+ssize_t porter_splice(int from, int to, size_t len, unsigned int flags);
+/* fcntl(F_SETPIPE_SZ): the new capacity, or -errno. */
+int porter_set_pipe_size(int fd, int size);
+/* SO_ERROR: the pending error of a socket (a non-blocking connect's outcome). */
+int porter_socket_error(int fd);
+/* SO_LINGER {1, 0}: closing the socket sends a reset. */
+int porter_reset_on_close(int fd);
 /* A close-on-exec memfd (an upgrade's state); -errno on failure. */
 int porter_memfd_create(const char *name);
 /* execve(2); returns -errno when it fails (it does not return otherwise). */

@@ -1,0 +1,161 @@
+import Glibc
+import PorterCore
+import PorterSys
+
+/// One proxied TCP connection: the client porter accepted and, once the
+/// backend is ready, porter's connection to it. Bytes go through one pipe
+/// per direction with splice(2), so they never enter porter's memory; the
+/// pipe is the only buffer, so a side that stops reading stops the other
+/// side's reading (back-pressure) instead of growing anything. An end of
+/// file is passed on as shutdown(SHUT_WR) once what came before it is
+/// delivered; a reset is passed on as a reset.
+///
+///   phase      | what happens
+///   -----------+---------------------------------------------------------
+///   waiting    | the backend is not ready (starting, not started yet)
+///   connecting | a non-blocking connect to the backend is under way
+///   relaying   | both sockets watched edge-triggered; every event pumps
+///              | both directions until each would block
+/// The relay is over when both directions have passed their end of file
+/// on, or when either side failed (then the other is reset).
+final class Relay {
+    enum Phase: String, Codable { case waiting, connecting, relaying }
+
+    struct Direction {
+        var pipe: (read: FileDescriptor, write: FileDescriptor)?
+        var capacity = 0
+        /// Bytes in the pipe, not yet written out.
+        var inPipe = 0
+        /// The source said end of file.
+        var eof = false
+        /// The end of file was passed on (shutdown(SHUT_WR) of the destination).
+        var shutDown = false
+        var moved: UInt64 = 0
+
+        var finished: Bool { eof && inPipe == 0 && shutDown }
+    }
+
+    let id: UInt64
+    let client: FileDescriptor
+    /// The socket unit that accepted it (its MaxConnections=) and the service it goes to.
+    let socket: UnitID
+    let service: UnitID
+    var backend: FileDescriptor?
+    var phase = Phase.waiting
+    var clientToken: UInt64 = 0
+    var backendToken: UInt64?
+    /// client → backend, backend → client.
+    var up = Direction()
+    var down = Direction()
+    /// The PROXY header still to send before the client's bytes.
+    var prefix: [UInt8] = []
+    /// `127.0.0.1:40112`, for log lines.
+    let peer: String
+    let since: Instant
+    var lastTraffic: Instant
+    /// The next connect attempt, while the backend refuses.
+    var retryAt: Instant?
+    var attempts = 0
+    /// When a connection still not relaying gives up.
+    var giveUpAt: Instant?
+
+    init(id: UInt64, client: FileDescriptor, socket: UnitID, service: UnitID, peer: String, now: Instant) {
+        self.id = id
+        self.client = client
+        self.socket = socket
+        self.service = service
+        self.peer = peer
+        since = now
+        lastTraffic = now
+    }
+
+    /// The largest pipe a relay asks for: big enough that a bulk transfer
+    /// moves a lot per splice(2), and paid for (in the user's pipe pages)
+    /// only once a direction has filled the default one.
+    static let bulkPipe = 1 << 20
+
+    enum Outcome {
+        case goOn
+        case finished
+        /// A side failed: the other one is reset, with why.
+        case failed(String)
+    }
+
+    /// Moves what can be moved now, both ways. `now` is when the event came.
+    func pump(now: Instant) -> Outcome {
+        guard phase == .relaying, let backend else { return .goOn }
+        do {
+            if !prefix.isEmpty {
+                let sent = try prefix.withUnsafeBytes { (b: UnsafeRawBufferPointer) throws(SysError) -> Int in try backend.write(b) }
+                prefix.removeFirst(sent)
+                if !prefix.isEmpty { return .goOn }  // the rest when the backend can take it
+            }
+            var progress = false
+            progress = try Self.pump(&up, from: client, to: backend) || progress
+            progress = try Self.pump(&down, from: backend, to: client) || progress
+            if progress { lastTraffic = now }
+        } catch {
+            return .failed("\(error)")
+        }
+        return up.finished && down.finished ? .finished : .goOn
+    }
+
+    /// One direction until it would block: first what waits in the pipe,
+    /// then from the source, as long as the destination keeps up.
+    private static func pump(_ d: inout Direction, from source: FileDescriptor, to destination: FileDescriptor) throws(SysError) -> Bool {
+        if d.pipe == nil {
+            if d.eof { return false }
+            let p = try Splice.pipe(size: 65536)
+            d.pipe = (p.read, p.write)
+            d.capacity = p.capacity
+        }
+        let pipe = d.pipe!
+        var progress = false
+        while true {
+            while d.inPipe > 0 {
+                guard let n = try Splice.move(from: pipe.read, to: destination, count: d.inPipe), n > 0 else { return progress }
+                d.inPipe -= n
+                d.moved &+= UInt64(n)
+                progress = true
+            }
+            if d.eof {
+                if !d.shutDown {
+                    Socket.shutdownWrite(destination)
+                    d.shutDown = true
+                    progress = true
+                }
+                return progress
+            }
+            guard let n = try Splice.move(from: source, to: pipe.write, count: d.capacity) else { return progress }
+            progress = true
+            if n == 0 {
+                d.eof = true
+                continue
+            }
+            d.inPipe += n
+            // The default pipe filled in one go: a bulk transfer, worth a larger pipe.
+            if n == d.capacity && d.capacity < bulkPipe, let grown = Splice.resize(pipe.write, to: bulkPipe) { d.capacity = grown }
+        }
+    }
+
+    /// Closes everything; with `reset`, each side gets a reset instead of
+    /// an orderly end (a failure passed on).
+    func close(reset: Bool) {
+        if reset {
+            Socket.resetOnClose(client)
+            if let backend { Socket.resetOnClose(backend) }
+        }
+        client.close()
+        backend?.close()
+        backend = nil
+        for d in [up, down] {
+            d.pipe?.read.close()
+            d.pipe?.write.close()
+        }
+        up.pipe = nil
+        down.pipe = nil
+    }
+
+    /// What a relay holds now besides its two sockets: 0, 1 or 2 pipes.
+    var pipes: Int { (up.pipe == nil ? 0 : 1) + (down.pipe == nil ? 0 : 1) }
+}
