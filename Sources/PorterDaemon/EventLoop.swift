@@ -55,6 +55,11 @@ final class EventLoop<Source> {
         try? epoll.remove(fd)
     }
 
+    /// Forgets a registration whose fd is about to be closed (which takes
+    /// it out of epoll, when porter holds the only reference to it): an
+    /// event already read for the token is dropped, no syscall is spent.
+    func forget(token: UInt64) { sources[token] = nil }
+
     /// One turn: arms the timer for the earliest deadline (asking each
     /// touched key for its deadline first), waits, then hands over what is
     /// ready. A key whose deadline came is touched again after `due`, so a

@@ -49,8 +49,16 @@ final class Relay {
     var down = Direction()
     /// The PROXY header still to send before the client's bytes.
     var prefix: [UInt8] = []
-    /// `127.0.0.1:40112`, for log lines.
-    let peer: String
+    /// The client's address; its text (`127.0.0.1:40112`) only when a log
+    /// line needs it.
+    let peerAddress: SocketAddress
+    var peerText: String?
+    var peer: String {
+        if let peerText { return peerText }
+        let t = peerAddress.description
+        peerText = t
+        return t
+    }
     let since: Instant
     var lastTraffic: Instant
     /// The next connect attempt, while the backend refuses.
@@ -59,12 +67,12 @@ final class Relay {
     /// When a connection still not relaying gives up.
     var giveUpAt: Instant?
 
-    init(id: UInt64, client: FileDescriptor, socket: UnitID, service: UnitID, peer: String, now: Instant) {
+    init(id: UInt64, client: FileDescriptor, socket: UnitID, service: UnitID, peer: SocketAddress, now: Instant) {
         self.id = id
         self.client = client
         self.socket = socket
         self.service = service
-        self.peer = peer
+        peerAddress = peer
         since = now
         lastTraffic = now
     }
@@ -82,7 +90,7 @@ final class Relay {
     }
 
     /// Moves what can be moved now, both ways. `now` is when the event came.
-    func pump(now: Instant) -> Outcome {
+    func pump(now: Instant, pipes: PipePool) -> Outcome {
         guard phase == .relaying, let backend else { return .goOn }
         do {
             if !prefix.isEmpty {
@@ -91,8 +99,8 @@ final class Relay {
                 if !prefix.isEmpty { return .goOn }  // the rest when the backend can take it
             }
             var progress = false
-            progress = try Self.pump(&up, from: client, to: backend) || progress
-            progress = try Self.pump(&down, from: backend, to: client) || progress
+            progress = try Self.pump(&up, from: client, to: backend, pipes, otherDone: down.finished) || progress
+            progress = try Self.pump(&down, from: backend, to: client, pipes, otherDone: up.finished) || progress
             if progress { lastTraffic = now }
         } catch {
             return .failed("\(error)")
@@ -102,10 +110,14 @@ final class Relay {
 
     /// One direction until it would block: first what waits in the pipe,
     /// then from the source, as long as the destination keeps up.
-    private static func pump(_ d: inout Direction, from source: FileDescriptor, to destination: FileDescriptor) throws(SysError) -> Bool {
+    /// `otherDone`: the other direction has passed its end of file on, so
+    /// the relay closes as soon as this one is done — the close sends the
+    /// FIN, and a shutdown(2) before it would only cost a syscall.
+    private static func pump(_ d: inout Direction, from source: FileDescriptor, to destination: FileDescriptor,
+                             _ pipes: PipePool, otherDone: Bool) throws(SysError) -> Bool {
         if d.pipe == nil {
             if d.eof { return false }
-            let p = try Splice.pipe(size: 65536)
+            let p = try pipes.take()
             d.pipe = (p.read, p.write)
             d.capacity = p.capacity
         }
@@ -120,7 +132,7 @@ final class Relay {
             }
             if d.eof {
                 if !d.shutDown {
-                    Socket.shutdownWrite(destination)
+                    if !otherDone { Socket.shutdownWrite(destination) }
                     d.shutDown = true
                     progress = true
                 }
@@ -139,8 +151,8 @@ final class Relay {
     }
 
     /// Closes everything; with `reset`, each side gets a reset instead of
-    /// an orderly end (a failure passed on).
-    func close(reset: Bool) {
+    /// an orderly end (a failure passed on). Empty pipes go back to `pipes`.
+    func close(reset: Bool, pipes: PipePool?) {
         if reset {
             Socket.resetOnClose(client)
             if let backend { Socket.resetOnClose(backend) }
@@ -149,8 +161,13 @@ final class Relay {
         backend?.close()
         backend = nil
         for d in [up, down] {
-            d.pipe?.read.close()
-            d.pipe?.write.close()
+            guard let p = d.pipe else { continue }
+            if let pipes, d.inPipe == 0 {
+                pipes.give((p.read, p.write, d.capacity))
+            } else {
+                p.read.close()
+                p.write.close()
+            }
         }
         up.pipe = nil
         down.pipe = nil
@@ -158,4 +175,29 @@ final class Relay {
 
     /// What a relay holds now besides its two sockets: 0, 1 or 2 pipes.
     var pipes: Int { (up.pipe == nil ? 0 : 1) + (down.pipe == nil ? 0 : 1) }
+}
+
+/// Empty pipes of relays that ended, for the next ones: a short relayed
+/// connection costs two pipe2(2) and four close(2) less. Only pipes of the
+/// default size are kept (a grown one holds the user's pipe pages), and
+/// at most `limit` pairs.
+final class PipePool {
+    private var free: [(read: FileDescriptor, write: FileDescriptor, capacity: Int)] = []
+    static let limit = 64
+
+    func take() throws(SysError) -> (read: FileDescriptor, write: FileDescriptor, capacity: Int) {
+        if let p = free.popLast() { return p }
+        return try Splice.pipe()
+    }
+
+    func give(_ p: (read: FileDescriptor, write: FileDescriptor, capacity: Int)) {
+        guard free.count < Self.limit, p.capacity == Splice.defaultPipe else {
+            p.read.close()
+            p.write.close()
+            return
+        }
+        free.append(p)
+    }
+
+    var count: Int { free.count }
 }

@@ -30,16 +30,15 @@ extension Supervisor {
             var peer = SocketAddress()
             let client: FileDescriptor
             do {
-                guard let c = try Socket.accept(listener, peer: &peer) else { break }
+                guard let c = try Socket.accept(listener, peer: &peer, nonBlocking: true) else { break }
                 client = c
             } catch {
                 failure(s, "\(s.name): accept: \(error.reason); pausing this socket for 1s")
                 perform(link.machine.handle(.acceptFailed(until: now + .seconds(1))), socket: s)
                 break
             }
-            try? client.setNonBlocking(true)
             stats.count(s.name) { $0.accepted += 1 }
-            let r = Relay(id: own.nextRelay, client: client, socket: s.id, service: sid, peer: peer.description, now: now)
+            let r = Relay(id: own.nextRelay, client: client, socket: s.id, service: sid, peer: peer, now: now)
             own.nextRelay += 1
             if let version = svc.prepared.config.proxyProtocol {
                 r.prefix = Self.proxyHeader(version, peer: peer, client: client)
@@ -128,7 +127,7 @@ extension Supervisor {
             r.backend = fd
             r.phase = .connecting
             px(svc).waiting.removeAll { $0 == r.id }
-            do { r.backendToken = try loop.register(fd, .relay(r.id), events: [.readable, .writable, .readHangup, .edgeTriggered]) } catch {
+            do { r.backendToken = try loop.register(fd, .relayBackend(r.id), events: [.readable, .writable, .readHangup, .edgeTriggered]) } catch {
                 endRelay(r, failed: "cannot watch the backend connection: \(error.reason)", now: now)
             }
         case .failed(let e):
@@ -149,7 +148,7 @@ extension Supervisor {
         r.lastTraffic = now
         svc.proxy?.waiting.removeAll { $0 == r.id }
         if r.backendToken == nil, let fd = r.backend {
-            do { r.backendToken = try loop.register(fd, .relay(r.id), events: [.readable, .writable, .readHangup, .edgeTriggered]) } catch {
+            do { r.backendToken = try loop.register(fd, .relayBackend(r.id), events: [.readable, .writable, .readHangup, .edgeTriggered]) } catch {
                 return endRelay(r, failed: "cannot watch the backend connection: \(error.reason)", now: now)
             }
         }
@@ -190,22 +189,30 @@ extension Supervisor {
 
     // MARK: Events
 
-    /// One of a relay's sockets is ready.
-    func relayEvent(_ id: UInt64, _ flags: Epoll.Events) {
+    /// One of a relay's sockets is ready (`backend`: the one to the backend).
+    func relayEvent(_ id: UInt64, _ flags: Epoll.Events, backend: Bool) {
         guard let r = relays[id], let svc = services[r.service] else { return }
         let now = MonotonicClock.now()
         switch r.phase {
         case .waiting:
             // Only the client is watched: a hang-up is a client that gave up.
-            if flags.contains(.hangup) || flags.contains(.error) { endRelay(r, failed: nil, now: now) }
+            if !backend, flags.contains(.hangup) || flags.contains(.error) { endRelay(r, failed: nil, now: now) }
         case .connecting:
+            // The client's events wait: the outcome is the backend socket's.
+            guard backend else {
+                if flags.contains(.hangup) || flags.contains(.error) { endRelay(r, failed: nil, now: now) }
+                return
+            }
             guard flags.contains(.writable) || flags.contains(.error) || flags.contains(.hangup), let fd = r.backend else { return }
-            let e = Socket.pendingError(fd)
-            if e == 0 {
+            // Writable without an error: connected (SO_ERROR is asked only when
+            // epoll says something went wrong; a syscall less per connection).
+            let failed = flags.contains(.error) || flags.contains(.hangup)
+            let e = failed ? Socket.pendingError(fd) : 0
+            if e == 0 && !failed {
                 backendConnected(r, svc, now: now)
             } else {
                 if let t = r.backendToken { unregister(fd, token: t) }
-                retryOrFail(r, svc, e, now: now)
+                retryOrFail(r, svc, e == 0 ? ECONNREFUSED : e, now: now)
             }
         case .relaying:
             relayMoves(r, now: now)
@@ -213,7 +220,7 @@ extension Supervisor {
     }
 
     private func relayMoves(_ r: Relay, now: Instant) {
-        switch r.pump(now: now) {
+        switch r.pump(now: now, pipes: pipePool) {
         case .goOn: break
         case .finished: endRelay(r, failed: nil, now: now)
         case .failed(let why): endRelay(r, failed: why, now: now, reset: true)
@@ -248,10 +255,11 @@ extension Supervisor {
     /// Closes a relay; `failed` says why it was not served to its end.
     func endRelay(_ r: Relay, failed why: String?, now: Instant, reset: Bool = false, quietly: Bool = false) {
         guard relays.removeValue(forKey: r.id) != nil else { return }
-        unregister(r.client, token: r.clientToken)
-        if let fd = r.backend, let t = r.backendToken { unregister(fd, token: t) }
+        // Closing takes the fds out of epoll: only porter holds them.
+        loop.forget(token: r.clientToken)
+        if let t = r.backendToken { loop.forget(token: t) }
         let up = r.up.moved, down = r.down.moved
-        r.close(reset: reset)
+        r.close(reset: reset, pipes: reset ? nil : pipePool)
         timers.touch(.relay(r.id))
         let svc = services[r.service]
         let unit = svc?.name ?? "?"
@@ -263,11 +271,14 @@ extension Supervisor {
             if why != nil && !quietly { $0.failures += 1 }
         }
         if let s = sockets[r.socket] {
-            let line = "\(unit): connection from \(r.peer) \(why.map { "closed: \($0)" } ?? "relayed"), \(up) bytes in, \(down) out, after \((now - r.since).porterDescription)"
+            // Built only when it is written: a relay is a hot path.
+            func line() -> String {
+                "\(unit): connection from \(r.peer) \(why.map { "closed: \($0)" } ?? "relayed"), \(up) bytes in, \(down) out, after \((now - r.since).porterDescription)"
+            }
             switch (why == nil || quietly, s.config.logConnections) {
-            case (true, .yes): Log.info(line)
-            case (true, _), (false, .no): Log.debug(line)
-            case (false, _): failure(s, line, level: .warning)
+            case (true, .yes): Log.info(line())
+            case (true, _), (false, .no): Log.debug(line())
+            case (false, _): failure(s, line(), level: .warning)
             }
             if why != nil && !quietly { stats.count(s.name) { $0.refused["backend", default: 0] += 1 } }
             if let link = s.proxy { perform(link.machine.handle(.instanceExited), socket: s) }

@@ -358,9 +358,15 @@ extension Supervisor {
         let runtimes = names.compactMap { socketIndex[$0].flatMap { sockets[$0] } }
         let triggers = runtimes.filter { $0.config.activates == s.prepared.config.name }
         s.triggers = triggers.map(\.id)
-        s.passed = runtimes.flatMap(\.passed)
+        // ProxyTo= added or removed: the sockets are porter's, or the
+        // service's at its next start; relays under way finish either way.
+        let proxied = p.config.proxyTo != nil
+        s.passed = proxied ? [] : runtimes.flatMap(\.passed)
+        if proxied, s.proxy == nil { s.proxy = ServiceProxy() }
+        if !proxied, let px = s.proxy, !px.busy { s.proxy = nil }
         for t in triggers {
             t.service = s.id
+            if t.proxy != nil { continue }  // porter accepts on it, whatever the service does
             switch s.machine.state {
             case .listening: watch(socket: t)
             case .running, .freezing:

@@ -227,7 +227,8 @@ extension Supervisor {
             for fd in [client, backend, up?.0, up?.1, down?.0, down?.1].compactMap({ $0 }) { fd.close() }
             return
         }
-        let relay = Relay(id: st.id, client: client, socket: socket, service: service, peer: st.peer, now: st.since)
+        let relay = Relay(id: st.id, client: client, socket: socket, service: service, peer: SocketAddress(), now: st.since)
+        relay.peerText = st.peer
         relay.backend = backend
         relay.phase = st.phase
         relay.prefix = st.prefix
@@ -241,11 +242,11 @@ extension Supervisor {
                                      shutDown: st.down.shutDown, moved: st.down.moved)
         let events: Epoll.Events = [.readable, .writable, .readHangup, .edgeTriggered]
         guard let token = try? loop.register(client, .relay(relay.id), events: events) else {
-            relay.close(reset: true)
+            relay.close(reset: true, pipes: nil)
             return
         }
         relay.clientToken = token
-        if let backend { relay.backendToken = try? loop.register(backend, .relay(relay.id), events: events) }
+        if let backend { relay.backendToken = try? loop.register(backend, .relayBackend(relay.id), events: events) }
         relays[relay.id] = relay
         px.relays.insert(relay.id)
         if relay.phase == .waiting { px.waiting.append(relay.id) }

@@ -33,6 +33,7 @@ public final class Supervisor {
         /// ProxyTo=: either socket of a relayed connection, and the
         /// backend socket of a UDP flow.
         case relay(UInt64)
+        case relayBackend(UInt64)
         case flow(UInt64)
     }
 
@@ -101,6 +102,7 @@ public final class Supervisor {
     /// ProxyTo=: relayed connections and UDP flows, by id.
     var relays: [UInt64: Relay] = [:]
     var flows: [UInt64: Flow] = [:]
+    let pipePool = PipePool()
     /// Units `porter stop` paused, until `porter start`.
     var paused: Set<UnitName> = []
     /// Listening sockets porter was handed (LISTEN_FDS, an upgrade), until
@@ -224,7 +226,9 @@ public final class Supervisor {
         case .exchange(let id):
             if let e = exchanges[id] { exchangeReady(e, flags) }
         case .relay(let id):
-            relayEvent(id, flags)
+            relayEvent(id, flags, backend: false)
+        case .relayBackend(let id):
+            relayEvent(id, flags, backend: true)
         case .flow(let id):
             flowEvent(id)
         }

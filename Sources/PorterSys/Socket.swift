@@ -64,9 +64,11 @@ public enum Socket {
     /// child that expects an ordinary socket); nil when none is waiting.
     /// ECONNABORTED (the peer gave up in the queue) also returns nil.
     /// The caller owns the returned fd. The corresponding C function is accept4(2).
-    public static func accept(_ fd: FileDescriptor, peer: inout SocketAddress) throws(SysError) -> FileDescriptor? {
+    /// With `nonBlocking`, the connection is non-blocking (for porter's own use: a relay).
+    public static func accept(_ fd: FileDescriptor, peer: inout SocketAddress, nonBlocking: Bool = false) throws(SysError) -> FileDescriptor? {
+        let flags = Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
         while true {
-            let r = peer.withMutableSockaddr { porter_accept4(fd.rawValue, $0, $1, Int32(SOCK_CLOEXEC.rawValue)) }
+            let r = peer.withMutableSockaddr { porter_accept4(fd.rawValue, $0, $1, flags) }
             if r >= 0 { return FileDescriptor(r) }
             let e = SysError.current
             switch e {

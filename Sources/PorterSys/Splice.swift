@@ -26,12 +26,16 @@ public enum Splice {
     /// close-on-exec, with room for `size` bytes (the kernel rounds up to
     /// pages, and may give less than asked). The caller owns both ends.
     /// The corresponding C functions are pipe2(2) and fcntl(2) F_SETPIPE_SZ.
-    public static func pipe(size: Int) throws(SysError) -> (read: FileDescriptor, write: FileDescriptor, capacity: Int) {
+    public static func pipe(size: Int = defaultPipe) throws(SysError) -> (read: FileDescriptor, write: FileDescriptor, capacity: Int) {
         let p = try makePipe(nonBlocking: true)
+        if size == defaultPipe { return (p.read, p.write, size) }
         let got = porter_set_pipe_size(p.write.rawValue, Int32(size))
         // Refused (pipe-max-size, the user's pipe pages): the default 64 KiB.
-        return (p.read, p.write, got > 0 ? Int(got) : 65536)
+        return (p.read, p.write, got > 0 ? Int(got) : defaultPipe)
     }
+
+    /// A new pipe's capacity (pipe(7): 16 pages).
+    public static let defaultPipe = 65536
 }
 
 extension Splice {
@@ -60,7 +64,8 @@ extension Socket {
             if r == 0 { return .connected }
             let e = SysError.current
             if e == EINTR { continue }
-            if e == EINPROGRESS || e == EAGAIN { return .inProgress }
+            // (A Unix socket's EAGAIN is a full backlog, not a connect under way.)
+            if e == EINPROGRESS { return .inProgress }
             return .failed(e)
         }
     }

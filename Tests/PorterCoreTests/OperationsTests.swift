@@ -243,3 +243,67 @@ struct FileJobsHoldTests {
         #expect(j.runningCount == 2)
     }
 }
+
+@Suite("proxy configuration")
+struct ProxyConfigTests {
+    @Test(arguments: [
+        ("127.0.0.1:8080", ProxyTarget.address(.ipv4(address: [127, 0, 0, 1], port: 8080))),
+        ("[::1]:80", .address(.ipv6(address: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], port: 80, scope: nil))),
+        ("/run/app.sock", .address(.unixPath("/run/app.sock"))),
+        ("@app", .address(.abstract("app"))),
+        ("db.internal:5432", .host("db.internal", port: 5432)),
+        ("localhost:1", .host("localhost", port: 1)),
+    ])
+    func targets(_ text: String, _ expected: ProxyTarget) throws {
+        #expect(try ProxyTarget.parse(text) == expected)
+        #expect(expected.description == text)
+    }
+
+    @Test(arguments: [("8080", "has no port"), ("host:70000", "out of range"), ("::1:80", "needs brackets"),
+                      ("bad_host:80", "invalid host"), ("-x:80", "invalid host"), ("", "empty address")])
+    func badTargets(_ text: String, _ reason: String) {
+        do {
+            _ = try ProxyTarget.parse(text)
+            Issue.record("parsed \(text)")
+        } catch {
+            #expect(error.message.contains(reason), "\(error.message)")
+        }
+    }
+
+    @Test func headers() {
+        let s = ProxyHeader.Endpoint(address: [192, 0, 2, 1], port: 56324), d = ProxyHeader.Endpoint(address: [127, 0, 0, 1], port: 443)
+        #expect(String(decoding: ProxyHeader.make(.v1, source: s, destination: d), as: UTF8.self) == "PROXY TCP4 192.0.2.1 127.0.0.1 56324 443\r\n")
+        #expect(String(decoding: ProxyHeader.make(.v1, source: nil, destination: nil), as: UTF8.self) == "PROXY UNKNOWN\r\n")
+        let v2 = ProxyHeader.make(.v2, source: s, destination: d)
+        #expect(v2 == ProxyHeader.signature + [0x21, 0x11, 0x00, 0x0C, 192, 0, 2, 1, 127, 0, 0, 1, 0xDC, 0x04, 0x01, 0xBB])
+        #expect(ProxyHeader.make(.v2, source: s, destination: d, udp: true)[13] == 0x12)
+        let six = ProxyHeader.Endpoint(address: [UInt8](repeating: 0, count: 15) + [1], port: 1)
+        let v26 = ProxyHeader.make(.v2, source: six, destination: six)
+        #expect(v26[13] == 0x21 && v26[14] == 0 && v26[15] == 36 && v26.count == 16 + 36)
+        #expect(ProxyHeader.make(.v2, source: nil, destination: nil) == ProxyHeader.signature + [0x20, 0x00, 0x00, 0x00])
+        let v6 = String(decoding: ProxyHeader.make(.v1, source: six, destination: six), as: UTF8.self)
+        #expect(v6 == "PROXY TCP6 ::1 ::1 1 1\r\n")
+    }
+
+    @Test func unitKeys() {
+        var units = UnitSet()
+        units.add(fileName: "web.service", bytes: Array("""
+            [Service]
+            ExecStart=/usr/bin/app
+            ProxyTo=127.0.0.1:3000
+            ProxyProtocol=v2
+            ProxyIdleTimeoutSec=5min
+            IdleTimeoutSec=10min
+            """.utf8), host: HostFacts())
+        let s = units.services.values.first!
+        #expect(s.proxyTo == .address(.ipv4(address: [127, 0, 0, 1], port: 3000)))
+        #expect(s.proxyProtocol == .v2 && s.proxyIdleTimeout == .seconds(300) && s.policy.proxied && s.policy.awaitsReadiness)
+        var bad = UnitSet()
+        bad.add(fileName: "web@.service", bytes: Array("[Service]\nExecStart=/bin/app\nProxyTo=127.0.0.1:1\nStandardInput=socket\n".utf8), host: HostFacts())
+        #expect(bad.diagnostics.map(\.description).contains("web@.service:3: ProxyTo: is for NAME.service (Accept=no): porter relays to one backend; a per-connection instance gets its connection itself"))
+        var stray = UnitSet()
+        stray.add(fileName: "x.service", bytes: Array("[Service]\nExecStart=/bin/app\nProxyProtocol=v3\nProxyIdleTimeoutSec=1\n".utf8), host: HostFacts())
+        #expect(stray.diagnostics.map(\.description) == ["x.service:3: ProxyProtocol: invalid value 'v3', expected v1, v2 or no",
+                                                         "x.service: ProxyIdleTimeoutSec: ignored without ProxyTo="])
+    }
+}

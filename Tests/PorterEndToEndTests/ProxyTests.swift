@@ -96,6 +96,18 @@ extension EndToEnd {
             #expect(try porter.stop() == 0)
         }
 
+        @Test func aUnixSocketBackend() throws {
+            let port = freePort()
+            let dir = makeTempDirectory("proxy-unix")
+            defer { _ = system("rm -rf '\(dir)'") }
+            let porter = try PorterRun("proxy-unix", units: [
+                "web.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
+                "web.service": "[Service]\nExecStart=\(handlerBinary) backend \(dir)/app.sock --delay 200\nProxyTo=\(dir)/app.sock\n",
+            ])
+            #expect(try Self.ask(port, "echo", Array("over unix".utf8)) == "over unix")
+            #expect(try porter.stop() == 0)
+        }
+
         @Test func halfCloseAndResetsPassThrough() throws {
             let (porter, port, _) = try Self.start("proxy-half")
             // The client is done writing and still reads the whole answer.

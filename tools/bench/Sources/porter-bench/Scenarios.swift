@@ -9,6 +9,7 @@ final class Results {
     var targets: [Target] = []
     var panels: [Panel] = []
     var skipped: [String: String] = [:]
+    var notes: [String] = []
 }
 
 /// The systems usable for a role, in a rotating order so no system always

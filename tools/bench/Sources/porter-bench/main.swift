@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 struct Options {
-    var scenarios = ["spawn", "cold", "idle", "scale", "path", "path-overflow", "log-flood", "idle-measure", "reload", "operate"]
+    var scenarios = ["spawn", "cold", "idle", "scale", "path", "path-overflow", "log-flood", "idle-measure", "reload", "operate", "proxy"]
     var reps = 3
     var spawnN = 3000
     var coldTrials = 200
@@ -17,6 +17,7 @@ struct Options {
     var idleSeconds = 20.0
     var scaleServices = 1000
     var pathFiles = 2000
+    var proxyBytes = 1 << 30
     var maxSeconds = 90.0
     var porter: String? = nil
     var markdown: String? = nil
@@ -52,7 +53,8 @@ func log(_ s: String) {
 let usage = """
     usage: porter-bench [SCENARIO...] [--porter PATH] [--reps N] [--markdown FILE] [--svg FILE] [--keep]
                         [--spawn-n N] [--cold-trials N] [--idle-seconds S] [--scale-services N] [--path-files N]
-      scenarios: spawn cold idle scale path path-overflow log-flood idle-measure reload operate (default: all)
+      scenarios: spawn cold idle scale path path-overflow log-flood idle-measure reload operate proxy (default: all)
+      --proxy-bytes N  bytes of the proxy scenario's bulk transfer (default 1 GiB)
       --porter PATH  the porter to measure (default: build the recommended one,
                      swift build -c release --static-swift-stdlib, in the repository)
     """
@@ -79,7 +81,8 @@ while let a = args.first {
     case "--scale-services": o.scaleServices = Int(value()) ?? 1000
     case "--path-files": o.pathFiles = Int(value()) ?? 2000
     case "-h", "--help": print(usage); exit(0)
-    case "spawn", "cold", "idle", "scale", "path", "path-overflow", "log-flood", "idle-measure", "reload", "operate": chosen.append(a)
+    case "--proxy-bytes": o.proxyBytes = Int(value()) ?? (1 << 30)
+    case "spawn", "cold", "idle", "scale", "path", "path-overflow", "log-flood", "idle-measure", "reload", "operate", "proxy": chosen.append(a)
     default: print("unknown argument \(a)\n" + usage); exit(2)
     }
 }
@@ -98,7 +101,7 @@ Bench.commandsLog = Bench.work + "/commands.log"
 defer { if !o.keep { try? FileManager.default.removeItem(atPath: Bench.work) } }
 
 // The floors and service programs, built for this run.
-for name in ["hello", "fdwait", "holdconn", "limit-spawn", "limit-inproc", "limit-inotify", "stamp"] {
+for name in ["hello", "fdwait", "holdconn", "limit-spawn", "limit-inproc", "limit-inotify", "stamp", "sink"] {
     let r = runCommand(["cc", "-O2", "-o", "\(Bench.build)/\(name)", "\(repo)/tools/bench/floors/\(name).c"])
     if r.status != 0 {
         log("cannot build \(name): \(r.output)")
@@ -137,6 +140,7 @@ for s in o.scenarios {
     case "idle-measure": scenarioIdleMeasure(o, results)
     case "reload": scenarioReload(o, results)
     case "operate": scenarioOperate(o, results)
+    case "proxy": scenarioProxy(o, results)
     default: break
     }
     log("\(s) took \(fmt(Double(nowNS() - t0) / 1e9, 0)) s")
@@ -161,7 +165,8 @@ for s in Systems.all {
 }
 md += "\nThe floor is the cheapest program that does each job (`tools/bench/floors/limit-spawn.c` for sockets, `limit-inotify.c` for files); ratios are to it, or to porter where a column says so. Medians; the machine is shared, so compare ratios within one run, not absolute numbers across runs.\n\n"
 for t in results.tables { md += t.markdown + "\n" }
-md += "### targets (issues #3 and #5)\n\n| target | goal | measured | met |\n|---|---|---|---|\n"
+if !results.notes.isEmpty { md += results.notes.map { "- \($0)" }.joined(separator: "\n") + "\n\n" }
+md += "### targets\n\n| target | goal | measured | met |\n|---|---|---|---|\n"
 for t in results.targets {
     md += "| \(t.name) | \(t.goal) | \(t.measured) | \(t.met.map { $0 ? "yes" : "**no**" } ?? "-") |\n"
 }
