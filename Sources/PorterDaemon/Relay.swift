@@ -31,6 +31,8 @@ final class Relay {
         /// The end of file was passed on (shutdown(SHUT_WR) of the destination).
         var shutDown = false
         var moved: UInt64 = 0
+        /// A read filled the scratch buffer: splice from now on.
+        var bulk = false
 
         var finished: Bool { eof && inPipe == 0 && shutDown }
     }
@@ -110,25 +112,30 @@ final class Relay {
 
     /// One direction until it would block: first what waits in the pipe,
     /// then from the source, as long as the destination keeps up.
+    ///
+    /// Small transfers are copied (read(2) into one scratch buffer shared by
+    /// every relay, write(2) out at once): for a request of a few hundred
+    /// bytes that costs the kernel less than splicing pages through a pipe.
+    /// Once a read fills the scratch buffer the direction is a bulk one and
+    /// splices from then on. Whatever the destination does not take at once
+    /// goes into the direction's pipe (empty then, and at least as large as
+    /// the scratch buffer, so it always fits): porter never keeps bytes of
+    /// its own for a connection.
+    ///
     /// `otherDone`: the other direction has passed its end of file on, so
     /// the relay closes as soon as this one is done — the close sends the
     /// FIN, and a shutdown(2) before it would only cost a syscall.
     private static func pump(_ d: inout Direction, from source: FileDescriptor, to destination: FileDescriptor,
                              _ pipes: PipePool, otherDone: Bool) throws(SysError) -> Bool {
-        if d.pipe == nil {
-            if d.eof { return false }
-            let p = try pipes.take()
-            d.pipe = (p.read, p.write)
-            d.capacity = p.capacity
-        }
-        let pipe = d.pipe!
         var progress = false
         while true {
-            while d.inPipe > 0 {
-                guard let n = try Splice.move(from: pipe.read, to: destination, count: d.inPipe), n > 0 else { return progress }
-                d.inPipe -= n
-                d.moved &+= UInt64(n)
-                progress = true
+            if d.inPipe > 0, let pipe = d.pipe {
+                while d.inPipe > 0 {
+                    guard let n = try Splice.move(from: pipe.read, to: destination, count: d.inPipe), n > 0 else { return progress }
+                    d.inPipe -= n
+                    d.moved &+= UInt64(n)
+                    progress = true
+                }
             }
             if d.eof {
                 if !d.shutDown {
@@ -138,17 +145,50 @@ final class Relay {
                 }
                 return progress
             }
-            guard let n = try Splice.move(from: source, to: pipe.write, count: d.capacity) else { return progress }
+            if d.bulk {
+                let pipe = try ensurePipe(&d, pipes)
+                guard let n = try Splice.move(from: source, to: pipe.write, count: d.capacity) else { return progress }
+                progress = true
+                if n == 0 {
+                    d.eof = true
+                    continue
+                }
+                d.inPipe += n
+                // The default pipe filled in one go: worth a larger pipe.
+                if n == d.capacity && d.capacity < bulkPipe, let grown = Splice.resize(pipe.write, to: bulkPipe) { d.capacity = grown }
+                continue
+            }
+            guard let n = try source.read(into: &scratch) else { return progress }
             progress = true
             if n == 0 {
                 d.eof = true
                 continue
             }
-            d.inPipe += n
-            // The default pipe filled in one go: a bulk transfer, worth a larger pipe.
-            if n == d.capacity && d.capacity < bulkPipe, let grown = Splice.resize(pipe.write, to: bulkPipe) { d.capacity = grown }
+            if n == scratch.count { d.bulk = true }
+            let written = try destination.write(scratch, 0..<n)
+            d.moved &+= UInt64(written)
+            if written < n {
+                // The destination is full: the rest waits in the pipe.
+                let pipe = try ensurePipe(&d, pipes)
+                let parked = try pipe.write.write(scratch, written..<n)
+                precondition(parked == n - written, "an empty relay pipe holds at least the scratch buffer")
+                d.inPipe = parked
+                return progress
+            }
         }
     }
+
+    private static func ensurePipe(_ d: inout Direction, _ pipes: PipePool) throws(SysError) -> (read: FileDescriptor, write: FileDescriptor) {
+        if let p = d.pipe { return p }
+        let p = try pipes.take()
+        d.pipe = (p.read, p.write)
+        d.capacity = p.capacity
+        return (p.read, p.write)
+    }
+
+    /// One buffer for every relay's small copies: the loop runs one relay
+    /// at a time, and nothing stays in it between two calls.
+    nonisolated(unsafe) static var scratch = [UInt8](repeating: 0, count: Splice.defaultPipe)
 
     /// Closes everything; with `reset`, each side gets a reset instead of
     /// an orderly end (a failure passed on). Empty pipes go back to `pipes`.

@@ -188,7 +188,7 @@ extension Supervisor {
                     hand(p.write, "relay")
                 }
                 return .init(read: d.pipe?.read.rawValue, write: d.pipe?.write.rawValue, capacity: d.capacity, inPipe: d.inPipe,
-                             eof: d.eof, shutDown: d.shutDown, moved: d.moved)
+                             eof: d.eof, shutDown: d.shutDown, moved: d.moved, bulk: d.bulk)
             }
             hand(r.client, "relay")
             if let b = r.backend { hand(b, "relay") }

@@ -45,6 +45,7 @@ struct UpgradeState: Codable {
             var eof: Bool
             var shutDown: Bool
             var moved: UInt64
+            var bulk: Bool?
         }
         var id: UInt64
         var socket: String

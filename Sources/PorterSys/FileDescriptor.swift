@@ -41,6 +41,25 @@ public struct FileDescriptor: Hashable, Sendable, CustomStringConvertible {
         return done
     }
 
+    /// Reads into an array's storage (all of it); nil on EAGAIN, 0 at end of file.
+    public func read(into buffer: inout [UInt8]) throws(SysError) -> Int? {
+        var result: Result<Int?, SysError> = .success(nil)
+        buffer.withUnsafeMutableBytes { b in
+            result = Result { () throws(SysError) -> Int? in try read(into: b) }
+        }
+        return try result.get()
+    }
+
+    /// Writes `range` of an array, as much as a non-blocking fd takes.
+    @discardableResult
+    public func write(_ bytes: [UInt8], _ range: Range<Int>) throws(SysError) -> Int {
+        var result: Result<Int, SysError> = .success(0)
+        bytes.withUnsafeBytes { b in
+            result = Result { () throws(SysError) -> Int in try write(UnsafeRawBufferPointer(rebasing: b[range])) }
+        }
+        return try result.get()
+    }
+
     @discardableResult
     public func write(_ text: String) throws(SysError) -> Int {
         var text = text
