@@ -195,9 +195,15 @@ final class PorterRun {
     }
 
     deinit {
+        // A test that failed before stopping porter: SIGTERM first so porter
+        // stops the services it started (a SIGKILL would leave them behind
+        // for the rest of the run), then SIGKILL if it does not go.
         if exited == nil {
-            kill(pid, SIGKILL)
-            _ = try? waitExit(pid, seconds: 5)
+            kill(pid, SIGTERM)
+            if (try? waitExit(pid, seconds: 5)) == nil {
+                kill(pid, SIGKILL)
+                _ = try? waitExit(pid, seconds: 5)
+            }
         }
         if getenv("KEEP") == nil { _ = system("rm -rf '\(dir)'") }
     }
