@@ -58,6 +58,8 @@ public struct Configuration: Sendable {
         var triggers: [UnitName: [UnitName]] = [:]
         for name in socketConfigs.keys.sorted() where !c.refused.contains(name) {
             let socket = socketConfigs[name]!
+            // Served inside porter: nothing to pair with.
+            if socket.internalService != nil { continue }
             let target = socket.activates
             guard serviceConfigs[target] != nil else {
                 let why: String
@@ -180,6 +182,7 @@ public struct Configuration: Sendable {
     public var pairings: [String] {
         sockets.map { s in
             let listens = s.listens.map(\.description).joined(separator: " ")
+            if let i = s.internalService { return "\(s.name) -> internal \(i.rawValue) (served by porter, at most \(s.maxConnections) connections): \(listens)" }
             let mode = s.accept ? "Accept=yes, one instance per connection, at most \(s.maxConnections)" : "Accept=no"
             return "\(s.name) -> \(s.activates) (\(mode)): \(listens)"
         } + paths.map { p in

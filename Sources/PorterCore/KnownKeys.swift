@@ -88,7 +88,6 @@ public enum KnownKeys {
         "SocketProtocol": "porter opens sockets with the default protocol only (no SCTP or UDP-Lite yet)",
         "ExecStartPre": "porter does not run commands for socket units yet", "ExecStartPost": "porter does not run commands for socket units yet",
         "ExecStopPre": "porter does not run commands for socket units yet", "ExecStopPost": "porter does not run commands for socket units yet",
-        "MaxConnectionsPerSource": "porter does not count connections per source yet",
         "Writable": "it belongs to ListenSpecial=, which porter does not support yet",
         "SmackLabel": "porter has no SMACK support", "SmackLabelIPIn": "porter has no SMACK support", "SmackLabelIPOut": "porter has no SMACK support",
         "SELinuxContextFromNet": "porter has no SELinux support",

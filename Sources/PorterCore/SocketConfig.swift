@@ -79,6 +79,19 @@ public struct SocketConfig: Sendable {
     public var triggerLimitBurst: Int?
     public var pollLimitInterval: Duration?
     public var pollLimitBurst: Int?
+    /// TriggerLimitPauseSec= (porter's): how long a socket that hit its
+    /// trigger limit stays paused; nil: until the limit's window closes.
+    /// xinetd's `cps` second number, inetd's ten minutes.
+    public var triggerLimitPause: Duration?
+    /// IPAddressAllow=/IPAddressDeny=: who may connect.
+    public var access = AddressAccess()
+    /// MaxConnectionsPerSource= (nil: off, systemd's default).
+    public var maxConnectionsPerSource: Int?
+    /// PerSourceLimitIntervalSec=/PerSourceLimitBurst= (porter's).
+    public var perSourceLimitInterval: Duration?
+    public var perSourceLimitBurst: Int?
+    /// InternalService= (porter's): served inside porter, no service unit.
+    public var internalService: InternalService?
     /// Symlinks=: paths made links to the one Unix socket path.
     public var symlinks: [String] = []
     public var keepAlive = false
@@ -119,7 +132,8 @@ public struct SocketConfig: Sendable {
         "DeferAcceptSec", "KeepAliveTimeSec", "KeepAliveIntervalSec", "KeepAliveProbes", "Priority", "Mark",
         "IPTOS", "IPTTL", "BindToDevice", "Transparent", "FlushPending", "Symlinks",
         "TriggerLimitIntervalSec", "TriggerLimitBurst", "PollLimitIntervalSec", "PollLimitBurst",
-        "LogConnections",
+        "LogConnections", "TriggerLimitPauseSec", "IPAddressAllow", "IPAddressDeny", "MaxConnectionsPerSource",
+        "PerSourceLimitIntervalSec", "PerSourceLimitBurst", "InternalService",
     ])
 
     /// Reads a socket unit. Returns nil when it has errors (in `diagnostics`).
@@ -198,6 +212,37 @@ public struct SocketConfig: Sendable {
         case "TriggerLimitBurst", "PollLimitBurst":
             guard let n = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 0...Int(Int32.max)) }) else { return }
             if a.key.hasPrefix("Trigger") { triggerLimitBurst = n } else { pollLimitBurst = n }
+        case "TriggerLimitPauseSec":
+            guard !a.value.isEmpty else { triggerLimitPause = nil; return }
+            guard let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) else { return }
+            guard let d = v.duration, d > .zero else {
+                r.error(a, "invalid value \(Quote.value(a.value)), expected a time span above zero such as 10s or 10min")
+                return
+            }
+            triggerLimitPause = d
+        case "IPAddressAllow", "IPAddressDeny":
+            // An empty value resets the list, as in systemd.
+            guard !Values.words(a.value).isEmpty else {
+                if a.key == "IPAddressAllow" { access.allow = [] } else { access.deny = [] }
+                return
+            }
+            guard let list = r.value(a, { (s) throws(ValueError) in try AddressAccess.parseList(s) ?? [] }) else { return }
+            if a.key == "IPAddressAllow" { access.allow += list } else { access.deny += list }
+        case "MaxConnectionsPerSource":
+            guard let v = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 0...1_000_000) }) else { return }
+            maxConnectionsPerSource = v == 0 ? nil : v
+        case "PerSourceLimitIntervalSec":
+            guard let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) else { return }
+            perSourceLimitInterval = v.duration ?? .zero
+        case "PerSourceLimitBurst":
+            perSourceLimitBurst = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 0...1_000_000) })
+        case "InternalService":
+            guard !a.value.isEmpty else { internalService = nil; return }
+            guard let v = InternalService(rawValue: a.value) else {
+                r.error(a, "invalid value \(Quote.value(a.value)), expected echo, discard, daytime, chargen or time")
+                return
+            }
+            internalService = v
         case "BindToDevice":
             // An interface name: at most IFNAMSIZ - 1 bytes, no slash or space.
             guard !a.value.isEmpty else { bindToDevice = nil; return }
@@ -289,7 +334,21 @@ public struct SocketConfig: Sendable {
         if accept && flushPending {
             r.diagnostics.warning(nil, "FlushPending", "has no effect with Accept=yes (systemd's rule): porter accepts every connection itself")
         }
-        if accept {
+        if let internalService {
+            if service != nil {
+                r.diagnostics.error(nil, "Service", "not allowed with InternalService=\(internalService.rawValue): porter serves the socket itself")
+            }
+            if accept {
+                r.diagnostics.warning(nil, "Accept", "has no effect with InternalService=: porter serves every connection itself, without a process")
+            }
+        }
+        if !access.allowsEveryone || !access.allow.isEmpty, !listens.isEmpty, listens.allSatisfy({ $0.address.unixPath != nil }) {
+            r.diagnostics.warning(nil, access.deny.isEmpty ? "IPAddressAllow" : "IPAddressDeny", "has no effect: every address of this socket is a Unix socket (the lists filter IP peers)")
+        }
+        if let program = SocketFilter.program(access), program.count > SocketFilter.maxInstructions {
+            r.diagnostics.error(nil, "IPAddressDeny", "too many entries: the filter would take \(program.count) instructions, the kernel takes at most \(SocketFilter.maxInstructions)")
+        }
+        if accept && internalService == nil {
             for l in listens where l.kind == .datagram {
                 r.diagnostics.error(l.line, l.kind.rawValue, "Accept=yes needs connection sockets; datagram sockets cannot be accepted, expected Accept=no")
             }
@@ -324,4 +383,17 @@ extension SocketConfig {
         guard pollLimitInterval != nil || pollLimitBurst != nil else { return nil }
         return RateWindow(interval: pollLimitInterval ?? .seconds(2), burst: pollLimitBurst ?? 150)
     }
+
+    /// MaxConnectionsPerSource= and PerSourceLimit*=, when any is set (the
+    /// rate with defaults as the trigger limit's: 2 s, 20 connections).
+    public var sourceTable: SourceTable? {
+        let rate = perSourceLimitInterval != nil || perSourceLimitBurst != nil
+            ? RateWindow(interval: perSourceLimitInterval ?? .seconds(2), burst: perSourceLimitBurst ?? 20) : nil
+        return SourceTable(maxOpen: maxConnectionsPerSource, rate: rate)
+    }
+
+    /// Where porter accepts the connections itself (the checks of
+    /// IPAddressAllow= and the per-source limits run there; elsewhere the
+    /// kernel filter does).
+    public var porterAccepts: Bool { accept || internalService != nil }
 }
