@@ -5,6 +5,7 @@
 #include "syscall_numbers.h"
 
 #include <elf.h>
+#include <linux/filter.h>
 #include <errno.h>
 #include <link.h>
 #include <malloc.h>
@@ -218,4 +219,17 @@ int porter_reset_on_close(int fd)
 {
     struct linger l = { .l_onoff = 1, .l_linger = 0 };
     return setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l) < 0 ? -errno : 0;
+}
+
+int porter_socket_filter(int fd, const struct porter_bpf_insn *insns, unsigned short count)
+{
+    if (count == 0) {
+        int dummy = 0;
+        if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &dummy, sizeof dummy) == 0 || errno == ENOENT)
+            return 0;
+        return -errno;
+    }
+    _Static_assert(sizeof(struct porter_bpf_insn) == sizeof(struct sock_filter), "sock_filter layout");
+    struct sock_fprog prog = { .len = count, .filter = (struct sock_filter *)insns };
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) == 0 ? 0 : -errno;
 }

@@ -15,11 +15,15 @@ public struct Connection: Sendable, Codable {
     /// The kernel's socket cookie (SO_COOKIE).
     public var cookie: UInt64
     public var peer: Peer
+    /// The peer's IP address as bytes (4 for IPv4 and mapped addresses):
+    /// what MaxConnectionsPerSource= counts by. nil for Unix peers.
+    public var source: [UInt8]?
 
-    public init(number: UInt32, cookie: UInt64, peer: Peer) {
+    public init(number: UInt32, cookie: UInt64, peer: Peer, source: [UInt8]? = nil) {
         self.number = number
         self.cookie = cookie
         self.peer = peer
+        self.source = source
     }
 
     /// systemd's instance_from_socket(): `NR-COOKIE-LOCALIP:PORT-REMOTEIP:PORT`

@@ -5,6 +5,17 @@ extension ServiceConfig {
             r.diagnostics.error(nil, "CPUSchedulingPriority", error.message)
         }
         guard let exec else {
+            // ProxyTo= alone (porter's): a relay to an address something
+            // else serves, xinetd's `redirect`; there is nothing to start.
+            if proxyTo != nil {
+                if name.isTemplate {
+                    r.diagnostics.error(proxyLine, "ProxyTo", "is for NAME.service (Accept=no): porter relays to one backend")
+                }
+                if commands.values.contains(where: { !$0.isEmpty }) {
+                    r.diagnostics.error(nil, nil, "ExecStartPre=, ExecStop= and the like need an ExecStart=; a ProxyTo= without one only relays")
+                }
+                return
+            }
             r.diagnostics.error(nil, nil, "no ExecStart= line; nothing to run")
             return
         }

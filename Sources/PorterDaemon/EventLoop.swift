@@ -49,6 +49,11 @@ final class EventLoop<Source> {
 
     func assign(_ token: UInt64, _ source: Source) { sources[token] = source }
 
+    /// Changes what a registration waits for; its token stays.
+    func modify(_ fd: FileDescriptor, token: UInt64, events: Epoll.Events) throws(SysError) {
+        try epoll.modify(fd, events: events, token: token)
+    }
+
     /// Stops watching; an event already read for the token is dropped.
     func unregister(_ fd: FileDescriptor, token: UInt64) {
         sources[token] = nil

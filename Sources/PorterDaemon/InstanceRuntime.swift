@@ -54,6 +54,8 @@ struct Instance {
     var held: HeldConnection? = nil
     /// The connection's peer (`127.0.0.1:5555`), for its log line.
     var peer: String? = nil
+    /// The peer's address, for MaxConnectionsPerSource=.
+    var source: [UInt8]? = nil
     /// When the connection or file was taken: the instance's duration.
     var started: Instant = MonotonicClock.now()
     /// The template's name, under which the instance is counted.

@@ -116,7 +116,8 @@ final class PreparedService {
         }
 
         var shared: ServiceInstance? = nil
-        if !config.dependsOnInstance {
+        // ProxyTo= without ExecStart= relays only: nothing to resolve.
+        if !config.dependsOnInstance && config.exec != nil {
             do {
                 shared = try config.instantiate(config.name.isTemplate ? "" : nil, host: host)
             } catch {

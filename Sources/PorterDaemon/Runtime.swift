@@ -38,6 +38,13 @@ final class SocketRuntime {
         didSet {
             triggerWindow = config.triggerLimit
             pollWindow = config.pollLimit
+            // New per-source limits count afresh; unchanged ones keep
+            // counting the connections that are open.
+            if oldValue.maxConnectionsPerSource != config.maxConnectionsPerSource
+                || oldValue.perSourceLimitInterval != config.perSourceLimitInterval
+                || oldValue.perSourceLimitBurst != config.perSourceLimitBurst {
+                sources = config.sourceTable
+            }
         }
     }
     /// TriggerLimit*= and PollLimit*=, and, while an Accept=no socket is
@@ -61,6 +68,23 @@ final class SocketRuntime {
         /// Accept=no with a ProxyTo= service: porter keeps the listeners,
         /// accepts (at most MaxConnections= at once) and relays.
         case proxy(ProxyLink)
+        /// InternalService=: porter answers itself, without a process.
+        case `internal`(InternalLink)
+    }
+
+    final class InternalLink {
+        let service: InternalService
+        /// Stream sockets: at most MaxConnections= open at once, the rest
+        /// wait in the backlog (as for Accept=yes).
+        var machine: AcceptMachine { didSet { timers.touch(key) } }
+        private let timers: Timers
+        private let key: TimerKey
+        init(service: InternalService, machine: AcceptMachine, timers: Timers, key: TimerKey) {
+            self.service = service
+            self.machine = machine
+            self.timers = timers
+            self.key = key
+        }
     }
 
     final class ProxyLink {
@@ -108,6 +132,11 @@ final class SocketRuntime {
     /// can drive them, so they are rate-limited.
     var failureLog = LogRateLimit(interval: .seconds(10), burst: 10)
     var limitLog = LogRateLimit(interval: .seconds(60), burst: 1)
+    /// Refused peers (IPAddressDeny=, the per-source limits): a scan must
+    /// not become a flood of log lines.
+    var accessLog = LogRateLimit(interval: .seconds(10), burst: 10)
+    /// MaxConnectionsPerSource= and PerSourceLimit*=, where porter accepts.
+    var sources: SourceTable?
 
     /// With a template: Accept=yes; without: Accept=no (proxied or not).
     init(id: UnitID, config: SocketConfig, fds: [FileDescriptor], template: PreparedService?, proxied: Bool = false, timers: Timers) {
@@ -117,11 +146,17 @@ final class SocketRuntime {
         self.timers = timers
         triggerWindow = config.triggerLimit
         pollWindow = config.pollLimit
+        sources = config.sourceTable
         handler = Self.handler(id, config, template, proxied: proxied, timers: timers)
     }
 
     static func handler(_ id: UnitID, _ config: SocketConfig, _ template: PreparedService?, proxied: Bool = false,
                         timers: Timers) -> Handler {
+        if let service = config.internalService {
+            return .internal(InternalLink(service: service,
+                                          machine: AcceptMachine(name: config.name.description, maxConnections: config.maxConnections),
+                                          timers: timers, key: .socket(id)))
+        }
         if let template {
             return .instances(Instances(template: template,
                                         machine: AcceptMachine(name: config.name.description, maxConnections: config.maxConnections),
@@ -148,20 +183,25 @@ final class SocketRuntime {
             switch handler {
             case .service(let link): return link.id
             case .proxy(let link): return link.service
-            case .instances: return nil
+            case .instances, .internal: return nil
             }
         }
         set {
             switch handler {
             case .service(let link): link.id = newValue
             case .proxy(let link): link.service = newValue
-            case .instances: break
+            case .instances, .internal: break
             }
         }
     }
 
     var proxy: ProxyLink? {
         if case .proxy(let p) = handler { return p }
+        return nil
+    }
+
+    var builtin: InternalLink? {
+        if case .internal(let i) = handler { return i }
         return nil
     }
 

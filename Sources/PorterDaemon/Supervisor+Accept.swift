@@ -23,7 +23,16 @@ extension Supervisor {
                 return
             }
             stats.count(s.name) { $0.accepted += 1 }
-            startInstance(s, connection: connection, peer: peer, since: MonotonicClock.now())
+            let now = MonotonicClock.now()
+            guard admit(s, peer: peer, now: now) else {
+                connection.close()
+                continue
+            }
+            let before = s.instances?.machine.running
+            startInstance(s, connection: connection, peer: peer, since: now)
+            // No instance took it (a failed condition, a spawn that failed):
+            // it is over for the per-source count too.
+            if s.instances?.machine.running == before { connectionEnded(s, source: peer.ipBytes) }
             // The child has its own copy by now; porter's is not needed.
             connection.close()
             if triggerLimitHit(s, now: MonotonicClock.now()) { return }
@@ -51,7 +60,8 @@ extension Supervisor {
         if let remote = peer.ipString, let remotePort = peer.port,
            let local = try? Socket.localAddress(fd), let localIP = local.ipString, let localPort = local.port {
             return Connection(number: number, cookie: cookie,
-                              peer: .ip(local: localIP, localPort: localPort, remote: remote, remotePort: remotePort, ipv6: peer.isIPv6))
+                              peer: .ip(local: localIP, localPort: localPort, remote: remote, remotePort: remotePort, ipv6: peer.isIPv6),
+                              source: peer.ipBytes)
         }
         if peer.family == AF_UNIX, let cred = Socket.peerCredentials(fd), cred.pid > 0 {
             return Connection(number: number, cookie: cookie,
@@ -115,7 +125,10 @@ extension Supervisor {
         }
         held.fd?.close()
         if case .failed(_, let why) = seq.outcome { failure(s, "\(unit): failed: \(why); connection closed", level: .warning) }
-        if held.counted, let actions = s.instances?.machine.handle(.instanceExited) { perform(actions, socket: s) }
+        if held.counted, let actions = s.instances?.machine.handle(.instanceExited) {
+            perform(actions, socket: s)
+            connectionEnded(s, source: held.info.source)
+        }
     }
 
     /// Spawns one process of an instance: the main one with the connection
@@ -178,6 +191,7 @@ extension Supervisor {
             var inst = Instance(owner: .socket(s.id), ignoreFailure: p.config.exec?.ignoreFailure ?? false,
                                 executable: launch.plan.path, journal: p.journal, machine: machine, watch: watcher)
             inst.peer = info.remote
+            inst.source = info.source
             inst.started = held?.since ?? since
             inst.template = template
             inst.sequence = sequence
@@ -317,7 +331,10 @@ extension Supervisor {
             // Its socket may have been removed by a reload meanwhile.
             guard let s = sockets[id] else { inst.held?.fd?.close(); break }
             if connectionStepExited(s, inst, status) { break }
-            if inst.held?.counted ?? true, let actions = s.instances?.machine.handle(.instanceExited) { perform(actions, socket: s) }
+            if inst.held?.counted ?? true, let actions = s.instances?.machine.handle(.instanceExited) {
+                perform(actions, socket: s)
+                connectionEnded(s, source: inst.source)
+            }
         case .path(let id, let file):
             if let p = paths[id], !jobStepExited(p, inst, file: file, status) {
                 jobExited(p, file: file, success: status.isSuccess || inst.ignoreFailure)

@@ -38,6 +38,10 @@ extension Supervisor {
                 break
             }
             stats.count(s.name) { $0.accepted += 1 }
+            guard admit(s, peer: peer, now: now) else {
+                client.close()
+                continue
+            }
             let r = Relay(id: own.nextRelay, client: client, socket: s.id, service: sid, peer: peer, now: now)
             own.nextRelay += 1
             if let version = svc.prepared.config.proxyProtocol {
@@ -47,6 +51,7 @@ extension Supervisor {
                 r.clientToken = try loop.register(client, .relay(r.id), events: [.readable, .writable, .readHangup, .edgeTriggered])
             } catch {
                 client.close()
+                connectionEnded(s, source: peer.ipBytes)
                 failure(s, "\(s.name): cannot watch a connection: \(error.reason); closed")
                 continue
             }
@@ -55,10 +60,11 @@ extension Supervisor {
             svc.proxy!.waiting.append(r.id)
             perform(link.machine.handle(.instanceStarted), socket: s)
             took += 1
+            if triggerLimitHit(s, now: now) { break }
         }
         guard took > 0 else { return }
         // Work came: a running backend gets it now; a stopped one starts.
-        perform(svc.machine.handle(.activity, now: now), service: svc, now: now)
+        if svc.prepared.config.exec != nil { perform(svc.machine.handle(.activity, now: now), service: svc, now: now) }
         proxyWork(svc, now: now)
     }
 
@@ -85,6 +91,18 @@ extension Supervisor {
     /// some, or connect what waits when its backend can be reached.
     func proxyWork(_ svc: ServiceRuntime, now: Instant) {
         guard let px = svc.proxy, !stopping else { return }
+        if svc.prepared.config.exec == nil {
+            // ProxyTo= without ExecStart= (xinetd's `redirect`): nothing to
+            // start; the address is served by someone else, so every
+            // connection goes to it at once, as to a backend that is ready.
+            px.readyThisRun = true
+            for id in px.waiting {
+                guard let r = relays[id], r.phase == .waiting, (r.retryAt.map { $0 <= now } ?? true) else { continue }
+                connectBackend(r, svc, now: now)
+            }
+            flowsMayGo(svc, now: now)
+            return
+        }
         switch svc.machine.state {
         case .listening:
             if !px.waiting.isEmpty || !px.flows.isEmpty {
@@ -282,6 +300,7 @@ extension Supervisor {
             }
             if why != nil && !quietly { stats.count(s.name) { $0.refused["backend", default: 0] += 1 } }
             if let link = s.proxy { perform(link.machine.handle(.instanceExited), socket: s) }
+            connectionEnded(s, source: r.peerAddress.ipBytes)
         }
         // The idle time of the backend counts from the end of the last connection.
         if let svc, case .running = svc.machine.state {

@@ -85,7 +85,7 @@ extension Supervisor {
             }
         }
         if started {
-            perform(svc.machine.handle(.activity, now: now), service: svc, now: now)
+            if svc.prepared.config.exec != nil { perform(svc.machine.handle(.activity, now: now), service: svc, now: now) }
             timers.touch(.retries)
         }
         proxyWork(svc, now: now)

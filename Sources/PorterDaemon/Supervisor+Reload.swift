@@ -310,32 +310,51 @@ extension Supervisor {
         unwatch(socket: s)
         s.config = socket
         s.fds = fds
-        guard let template = prep.services[socket.activates] else { return }
-        let proxied = !socket.accept && template.config.proxyTo != nil
-        switch (s.handler, socket.accept, proxied) {
-        case (.instances(let i), true, _):
-            i.template = template
-            if i.machine.maxConnections != socket.maxConnections { _ = i.machine.handle(.limit(socket.maxConnections)) }
-        case (.service, false, false):
-            break
-        case (.proxy(let link), false, true):
-            if link.machine.maxConnections != socket.maxConnections {
-                perform(link.machine.handle(.limit(socket.maxConnections)), socket: s)
+        if let kind = socket.internalService {
+            if case .internal(let link) = s.handler, link.service == kind {
+                if link.machine.maxConnections != socket.maxConnections {
+                    perform(link.machine.handle(.limit(socket.maxConnections)), socket: s)
+                }
+            } else {
+                // Another built-in, or none before: connections of the old
+                // handler finish under it; the count starts again.
+                s.handler = SocketRuntime.handler(s.id, socket, nil, timers: timers)
             }
-        case (.instances, false, _), (.service, true, _), (.service, false, true), (.proxy, true, _), (.proxy, false, false):
-            // Accept= or ProxyTo= changed: a new handler (instances and
-            // relays running from before finish; the count starts again).
-            s.handler = SocketRuntime.handler(s.id, socket, socket.accept ? template : nil, proxied: proxied, timers: timers)
+        } else {
+            guard let template = prep.services[socket.activates] else { return }
+            let proxied = !socket.accept && template.config.proxyTo != nil
+            switch (s.handler, socket.accept, proxied) {
+            case (.instances(let i), true, _):
+                i.template = template
+                if i.machine.maxConnections != socket.maxConnections { _ = i.machine.handle(.limit(socket.maxConnections)) }
+            case (.service, false, false):
+                break
+            case (.proxy(let link), false, true):
+                if link.machine.maxConnections != socket.maxConnections {
+                    perform(link.machine.handle(.limit(socket.maxConnections)), socket: s)
+                }
+            case (.instances, false, _), (.service, true, _), (.service, false, true), (.proxy, true, _), (.proxy, false, false),
+                 (.internal, _, _):
+                // Accept=, ProxyTo= or InternalService= changed: a new
+                // handler (instances and relays running from before
+                // finish; the count starts again).
+                s.handler = SocketRuntime.handler(s.id, socket, socket.accept ? template : nil, proxied: proxied, timers: timers)
+            }
         }
+        applyFilters(s)
         switch s.handler {
         case .instances(let i):
             for fd in fds { try? fd.setNonBlocking(true) }
             if i.machine.canAccept { watch(socket: s) }
         case .service:
             // Accept=no: the service's update watches it.
-            for fd in fds { try? fd.setNonBlocking(template.config.nonBlocking) }
+            let nonBlocking = prep.services[socket.activates]?.config.nonBlocking ?? false
+            for fd in fds { try? fd.setNonBlocking(nonBlocking) }
         case .proxy(let link):
             // porter accepts: non-blocking, watched while below the limit.
+            for fd in fds { try? fd.setNonBlocking(true) }
+            if link.machine.canAccept { watch(socket: s) }
+        case .internal(let link):
             for fd in fds { try? fd.setNonBlocking(true) }
             if link.machine.canAccept { watch(socket: s) }
         }

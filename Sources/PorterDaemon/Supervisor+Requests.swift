@@ -106,6 +106,9 @@ extension Supervisor {
             case .proxy(let link):
                 if stop && s.watched { unwatch(socket: s) }
                 if !stop && !s.watched && link.machine.canAccept { watch(socket: s) }
+            case .internal(let link):
+                if stop && s.watched { unwatch(socket: s) }
+                if !stop && !s.watched && link.machine.canAccept { watch(socket: s) }
             }
         }
         for p in paths {

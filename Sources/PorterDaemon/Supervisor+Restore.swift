@@ -101,10 +101,21 @@ extension Supervisor {
         for st in s.sockets {
             guard let id = socketIndex[UnitName.parse(st.name) ?? UnitName.parse("x.socket")!], let rt = sockets[id] else { continue }
             rt.accepted = st.accepted
-            if let machine = st.accept, let i = rt.instances {
-                let limit = i.machine.maxConnections
-                i.machine = machine
-                if machine.maxConnections != limit { _ = i.machine.handle(.limit(limit)) }
+            // The connections open at the upgrade still count against MaxConnections=.
+            if let machine = st.accept {
+                if let i = rt.instances {
+                    let limit = i.machine.maxConnections
+                    i.machine = machine
+                    if machine.maxConnections != limit { _ = i.machine.handle(.limit(limit)) }
+                } else if let p = rt.proxy {
+                    let limit = p.machine.maxConnections
+                    p.machine = machine
+                    if machine.maxConnections != limit { _ = p.machine.handle(.limit(limit)) }
+                } else if let b = rt.builtin {
+                    let limit = b.machine.maxConnections
+                    b.machine = machine
+                    if machine.maxConnections != limit { _ = b.machine.handle(.limit(limit)) }
+                }
             }
         }
         for st in s.services { restoreService(st, r, now: now) }
@@ -112,6 +123,7 @@ extension Supervisor {
         own.nextRelay = max(own.nextRelay, s.nextRelay)
         for st in s.relays { restoreRelay(st, r, now: now) }
         for st in s.flows { restoreFlow(st, r, now: now) }
+        for st in s.builtins ?? [] { restoreBuiltin(st, r, now: now) }
         for st in s.paths {
             guard let name = UnitName.parse(st.name), let id = pathIndex[name], let p = paths[id] else { continue }
             if let jobs = st.jobs, let q = p.queue {
@@ -251,6 +263,31 @@ extension Supervisor {
         px.relays.insert(relay.id)
         if relay.phase == .waiting { px.waiting.append(relay.id) }
         timers.touch(.relay(relay.id))
+        _ = now
+    }
+
+    /// A connection to a built-in service, where it was in its exchange.
+    private func restoreBuiltin(_ st: UpgradeState.BuiltinState, _ r: Restoration, now: Instant) {
+        guard let fd = r.take(st.fd) else { return }
+        guard let id = UnitName.parse(st.socket).flatMap({ socketIndex[$0] }), let s = sockets[id], let link = s.builtin,
+              link.service.rawValue == st.service else {
+            fd.close()  // its unit is gone, or serves something else now
+            return
+        }
+        let c = BuiltinConnection(id: st.id, fd: fd, socket: id, link: link, peer: st.peer, source: st.source, now: st.since)
+        c.pending = st.pending
+        c.clientDone = st.clientDone
+        c.offset = st.offset
+        c.bytesIn = st.bytesIn
+        c.bytesOut = st.bytesOut
+        c.interest = c.wanted
+        guard let token = try? loop.register(fd, .builtin(c.id), events: c.interest) else {
+            fd.close()
+            return
+        }
+        c.token = token
+        builtins[c.id] = c
+        if let source = st.source, s.sources != nil { _ = s.sources!.admit(source, now: now) }
         _ = now
     }
 

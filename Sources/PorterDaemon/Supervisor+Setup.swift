@@ -84,7 +84,7 @@ extension Supervisor {
         let now = MonotonicClock.now()
 
         for socket in config.sockets where !prep.refusedSockets.contains(socket.name) {
-            guard prep.services[socket.activates] != nil else { continue }
+            guard socket.internalService != nil || prep.services[socket.activates] != nil else { continue }
             switch preopened.removeValue(forKey: socket.name) ?? open(socket) {
             case .success(let fds):
                 install(socket, fds)
@@ -146,6 +146,15 @@ extension Supervisor {
     /// A socket whose listeners are open joins the running set; an
     /// Accept=yes one is watched at once.
     func install(_ socket: SocketConfig, _ fds: [FileDescriptor]) {
+        if socket.internalService != nil {
+            // Served by porter itself: non-blocking, watched at once.
+            for fd in fds { try? fd.setNonBlocking(true) }
+            let id = sockets.insert { SocketRuntime(id: $0, config: socket, fds: fds, template: nil, timers: timers) }
+            socketIndex[socket.name] = id
+            applyFilters(sockets[id]!)
+            watch(socket: sockets[id]!)
+            return
+        }
         guard let (_, prep) = activation, let service = prep.services[socket.activates] else { return }
         let proxied = !socket.accept && service.config.proxyTo != nil
         if !socket.accept, service.config.nonBlocking || proxied {
@@ -156,6 +165,7 @@ extension Supervisor {
         }
         let rt = sockets[id]!
         socketIndex[socket.name] = id
+        applyFilters(rt)
         if !socket.symlinks.isEmpty { Listener.makeSymlinks(socket) { Log.warning("\(socket.name): \($0)") } }
         // porter accepts itself: for every connection, or for a proxied service.
         if socket.accept { watch(socket: rt) }
@@ -335,6 +345,7 @@ extension Supervisor {
         // Relayed connections end with porter (their backends are stopping).
         closeRelays(now: now)
         for f in Array(flows.values) { closeFlow(f, why: nil, now: now) }
+        closeBuiltins()
         bindRetries.removeAll()
         stopLeftovers()
         stopPaths()

@@ -18,8 +18,11 @@ extension Supervisor {
     /// A start (Accept=no) or an accepted connection (Accept=yes): counted
     /// against TriggerLimit*=. True when the socket is paused now.
     func triggerLimitHit(_ s: SocketRuntime, now: Instant) -> Bool {
-        guard s.triggerWindow != nil, let until = s.triggerWindow!.hit(now) else { return false }
-        let what = s.config.accept ? "connections" : "starts"
+        guard s.triggerWindow != nil, let windowEnd = s.triggerWindow!.hit(now) else { return false }
+        // TriggerLimitPauseSec= (xinetd's cps, inetd's ten minutes): a
+        // pause of its own length instead of the rest of the window.
+        let until = s.config.triggerLimitPause.map { now + $0 } ?? windowEnd
+        let what = s.config.porterAccepts || s.proxy != nil ? "connections" : "starts"
         limitHit(s, until: until, now: now, what: "trigger limit (TriggerLimitBurst=\(s.triggerWindow!.burst) \(what) in \(s.triggerWindow!.interval.porterDescription))")
         return true
     }
@@ -31,6 +34,14 @@ extension Supervisor {
         if let i = s.instances {
             // The accept machine's own back-off: it watches again when due.
             perform(i.machine.handle(.acceptFailed(until: until)), socket: s)
+            return
+        }
+        if let p = s.proxy {
+            perform(p.machine.handle(.acceptFailed(until: until)), socket: s)
+            return
+        }
+        if let b = s.builtin {
+            perform(b.machine.handle(.acceptFailed(until: until)), socket: s)
             return
         }
         unwatch(socket: s)

@@ -70,6 +70,20 @@ extension Supervisor {
                     u.backoffFor = seconds(until)
                 case .closed: u.state = "closed"
                 }
+            case .internal(let link):
+                u.mode = "internal"
+                u.activates = "internal \(link.service.rawValue)"
+                u.connectionsNow = link.machine.running
+                u.connectionsTotal = c.accepted
+                u.maxConnections = link.machine.maxConnections
+                switch link.machine.state {
+                case .listening: u.state = "listening"
+                case .paused: u.state = "at-limit"
+                case .backingOff(let until):
+                    u.state = "backing-off"
+                    u.backoffFor = seconds(until)
+                case .closed: u.state = "closed"
+                }
             case .service(let link):
                 u.mode = "pass"
                 let service = link.id.flatMap { services[$0] }

@@ -138,7 +138,7 @@ extension Supervisor {
             return UpgradeState.Journal(name: j.name, read: j.read.rawValue, write: j.write.rawValue, pending: j.pendingLine)
         }
         let socketStates = sockets.map { s in
-            UpgradeState.SocketState(name: s.name, accept: s.instances?.machine ?? s.proxy?.machine, accepted: s.accepted)
+            UpgradeState.SocketState(name: s.name, accept: s.instances?.machine ?? s.proxy?.machine ?? s.builtin?.machine, accepted: s.accepted)
         }
         var serviceStates: [UpgradeState.ServiceState] = []
         for s in services {
@@ -205,6 +205,14 @@ extension Supervisor {
                                     clientLength: UInt32(f.client.length), backend: f.backend?.rawValue, held: f.held,
                                     lastTraffic: f.lastTraffic, toBackend: f.toBackend, toClient: f.toClient))
         }
+        var builtinStates: [UpgradeState.BuiltinState] = []
+        for c in builtins.values {
+            guard let socket = sockets[c.socket], socket.builtin === c.link else { continue }
+            hand(c.fd, "builtin")
+            builtinStates.append(.init(id: c.id, socket: socket.name, service: c.service.rawValue, fd: c.fd.rawValue, peer: c.peer,
+                                       source: c.source, since: c.started, pending: c.pending, clientDone: c.clientDone,
+                                       offset: c.offset, bytesIn: c.bytesIn, bytesOut: c.bytesOut))
+        }
         return UpgradeState(
             porterVersion: Commands.version, started: stats.started, units: stats.units, counters: counters,
             paused: paused.map(\.description).sorted(), childFileLimit: childFileLimit.map { [$0.soft, $0.hard] },
@@ -213,6 +221,6 @@ extension Supervisor {
             leftovers: leftovers.map { .init(group: $0.key, unit: $0.value.unit, kill: $0.value.kill, killAt: $0.value.killAt, killed: $0.value.killed) },
             strays: Array(strayControls) + Array(failedSpawns),
             orphans: orphans.map { .init(pid: $0.key, unit: $0.value.unit, kill: $0.value.kill, group: $0.value.group) },
-            relays: relayStates, flows: flowStates, nextRelay: own.nextRelay)
+            relays: relayStates, flows: flowStates, nextRelay: own.nextRelay, builtins: builtinStates)
     }
 }

@@ -35,6 +35,8 @@ public final class Supervisor {
         case relay(UInt64)
         case relayBackend(UInt64)
         case flow(UInt64)
+        /// A connection to a built-in service (InternalService=).
+        case builtin(UInt64)
     }
 
     let loop: EventLoop<Source>
@@ -102,6 +104,8 @@ public final class Supervisor {
     /// ProxyTo=: relayed connections and UDP flows, by id.
     var relays: [UInt64: Relay] = [:]
     var flows: [UInt64: Flow] = [:]
+    /// InternalService=: connections porter serves itself, by id.
+    var builtins: [UInt64: BuiltinConnection] = [:]
     let pipePool = PipePool()
     /// Units `porter stop` paused, until `porter start`.
     var paused: Set<UnitName> = []
@@ -231,6 +235,8 @@ public final class Supervisor {
             relayEvent(id, flags, backend: true)
         case .flow(let id):
             flowEvent(id)
+        case .builtin(let id):
+            builtinEvent(id, flags)
         }
     }
 
@@ -239,7 +245,8 @@ public final class Supervisor {
         switch key {
         // A removed unit has no deadline: its entry leaves the heap.
         case .service(let id): return services[id]?.machine.deadline
-        case .socket(let id): return sockets[id]?.instances?.machine.deadline ?? sockets[id]?.proxy?.machine.deadline
+        case .socket(let id):
+            return sockets[id]?.instances?.machine.deadline ?? sockets[id]?.proxy?.machine.deadline ?? sockets[id]?.builtin?.machine.deadline
         case .path(let id): return paths[id]?.queue?.jobs.deadline
         case .instance(let pid): return instances[pid]?.deadline
         case .control(let id): return services[id]?.control?.deadline
@@ -265,6 +272,7 @@ public final class Supervisor {
             guard let s = sockets[id], !stopping else { return }
             if let i = s.instances { perform(i.machine.handle(.timer(now: now)), socket: s) }
             if let p = s.proxy { perform(p.machine.handle(.timer(now: now)), socket: s) }
+            if let b = s.builtin { perform(b.machine.handle(.timer(now: now)), socket: s) }
         case .path(let id):
             guard let p = paths[id], let q = p.queue else { return }
             performJobs(p, q, q.jobs.handle(.timer, now: now))
@@ -298,6 +306,12 @@ public final class Supervisor {
             acceptConnections(s, index)
         case .proxy(let link):
             acceptProxied(s, index, link)
+        case .internal(let link):
+            if s.config.listens[index].kind == .datagram {
+                builtinDatagrams(s, index, link)
+            } else {
+                acceptBuiltin(s, index, link)
+            }
         case .service(let link):
             guard let id = link.id, let service = services[id] else { return }
             if case .listening = service.machine.state, triggerLimitHit(s, now: now) { return }

@@ -35,6 +35,24 @@ struct UpgradeState: Codable {
     var relays: [RelayState] = []
     var flows: [FlowState] = []
     var nextRelay: UInt64 = 1
+    /// InternalService=: open connections and where each is (optional: a
+    /// state from before built-ins existed has none).
+    var builtins: [BuiltinState]? = nil
+
+    struct BuiltinState: Codable {
+        var id: UInt64
+        var socket: String
+        var service: String
+        var fd: Int32
+        var peer: String
+        var source: [UInt8]?
+        var since: Instant
+        var pending: [UInt8]
+        var clientDone: Bool
+        var offset: Int
+        var bytesIn: UInt64
+        var bytesOut: UInt64
+    }
 
     struct RelayState: Codable {
         struct Direction: Codable {

@@ -25,6 +25,15 @@ public enum Socket {
         }
     }
 
+    /// Attaches a classic BPF program (code, jt, jf, k per instruction),
+    /// replacing the socket's filter; an empty program detaches it. The
+    /// corresponding C function is setsockopt(2) with SO_ATTACH_FILTER.
+    public static func setFilter(_ fd: FileDescriptor, _ program: [(code: UInt16, jt: UInt8, jf: UInt8, k: UInt32)]) throws(SysError) {
+        let insns = program.map { porter_bpf_insn(code: $0.code, jt: $0.jt, jf: $0.jf, k: $0.k) }
+        let r = insns.withUnsafeBufferPointer { porter_socket_filter(fd.rawValue, $0.baseAddress, UInt16(clamping: $0.count)) }
+        if r < 0 { throw SysError(call: "setsockopt(SO_ATTACH_FILTER)", errno: -r) }
+    }
+
     /// The corresponding C function is getsockopt(2).
     public static func option(_ fd: FileDescriptor, _ level: Int32, _ name: Int32) throws(SysError) -> Int32 {
         var v: Int32 = 0

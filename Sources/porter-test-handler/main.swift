@@ -52,6 +52,10 @@
 //                       first 120 bytes it received as hex (a PROXY header),
 //                       "reset" closes with a reset, "pid" answers its pid;
 //                       --udp: a UDP socket answering "PID: <datagram>"
+//   peers FILE          take the fds from LISTEN_FDS (stream or datagram)
+//                       and serve forever: append "peer IP:PORT" to FILE
+//                       for every connection accepted or datagram received,
+//                       answer "hello" (a connection is then closed)
 //   hold-conn MS        inetd style: write "held PID", keep the connection MS
 //                       milliseconds, write "released", exit 0
 import CPorter
@@ -243,6 +247,63 @@ case "hold":
             } else if read(p.fd, &buf, buf.count) <= 0 {
                 close(p.fd)
                 open.removeAll { $0 == p.fd }
+            }
+        }
+    }
+
+case "peers":
+    let n = getenv("LISTEN_FDS").flatMap { Int32(String(cString: $0)) } ?? 1
+    func text(_ from: sockaddr_storage) -> String {
+        var host = [CChar](repeating: 0, count: 64)
+        var port: UInt16 = 0
+        var f = from
+        withUnsafePointer(to: &f) { p in
+            if from.ss_family == sa_family_t(AF_INET) {
+                p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                    var a = sin.pointee.sin_addr
+                    inet_ntop(AF_INET, &a, &host, 64)
+                    port = UInt16(bigEndian: sin.pointee.sin_port)
+                }
+            } else {
+                p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
+                    var a = sin.pointee.sin6_addr
+                    inet_ntop(AF_INET6, &a, &host, 64)
+                    port = UInt16(bigEndian: sin.pointee.sin6_port)
+                }
+            }
+        }
+        return "\(String(cString: host)):\(port)"
+    }
+    let log = porter_open(args[1], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    var buf = [UInt8](repeating: 0, count: 2048)
+    while true {
+        var fds = (0..<n).map { pollfd(fd: 3 + $0, events: Int16(POLLIN), revents: 0) }
+        if poll(&fds, nfds_t(fds.count), -1) < 0 { continue }
+        for p in fds where p.revents != 0 {
+            var from = sockaddr_storage()
+            var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            var type: Int32 = 0
+            var tlen = socklen_t(4)
+            getsockopt(p.fd, SOL_SOCKET, SO_TYPE, &type, &tlen)
+            if type == Int32(SOCK_DGRAM.rawValue) {
+                let r = withUnsafeMutablePointer(to: &from) { fp in
+                    fp.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(p.fd, &buf, buf.count, 0, $0, &len) }
+                }
+                guard r >= 0 else { continue }
+                writeAll(log, "peer \(text(from))\n")
+                _ = "hello".withCString { s in
+                    withUnsafePointer(to: &from) { fp in
+                        fp.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(p.fd, s, 5, 0, $0, len) }
+                    }
+                }
+            } else {
+                let c = withUnsafeMutablePointer(to: &from) { fp in
+                    fp.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(p.fd, $0, &len) }
+                }
+                guard c >= 0 else { continue }
+                writeAll(log, "peer \(text(from))\n")
+                writeAll(c, "hello")
+                close(c)
             }
         }
     }

@@ -239,10 +239,50 @@ struct Client {
         try connect(.ipv4(address: [127, 0, 0, 1], port: port), family: AF_INET, type: Int32(SOCK_DGRAM.rawValue))
     }
 
-    static func connect(_ address: ListenAddress, family: Int32, type: Int32) throws -> Client {
+    static func connect(_ address: ListenAddress, family: Int32, type: Int32, from source: ListenAddress? = nil) throws -> Client {
         let fd = try Socket.open(family: family, type: type, nonBlocking: false)
+        if let source {
+            try Socket.setOption(fd, SOL_SOCKET, SO_REUSEADDR, 1)
+            try Socket.bind(fd, try SocketAddress(source))
+        }
         try Socket.connect(fd, try SocketAddress(address))
         return Client(fd: fd)
+    }
+
+    /// A TCP client from another loopback address (127.0.0.2): what the
+    /// access tests tell apart.
+    static func tcp(_ port: UInt16, from host: [UInt8]) throws -> Client {
+        try connect(.ipv4(address: [127, 0, 0, 1], port: port), family: AF_INET, type: Int32(SOCK_STREAM.rawValue),
+                    from: .ipv4(address: host, port: 0))
+    }
+
+    static func udp(_ port: UInt16, from host: [UInt8], port sourcePort: UInt16 = 0) throws -> Client {
+        try connect(.ipv4(address: [127, 0, 0, 1], port: port), family: AF_INET, type: Int32(SOCK_DGRAM.rawValue),
+                    from: .ipv4(address: host, port: sourcePort))
+    }
+
+    /// Whether a TCP handshake from `host` completes within `seconds`: a
+    /// SYN the kernel filter drops never does (the client retries until
+    /// its own timeout).
+    static func handshakeCompletes(_ port: UInt16, from host: [UInt8], seconds: Double) throws -> Bool {
+        let fd = try Socket.open(family: AF_INET, type: Int32(SOCK_STREAM.rawValue), nonBlocking: true)
+        defer { fd.close() }
+        try Socket.bind(fd, SocketAddress(ipv4: host, port: 0))
+        let r = SocketAddress(ipv4: [127, 0, 0, 1], port: port).withSockaddr { Glibc.connect(fd.rawValue, $0, $1) }
+        if r == 0 { return true }
+        guard errno == EINPROGRESS else { throw TestFailure("connect: \(SysError.describe(errno))") }
+        var p = pollfd(fd: fd.rawValue, events: Int16(POLLOUT), revents: 0)
+        guard poll(&p, 1, Int32(seconds * 1000)) == 1 else { return false }
+        return (try? Socket.option(fd, SOL_SOCKET, SO_ERROR)) == 0
+    }
+
+    /// One datagram within `seconds`, or nil.
+    func datagram(seconds: Double) -> [UInt8]? {
+        var p = pollfd(fd: fd.rawValue, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, Int32(seconds * 1000)) == 1 else { return nil }
+        var buf = [UInt8](repeating: 0, count: 65536)
+        let n = recv(fd.rawValue, &buf, buf.count, 0)
+        return n < 0 ? nil : Array(buf[0..<n])
     }
 
     func send(_ text: String) throws { try fd.write(text) }

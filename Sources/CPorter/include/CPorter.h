@@ -194,6 +194,18 @@ int porter_pidfs_supported(void);
 long porter_notify_receive(int fd, char *text, size_t size, int32_t *pid, uint32_t *uid,
                            int *fds, int max_fds, int *nfds, int *truncated);
 
+/* One classic BPF instruction, laid out as struct sock_filter. */
+struct porter_bpf_insn {
+    uint16_t code;
+    uint8_t jt;
+    uint8_t jf;
+    uint32_t k;
+};
+/* SO_ATTACH_FILTER with `count` instructions (replacing any filter the
+ * socket has); count 0 detaches it (SO_DETACH_FILTER; no filter is not an
+ * error). Returns 0 or -errno. */
+int porter_socket_filter(int fd, const struct porter_bpf_insn *insns, unsigned short count);
+
 /* Raises the soft RLIMIT_NOFILE to the hard limit; stores the old soft and
  * hard limits. Returns 0 or -errno. */
 int porter_raise_nofile(uint64_t *old_soft, uint64_t *hard);
