@@ -26,16 +26,26 @@ public enum Commands {
     public struct Place: Sendable {
         public var directories: [String]
         public var isDefault: Bool
-        public init(_ directories: [String]) {
+        /// `--xinetd PATH`, `--inetd-conf FILE`: read in place and converted
+        /// at every start and reload; `--services FILE` for their names.
+        public var xinetd: String?
+        public var inetdConf: String?
+        public var servicesFile: String?
+        public init(_ directories: [String], xinetd: String? = nil, inetdConf: String? = nil, servicesFile: String? = nil) {
             isDefault = directories.isEmpty
             self.directories = isDefault ? ConfigLoader.defaultDirectories : directories
+            self.xinetd = xinetd
+            self.inetdConf = inetdConf
+            self.servicesFile = servicesFile
         }
-        public var description: String { directories.joined(separator: ", ") }
+        public var hasLegacy: Bool { xinetd != nil || inetdConf != nil }
+        public var description: String { (directories + [xinetd, inetdConf].compactMap { $0 }).joined(separator: ", ") }
     }
 
     static func open(_ place: Place) -> ConfigLoader.Directories? {
         do {
-            let dirs = try ConfigLoader.Directories(place.directories, optional: place.isDefault)
+            let dirs = try ConfigLoader.Directories(place.directories, optional: place.isDefault,
+                                                    allowNone: place.isDefault && place.hasLegacy)
             for path in dirs.writableByOthers {
                 Log.warning("\(path): others can write this directory; whoever adds a unit here runs programs as porter's user")
             }
@@ -52,6 +62,7 @@ public enum Commands {
         var units = UnitSet()
         dirs.report(to: &units)
         dirs.add(dirs.names, to: &units, host: host)
+        place.addLegacy(to: &units, besides: dirs.names, host: host, log: true)
         checkConditions(&units, ConditionCheck(environment: env, host: host))
         return Configuration.pair(units)
     }
@@ -161,6 +172,7 @@ public enum Commands {
         let names = dirs.names
         let check = ConditionCheck(environment: env, host: host)
         dirs.add(names.filter { $0.type == .socket }, to: &units, host: host)
+        place.addLegacy(to: &units, besides: names, host: host, log: true)
         checkConditions(&units, check, paths: false)
         supervisor.openListeners(units.sockets)
         dirs.add(names.filter { $0.type != .socket }, to: &units, host: host)
@@ -178,7 +190,7 @@ public enum Commands {
             + supervisor.paths.filter { $0.template != nil }.count
         let paths = supervisor.paths.count
         let watching = paths == 0 ? "" : ", \(paths) path unit\(paths == 1 ? "" : "s") watching"
-        Log.info("ready: \(sockets) socket\(sockets == 1 ? "" : "s") listening\(watching) for \(services) service\(services == 1 ? "" : "s") from \(dirs.paths.joined(separator: ", "))")
+        Log.info("ready: \(sockets) socket\(sockets == 1 ? "" : "s") listening\(watching) for \(services) service\(services == 1 ? "" : "s") from \((dirs.paths + [place.xinetd, place.inetdConf].compactMap { $0 }).joined(separator: ", "))")
         supervisor.managerReady()
         return supervisor
     }
@@ -193,6 +205,7 @@ public enum Commands {
         var units = UnitSet()
         dirs.report(to: &units)
         dirs.add(dirs.names, to: &units, host: host)
+        place.addLegacy(to: &units, besides: dirs.names, host: host, log: false)
         checkConditions(&units, ConditionCheck(environment: env, host: host))
         let config = Configuration.pair(units)
         let made = dirs.names.compactMap { dirs.sources.units[$0] }

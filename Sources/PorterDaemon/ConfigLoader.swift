@@ -53,7 +53,7 @@ public enum ConfigLoader {
 
         /// Owns the directory fds until `close()`. `optional`: the defaults,
         /// of which missing ones are skipped.
-        public init(_ paths: [String], optional: Bool = false) throws(Failure) {
+        public init(_ paths: [String], optional: Bool = false, allowNone: Bool = false) throws(Failure) {
             var fds: [FileDescriptor] = [], kept: [String] = [], listings: [UnitSources.Listing] = [], invalid: [String] = []
             for path in paths {
                 let fd: FileDescriptor
@@ -80,7 +80,7 @@ public enum ConfigLoader {
                     invalid.append(Quote.escaped(bytes: raw))
                 }
             }
-            guard !fds.isEmpty else {
+            guard !fds.isEmpty || allowNone else {
                 throw Failure("no configuration directory: none of \(paths.joined(separator: ", ")) exists; expected --config-dir DIR")
             }
             self.fds = fds

@@ -193,6 +193,15 @@ public enum Files {
         FileDescriptor(try retrying("open(\(name))") { porter_openat(dir.rawValue, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0) })
     }
 
+    /// Creates `name` in `dir`, which must not exist (not even as a
+    /// symlink), for writing. The caller owns the fd. The corresponding C
+    /// function is openat(2) with O_CREAT | O_EXCL.
+    public static func create(at dir: FileDescriptor, _ name: String, mode: UInt32) throws(SysError) -> FileDescriptor {
+        FileDescriptor(try retrying("create(\(name))") {
+            porter_openat(dir.rawValue, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, mode)
+        })
+    }
+
     /// Where the symlink `name` in `dir` points, or nil when it is not a
     /// symlink. The corresponding C function is readlinkat(2).
     public static func readLink(at dir: FileDescriptor, _ name: String) -> String? {

@@ -4,9 +4,10 @@ import PorterDaemon
 import PorterSys
 
 let usage = """
-    usage: porter run [--config-dir DIR]... [--log-level LEVEL] [--control PATH|none]
-                      [--daemon [--pidfile PATH]]
-           porter check [--config-dir DIR]... [--show UNIT]...
+    usage: porter run [--config-dir DIR]... [--xinetd PATH] [--inetd-conf FILE]
+                      [--log-level LEVEL] [--control PATH|none] [--daemon [--pidfile PATH]]
+           porter check [--config-dir DIR]... [--xinetd PATH] [--inetd-conf FILE] [--show UNIT]...
+           porter import xinetd PATH | inetd FILE --output DIR [--services FILE] [--force]
            porter status [--json] [UNIT...]
            porter start UNIT | stop UNIT | reload [UNIT] | upgrade
            porter --help | --version
@@ -32,6 +33,15 @@ let usage = """
               when it was refused); with UNIT, run the service's ExecReload=
       upgrade re-execute the porter binary on disk in place, keeping every
               socket, process and count
+      import  convert an xinetd configuration (xinetd.conf with its
+              includedir, a file, or an xinetd.d directory) or an
+              inetd.conf into unit files in DIR, and print what does not
+              map exactly, with why
+
+      --xinetd PATH, --inetd-conf FILE  also serve that configuration in
+              place, converted at every start and reload (units of the
+              same name in a --config-dir win)
+      --services FILE  service names to ports (default: /etc/services)
 
       --control PATH  the control socket (default: /run/porter/control as
               root, $XDG_RUNTIME_DIR/porter/control otherwise); `none` for
@@ -116,6 +126,12 @@ func parse(_ args: [String], values: Set<String>, flags: Set<String>) -> Parsed 
     return p
 }
 
+/// The directories and the configurations read in place.
+func place(_ p: Parsed) -> Commands.Place {
+    Commands.Place(p.values["--config-dir"] ?? [], xinetd: p.last("--xinetd"), inetdConf: p.last("--inetd-conf"),
+                   servicesFile: p.last("--services"))
+}
+
 func logLevel(_ s: String) -> LogLevel {
     switch s {
     case "debug": return .debug
@@ -134,7 +150,8 @@ case "--version", "-V", "version":
     _ = try? FileDescriptor.standardOutput.write("porter \(Commands.version)\n")
     exit(0)
 case "run":
-    let p = parse(args, values: ["--config-dir", "--log-level", "--control", "--pidfile"], flags: ["--daemon"])
+    let p = parse(args, values: ["--config-dir", "--log-level", "--control", "--pidfile", "--xinetd", "--inetd-conf", "--services"],
+                  flags: ["--daemon"])
     guard p.words.isEmpty else { fail("unexpected argument '\(p.words[0])' for run") }
     var options = Commands.RunOptions()
     options.logLevel = p.last("--log-level").map(logLevel)
@@ -142,11 +159,18 @@ case "run":
     options.pidFile = p.last("--pidfile")
     options.daemon = p.flags.contains("--daemon")
     if options.pidFile != nil && !(options.pidFile!.hasPrefix("/")) { fail("--pidfile needs an absolute path") }
-    exit(Commands.run(Commands.Place(p.values["--config-dir"] ?? []), options))
+    exit(Commands.run(place(p), options))
 case "check":
-    let p = parse(args, values: ["--config-dir", "--show"], flags: [])
+    let p = parse(args, values: ["--config-dir", "--show", "--xinetd", "--inetd-conf", "--services"], flags: [])
     guard p.words.isEmpty else { fail("unexpected argument '\(p.words[0])' for check") }
-    exit(Commands.check(Commands.Place(p.values["--config-dir"] ?? []), show: p.values["--show"] ?? []))
+    exit(Commands.check(place(p), show: p.values["--show"] ?? []))
+case "import":
+    let p = parse(args, values: ["--output", "--services"], flags: ["--force"])
+    guard p.words.count == 2, let kind = LegacyConfig.Kind(rawValue: p.words[0]) else {
+        fail("import needs xinetd PATH or inetd FILE")
+    }
+    guard let output = p.last("--output") else { fail("import needs --output DIR") }
+    exit(Commands.importConfig(kind, p.words[1], output: output, servicesFile: p.last("--services"), force: p.flags.contains("--force")))
 case "status", "start", "stop", "reload", "upgrade":
     let p = parse(args, values: ["--config-dir", "--control"], flags: ["--json"])
     let verb = ControlRequest.Verb(rawValue: command)!

@@ -1,0 +1,76 @@
+/// xinetd's only_from and no_access (xinetd.conf(5)) as systemd's
+/// IPAddressAllow=/IPAddressDeny=.
+///
+/// xinetd's rule: an address matched by both lists goes to the more
+/// specific match; one matched by neither is refused when only_from is set
+/// (even empty), allowed otherwise. systemd's rule differs (an allow match
+/// always wins), so a no_access entry inside an only_from range is written
+/// as that range minus the hole, which makes the two rules agree.
+public enum XinetdAccess {
+    /// One value of only_from/no_access: prefixes, or nil for what porter
+    /// cannot check (host, domain and network names).
+    public static func prefixes(_ value: String) -> [IPPrefix]? {
+        // Factorized: 128.138.{12,71}.0
+        if let open = value.firstIndex(of: "{"), let close = value.firstIndex(of: "}"), open < close {
+            let head = value[..<open], tail = value[value.index(after: close)...]
+            var out: [IPPrefix] = []
+            for part in value[value.index(after: open)..<close].split(separator: ",") {
+                guard let p = prefixes(head + part.trimmingCharacters(in: " ") + tail) else { return nil }
+                out += p
+            }
+            return out.isEmpty ? nil : out
+        }
+        if value.contains("/") { return try? IPPrefix.parse(value) }
+        if let v4 = IPAddress.parseIPv4(value) {
+            // Trailing zero parts are wildcards: 10.0.0.0 is 10/8, 0.0.0.0 everyone.
+            var length = 32
+            for b in v4.reversed() { if b == 0 { length -= 8 } else { break } }
+            return [IPPrefix(bytes: v4, length: length)]
+        }
+        if let v6 = IPAddress.parseIPv6(value) {
+            return [IPPrefix(bytes: v6, length: v6.allSatisfy { $0 == 0 } ? 0 : 128)]
+        }
+        return nil
+    }
+
+    public struct Lists: Equatable, Sendable {
+        public var access = AddressAccess()
+        /// Words that are not addresses (host and domain names), per attribute.
+        public var unsupportedAllow: [String] = []
+        public var unsupportedDeny: [String] = []
+    }
+
+    /// `onlyFrom` nil: not set (everyone may come); empty: set to nothing
+    /// (nobody may).
+    public static func convert(onlyFrom: [String]?, noAccess: [String]) -> Lists {
+        var out = Lists()
+        var allow: [IPPrefix] = []
+        for w in onlyFrom ?? [] {
+            if let p = prefixes(w) { allow += p } else { out.unsupportedAllow.append(w) }
+        }
+        var deny: [IPPrefix] = []
+        for w in noAccess {
+            if let p = prefixes(w) { deny += p } else { out.unsupportedDeny.append(w) }
+        }
+        // The more specific match wins: holes that no_access cuts into an
+        // allowed range are taken out of it; an allowed range inside a
+        // denied one stays allowed (systemd's allow list wins too).
+        var final: [IPPrefix] = []
+        for a in allow {
+            var pieces = [a]
+            for d in deny where a.covers(d) && d.length > a.length {
+                pieces = pieces.flatMap { $0.subtracting(d) }
+            }
+            // An entry denied exactly as allowed: xinetd takes it as denied.
+            if deny.contains(a) { pieces = [] }
+            final += pieces
+        }
+        out.access.allow = final
+        out.access.deny = deny
+        // only_from set: whoever it does not list is refused.
+        if onlyFrom != nil { out.access.deny += IPPrefix.symbolic["any"]! }
+        // Nothing allowed and nothing denied beyond `any`: keep it simple.
+        if out.access.allow.contains(where: { $0.length == 0 }) && deny.isEmpty { out.access = AddressAccess() }
+        return out
+    }
+}
