@@ -67,6 +67,48 @@ struct FuzzTests {
         }
     }
 
+    /// xinetd and inetd configurations: never a crash; whatever the
+    /// converters write parses as units porter accepts or refuses with a
+    /// diagnostic, never with a crash.
+    @Test func legacyConfigurations() {
+        var rng = SplitMix64(state: 0x5eed_0013)
+        let xinetdTokens: [[UInt8]] = ["service ", "defaults", "{", "}", "\n", " = ", " += ", " -= ", "socket_type", "stream", "dgram",
+            "wait", "yes", "no", "server", "/bin/x", "server_args", "only_from", "no_access", "10.0.0.0", "10.1.0.0/16", "::1",
+            "redirect", "127.0.0.1 80", "type", "INTERNAL", "UNLISTED", "echo", "port", "70000", "7", "flags", "IPv6", "NAMEINARGS",
+            "cps", "50 10", "instances", "per_source", "includedir", "/x", "#", "\t", "\"", "%", "$", ";", "{1,2}"].map { Array($0.utf8) }
+        let inetdTokens: [[UInt8]] = ["echo", "tftp", "stream", "dgram", "tcp", "udp", "tcp6", "rpc/tcp", "wait", "nowait", "nowait.400",
+            "root", "nobody:nogroup", "a.b", "internal", "/usr/sbin/x", "x", " ", "\t", "\n", "\n ", "#", "#<off># ", "127.0.0.1:",
+            "*:", "[::1]:", ":"].map { Array($0.utf8) }
+        func input(_ tokens: [[UInt8]]) -> String {
+            var out: [UInt8] = []
+            for _ in 0..<Int.random(in: 0...50, using: &rng) {
+                if Int.random(in: 0..<12, using: &rng) == 0 { out.append(UInt8.random(in: 0...255, using: &rng)) } else {
+                    out += tokens[Int.random(in: 0..<tokens.count, using: &rng)]
+                }
+            }
+            return String(decoding: out, as: UTF8.self)
+        }
+        for _ in 0..<fuzzIterations {
+            let x = XinetdText(file: "x", text: input(xinetdTokens))
+            var defs: [XinetdText.Attribute] = []
+            var services: [XinetdService] = []
+            for item in x.items {
+                switch item {
+                case .defaults(let a): defs += a
+                case .service(let n, let a, let f, let l): services.append(XinetdService(name: n, file: f, line: l, defaults: defs, attributes: a))
+                case .includeDir, .includeFile: break
+                }
+            }
+            let r1 = XinetdImport(services: ServicesFile.builtin, source: "x").convert(services, defaults: defs)
+            let i = InetdText(file: "i", text: input(inetdTokens))
+            let r2 = InetdImport(services: ServicesFile.builtin).convert(i.entries)
+            for r in [r1, r2] {
+                _ = r.render()
+                _ = Configuration.load(files: r.units.map { (name: $0.name, text: $0.text) }, host: HostFacts())
+            }
+        }
+    }
+
     @Test func environmentFiles() {
         var rng = SplitMix64(state: 0x5eed_0002)
         for _ in 0..<fuzzIterations {
