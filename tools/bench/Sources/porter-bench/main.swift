@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 struct Options {
-    var scenarios = ["spawn", "cold", "idle", "scale", "path", "path-overflow", "log-flood", "idle-measure", "reload", "operate", "proxy"]
+    var scenarios = ["spawn", "cold", "idle", "scale", "path", "path-overflow", "log-flood", "idle-measure", "reload", "operate", "proxy", "migrate"]
     var reps = 3
     var spawnN = 3000
     var coldTrials = 200
@@ -53,7 +53,7 @@ func log(_ s: String) {
 let usage = """
     usage: porter-bench [SCENARIO...] [--porter PATH] [--reps N] [--markdown FILE] [--svg FILE] [--keep]
                         [--spawn-n N] [--cold-trials N] [--idle-seconds S] [--scale-services N] [--path-files N]
-      scenarios: spawn cold idle scale path path-overflow log-flood idle-measure reload operate proxy (default: all)
+      scenarios: spawn cold idle scale path path-overflow log-flood idle-measure reload operate proxy migrate (default: all)
       --proxy-bytes N  bytes of the proxy scenario's bulk transfer (default 1 GiB)
       --porter PATH  the porter to measure (default: build the recommended one,
                      swift build -c release --static-swift-stdlib, in the repository)
@@ -82,7 +82,7 @@ while let a = args.first {
     case "--path-files": o.pathFiles = Int(value()) ?? 2000
     case "-h", "--help": print(usage); exit(0)
     case "--proxy-bytes": o.proxyBytes = Int(value()) ?? (1 << 30)
-    case "spawn", "cold", "idle", "scale", "path", "path-overflow", "log-flood", "idle-measure", "reload", "operate", "proxy": chosen.append(a)
+    case "spawn", "cold", "idle", "scale", "path", "path-overflow", "log-flood", "idle-measure", "reload", "operate", "proxy", "migrate": chosen.append(a)
     default: print("unknown argument \(a)\n" + usage); exit(2)
     }
 }
@@ -141,6 +141,7 @@ for s in o.scenarios {
     case "reload": scenarioReload(o, results)
     case "operate": scenarioOperate(o, results)
     case "proxy": scenarioProxy(o, results)
+    case "migrate": scenarioMigrate(o, results)
     default: break
     }
     log("\(s) took \(fmt(Double(nowNS() - t0) / 1e9, 0)) s")
