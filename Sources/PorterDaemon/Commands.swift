@@ -223,6 +223,10 @@ public enum Commands {
         let usable = config.sockets.filter { !prep.refusedSockets.contains($0.name) }
         for s in usable {
             let listens = s.listens.map(\.description).joined(separator: " ")
+            if let i = s.internalService {
+                out += "\(s.name) -> internal \(i.rawValue) (served by porter, at most \(s.maxConnections) connections): \(listens)\n"
+                continue
+            }
             let proxy = config.services[s.activates]?.proxyTo
             let mode = s.accept ? "Accept=yes: one instance per connection, at most \(s.maxConnections)"
                 : proxy.map { "Accept=no, proxied to \($0), at most \(s.maxConnections) connections" } ?? "Accept=no"
@@ -239,7 +243,7 @@ public enum Commands {
             out += "porter.conf: \(file): control socket \(control), metrics \(s.metricsListen.map { "on \($0)" } ?? "off"), log to \(s.logTarget.rawValue)\n"
         }
         out += verdicts(units: units, config: config, prep: prep, problems: problems,
-                        names: dirs.names + dirs.sources.masked.keys)
+                        names: Array(units.present) + dirs.sources.masked.keys)
         let errors = problems.filter { $0.severity == .error }.count
         let warnings = problems.count - errors
         let pathCount = usablePaths.isEmpty ? "" : "\(usablePaths.count) path unit\(usablePaths.count == 1 ? "" : "s") and "
