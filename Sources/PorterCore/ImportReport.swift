@@ -23,29 +23,20 @@ public struct ImportResult: Sendable {
         let notes = rows.filter { $0.kind != .exact && !$0.isAccess }
         if !notes.isEmpty {
             out += "Attributes that do not map exactly:\n"
-            out += table(notes.map { [$0.service, $0.attribute, $0.value, $0.kind.rawValue, $0.becomes, $0.note] },
-                         header: ["SERVICE", "ATTRIBUTE", "VALUE", "MAPPING", "PORTER", "WHY"])
+            out += TextTable.render(header: ["SERVICE", "ATTRIBUTE", "VALUE", "MAPPING", "PORTER", "WHY"],
+                                    rows: notes.map { [$0.service, $0.attribute, $0.value, $0.kind.rawValue, $0.becomes, $0.note] })
             out += "\n"
         }
         let access = rows.filter(\.isAccess)
         if !access.isEmpty {
             out += "Access attributes:\n"
-            out += table(access.map { [$0.service, $0.attribute, $0.value, $0.kind.rawValue, $0.becomes, $0.note] },
-                         header: ["SERVICE", "ATTRIBUTE", "VALUE", "MAPPING", "PORTER", "NOTE"])
+            out += TextTable.render(header: ["SERVICE", "ATTRIBUTE", "VALUE", "MAPPING", "PORTER", "NOTE"],
+                                    rows: access.map { [$0.service, $0.attribute, $0.value, $0.kind.rawValue, $0.becomes, $0.note] })
             out += "\n"
         }
         out += "\(converted.count) service\(converted.count == 1 ? "" : "s") converted into \(units.count) unit file\(units.count == 1 ? "" : "s")"
         out += skipped.isEmpty ? "\n" : "; \(skipped.count) skipped: \(skipped.joined(separator: ", "))\n"
         return out
-    }
-
-    func table(_ rows: [[String]], header: [String]) -> String {
-        let all = [header] + rows
-        var widths = header.map { _ in 0 }
-        for r in all { for (i, c) in r.enumerated() where i < widths.count - 1 { widths[i] = max(widths[i], c.count) } }
-        return all.map { r in
-            r.enumerated().map { i, c in i < r.count - 1 ? c.padding(to: widths[i]) : c }.joined(separator: "  ")
-        }.joined(separator: "\n") + "\n"
     }
 }
 
@@ -70,10 +61,6 @@ public struct ImportRow: Error, Equatable, Sendable {
     /// only_from, no_access, per_source, cps, instances and the like: always
     /// listed, in their own table.
     public var isAccess = false
-}
-
-extension String {
-    func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }
 
 /// Building a unit file's text: sections, keys, and command lines quoted as

@@ -37,7 +37,7 @@ public struct InetdText: Sendable {
                 logical.append((i + 1, String(t.dropFirst(7)), true))
                 continue
             }
-            let trimmed = t.trimmingCharacters(in: " \t")
+            let trimmed = t.trimmingWhitespace()
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             if (t.hasPrefix(" ") || t.hasPrefix("\t")), let last = logical.last, !last.disabled {
                 logical[logical.count - 1].text += " " + trimmed
@@ -65,7 +65,8 @@ public struct InetdText: Sendable {
             var service = words[0]
             if let colon = service.lastIndex(of: ":"), !service.hasPrefix("[") || service[..<colon].hasSuffix("]") {
                 let h = String(service[..<colon])
-                host = h == "*" ? nil : h.trimmingCharacters(in: "[]")
+                // [::1]:service: the brackets are not part of the address.
+                host = h == "*" ? nil : h.hasPrefix("[") && h.hasSuffix("]") ? String(h.dropFirst().dropLast()) : h
                 service = String(service[service.index(after: colon)...])
             }
             let waitField = words[3].split(separator: ".", maxSplits: 1).map(String.init)

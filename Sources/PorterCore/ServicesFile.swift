@@ -52,11 +52,4 @@ public struct ServicesFile: Sendable {
         rsync 873/tcp
         git 9418/tcp
         """)
-
-    /// This file, with `fallback`'s names where it has none.
-    public func merged(with fallback: ServicesFile) -> ServicesFile {
-        var out = self
-        for (k, v) in fallback.ports where out.ports[k] == nil { out.ports[k] = v }
-        return out
-    }
 }

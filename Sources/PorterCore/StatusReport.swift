@@ -147,24 +147,12 @@ extension StatusReport {
                          u.refused.map { $0 == 0 ? "-" : String($0) } ?? "-", last,
                          u.idleCheckIn.map { Self.age($0) } ?? "-", failures])
         }
-        var widths = header.map(\.count)
-        for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
-        func line(_ cells: [String], stateColour: String?) -> String {
-            var out = ""
-            for (i, c) in cells.enumerated() {
-                let padded = i == cells.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count + 2)
-                if i == 2, let code = stateColour { out += "\u{1B}[\(code)m" + c + "\u{1B}[0m" + String(padded.dropFirst(c.count)) }
-                else { out += padded }
-            }
-            return out + "\n"
-        }
-        var out = "porter \(porter.version), pid \(porter.pid), up \(Self.age(porter.uptimeSeconds)); "
+        let out = "porter \(porter.version), pid \(porter.pid), up \(Self.age(porter.uptimeSeconds)); "
             + "reloads \(porter.counters.reloadsOK) ok, \(porter.counters.reloadsFailed) refused"
             + (porter.counters.upgrades > 0 ? "; upgraded \(porter.counters.upgrades)x" : "")
             + (porter.metricsListen.map { "; metrics on \($0)" } ?? "") + "\n"
-        out += line(header, stateColour: nil)
-        for (r, state) in zip(rows, states) { out += line(r, stateColour: colour ? Self.colour(state) : nil) }
-        return out
+        // The state column in colour.
+        return out + TextTable.render(header: header, rows: rows, colour: colour ? { row, column in column == 2 ? Self.colour(states[row]) : nil } : nil)
     }
 
     static func colour(_ state: String) -> String {

@@ -15,7 +15,7 @@ public enum XinetdAccess {
             let head = value[..<open], tail = value[value.index(after: close)...]
             var out: [IPPrefix] = []
             for part in value[value.index(after: open)..<close].split(separator: ",") {
-                guard let p = prefixes(head + part.trimmingCharacters(in: " ") + tail) else { return nil }
+                guard let p = prefixes(head + part.trimmingWhitespace() + tail) else { return nil }
                 out += p
             }
             return out.isEmpty ? nil : out

@@ -29,7 +29,7 @@ public struct XinetdText: Sendable {
         func error(_ line: Int, _ message: String) { diagnostics.append(Diagnostic(.error, file: file, line: line, message)) }
         for (i, raw) in lines.enumerated() {
             let number = i + 1
-            let text = raw.trimmingCharacters(in: " \t\r")
+            let text = raw.trimmingWhitespace()
             if text.isEmpty || text.hasPrefix("#") { continue }
             var words = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
             if let pending = awaitingBrace {
@@ -90,10 +90,10 @@ public struct XinetdText: Sendable {
     /// `name op values...`, with or without spaces around the operator.
     static func attribute(_ text: String, file: String, line: Int) -> Attribute? {
         guard let eq = text.firstIndex(of: "=") else { return nil }
-        var name = text[..<eq].trimmingCharacters(in: " \t")
+        var name = text[..<eq].trimmingWhitespace()
         var op = Attribute.Op.set
         if name.hasSuffix("+") { op = .add; name.removeLast() } else if name.hasSuffix("-") { op = .remove; name.removeLast() }
-        name = name.trimmingCharacters(in: " \t")
+        name = name.trimmingWhitespace()
         guard !name.isEmpty, !name.contains(" "), !name.contains("\t") else { return nil }
         let values = text[text.index(after: eq)...].split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         return Attribute(name: name, op: op, values: values, file: file, line: line)
@@ -145,13 +145,4 @@ public struct XinetdService: Sendable {
 
     public func value(_ name: String) -> String? { values[name].map { $0.joined(separator: " ") } }
     public var id: String { values["id"]?.first ?? name }
-}
-
-extension StringProtocol {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
-        while let f = s.first, set.contains(f) { s.removeFirst() }
-        while let l = s.last, set.contains(l) { s.removeLast() }
-        return String(s)
-    }
 }

@@ -66,8 +66,6 @@ public struct XinetdImport {
         return name.isEmpty ? "service" : name
     }
 
-    struct Skip: Error { var row: ImportRow }
-
     func convertOne(_ s: XinetdService, unit: String) -> Result<([(name: String, text: String)], [ImportRow]), ImportRow> {
         let id = s.id
         var rows: [ImportRow] = []

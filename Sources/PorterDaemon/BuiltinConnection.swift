@@ -53,9 +53,10 @@ final class BuiltinConnection {
 
     enum Step { case again, done(String?) }
 
-    /// One turn of work after epoll said `flags`: `.done` closes the
-    /// connection (with why, when it was not the client's own close).
-    func step(_ flags: Epoll.Events) -> Step {
+    /// One turn of work after epoll reported the connection (what it
+    /// reported shows in what the read or write returns): `.done` closes it
+    /// (with why, when it was not the client's own close).
+    func step() -> Step {
         do {
             switch service {
             case .chargen: return try chargen()

@@ -288,9 +288,6 @@ public enum Commands {
     }
 }
 
-private extension String {
-    func padding(to n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
-}
 
 extension Commands {
     /// `porter check --show UNIT`: the files of each unit, as `systemctl

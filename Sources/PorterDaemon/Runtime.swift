@@ -205,6 +205,29 @@ final class SocketRuntime {
         return nil
     }
 
+    /// The accept machine of every handler where porter accepts (Accept=yes,
+    /// a proxy, a built-in); nil for Accept=no. Setting it sets the
+    /// handler's own, whose observer moves the socket's deadline.
+    var acceptMachine: AcceptMachine? {
+        get {
+            switch handler {
+            case .instances(let i): return i.machine
+            case .proxy(let p): return p.machine
+            case .internal(let b): return b.machine
+            case .service: return nil
+            }
+        }
+        set {
+            guard let m = newValue else { return }
+            switch handler {
+            case .instances(let i): i.machine = m
+            case .proxy(let p): p.machine = m
+            case .internal(let b): b.machine = m
+            case .service: break
+            }
+        }
+    }
+
     var template: PreparedService? { instances?.template }
 
     /// What an Accept=no service receives of this socket: each listener,

@@ -350,6 +350,15 @@ extension Supervisor {
         }
     }
 
+    /// An event for the socket's accept machine, whichever handler has it
+    /// (none for Accept=no), and its actions performed.
+    func accept(_ s: SocketRuntime, _ event: AcceptMachine.Event) {
+        guard var m = s.acceptMachine else { return }
+        let actions = m.handle(event)
+        s.acceptMachine = m
+        perform(actions, socket: s)
+    }
+
     func perform(_ actions: [AcceptMachine.Action], socket s: SocketRuntime) {
         for action in actions {
             switch action {

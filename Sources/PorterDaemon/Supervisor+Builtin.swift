@@ -42,11 +42,10 @@ extension Supervisor {
     /// Takes possession of `fd`.
     private func serveBuiltin(_ s: SocketRuntime, _ link: SocketRuntime.InternalLink, _ fd: FileDescriptor, peer: SocketAddress, now: Instant) {
         stats.count(s.name) { $0.activations += 1 }
-        let wallClock = Int64(time(nil))
         switch link.service {
         case .daytime, .time:
             // A fresh socket's send buffer takes these few bytes whole.
-            let reply = link.service == .daytime ? InternalService.daytime(unixSeconds: wallClock) : InternalService.time(unixSeconds: wallClock)
+            let reply = Self.clockReply(link.service)
             _ = try? fd.write(reply, 0..<reply.count)
             fd.close()
             connectionEnded(s, source: peer.ipBytes)
@@ -70,9 +69,9 @@ extension Supervisor {
         perform(link.machine.handle(.instanceStarted), socket: s)
     }
 
-    func builtinEvent(_ id: UInt64, _ flags: Epoll.Events) {
+    func builtinEvent(_ id: UInt64) {
         guard let c = builtins[id] else { return }
-        switch c.step(flags) {
+        switch c.step() {
         case .done(let why):
             closeBuiltin(c, why: why)
         case .again:
@@ -108,7 +107,6 @@ extension Supervisor {
     /// the socket cannot take now is dropped, as UDP may.
     func builtinDatagrams(_ s: SocketRuntime, _ index: Int, _ link: SocketRuntime.InternalLink) {
         let fd = s.fds[index]
-        let wallClock = Int64(time(nil))
         for _ in 0..<Self.datagramBatch {
             var peer = SocketAddress()
             // The proxy's datagram buffer: a whole datagram fits (the
@@ -137,12 +135,17 @@ extension Supervisor {
             case .chargen:
                 BuiltinConnection.chargenRing.withUnsafeBytes { _ = Socket.send(fd, UnsafeRawBufferPointer(rebasing: $0[0..<size]), to: peer) }
             case .daytime, .time:
-                let reply = link.service == .daytime ? InternalService.daytime(unixSeconds: wallClock) : InternalService.time(unixSeconds: wallClock)
-                reply.withUnsafeBytes { _ = Socket.send(fd, $0, to: peer) }
+                Self.clockReply(link.service).withUnsafeBytes { _ = Socket.send(fd, $0, to: peer) }
             case .discard:
                 continue
             }
         }
+    }
+
+    /// daytime's or time's answer, now.
+    static func clockReply(_ service: InternalService) -> [UInt8] {
+        let now = Int64(time(nil))
+        return service == .daytime ? InternalService.daytime(unixSeconds: now) : InternalService.time(unixSeconds: now)
     }
 
     /// At shutdown: every built-in connection ends with porter.

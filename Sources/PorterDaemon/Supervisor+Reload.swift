@@ -312,9 +312,7 @@ extension Supervisor {
         s.fds = fds
         if let kind = socket.internalService {
             if case .internal(let link) = s.handler, link.service == kind {
-                if link.machine.maxConnections != socket.maxConnections {
-                    perform(link.machine.handle(.limit(socket.maxConnections)), socket: s)
-                }
+                if link.machine.maxConnections != socket.maxConnections { accept(s, .limit(socket.maxConnections)) }
             } else {
                 // Another built-in, or none before: connections of the old
                 // handler finish under it; the count starts again.
@@ -330,9 +328,7 @@ extension Supervisor {
             case (.service, false, false):
                 break
             case (.proxy(let link), false, true):
-                if link.machine.maxConnections != socket.maxConnections {
-                    perform(link.machine.handle(.limit(socket.maxConnections)), socket: s)
-                }
+                if link.machine.maxConnections != socket.maxConnections { accept(s, .limit(socket.maxConnections)) }
             case (.instances, false, _), (.service, true, _), (.service, false, true), (.proxy, true, _), (.proxy, false, false),
                  (.internal, _, _):
                 // Accept=, ProxyTo= or InternalService= changed: a new
@@ -343,20 +339,14 @@ extension Supervisor {
         }
         applyFilters(s)
         switch s.handler {
-        case .instances(let i):
+        case .instances, .proxy, .internal:
+            // porter accepts: non-blocking, watched while below the limit.
             for fd in fds { try? fd.setNonBlocking(true) }
-            if i.machine.canAccept { watch(socket: s) }
+            if s.acceptMachine!.canAccept { watch(socket: s) }
         case .service:
             // Accept=no: the service's update watches it.
             let nonBlocking = prep.services[socket.activates]?.config.nonBlocking ?? false
             for fd in fds { try? fd.setNonBlocking(nonBlocking) }
-        case .proxy(let link):
-            // porter accepts: non-blocking, watched while below the limit.
-            for fd in fds { try? fd.setNonBlocking(true) }
-            if link.machine.canAccept { watch(socket: s) }
-        case .internal(let link):
-            for fd in fds { try? fd.setNonBlocking(true) }
-            if link.machine.canAccept { watch(socket: s) }
         }
     }
 

@@ -96,19 +96,13 @@ extension Supervisor {
         for s in sockets where s.fds.count > 0 {
             let stop = activationPaused(s)
             switch s.handler {
-            case .instances(let i):
+            case .instances, .proxy, .internal:
                 if stop && s.watched { unwatch(socket: s) }
-                if !stop && !s.watched && i.machine.canAccept { watch(socket: s) }
+                if !stop && !s.watched && s.acceptMachine!.canAccept { watch(socket: s) }
             case .service(let link):
                 guard let service = link.id.flatMap({ services[$0] }), case .listening = service.machine.state else { continue }
                 if stop && s.watched { unwatch(socket: s) }
                 if !stop && !s.watched { watch(socket: s) }
-            case .proxy(let link):
-                if stop && s.watched { unwatch(socket: s) }
-                if !stop && !s.watched && link.machine.canAccept { watch(socket: s) }
-            case .internal(let link):
-                if stop && s.watched { unwatch(socket: s) }
-                if !stop && !s.watched && link.machine.canAccept { watch(socket: s) }
             }
         }
         for p in paths {

@@ -102,20 +102,9 @@ extension Supervisor {
             guard let id = socketIndex[UnitName.parse(st.name) ?? UnitName.parse("x.socket")!], let rt = sockets[id] else { continue }
             rt.accepted = st.accepted
             // The connections open at the upgrade still count against MaxConnections=.
-            if let machine = st.accept {
-                if let i = rt.instances {
-                    let limit = i.machine.maxConnections
-                    i.machine = machine
-                    if machine.maxConnections != limit { _ = i.machine.handle(.limit(limit)) }
-                } else if let p = rt.proxy {
-                    let limit = p.machine.maxConnections
-                    p.machine = machine
-                    if machine.maxConnections != limit { _ = p.machine.handle(.limit(limit)) }
-                } else if let b = rt.builtin {
-                    let limit = b.machine.maxConnections
-                    b.machine = machine
-                    if machine.maxConnections != limit { _ = b.machine.handle(.limit(limit)) }
-                }
+            if var machine = st.accept, let limit = rt.acceptMachine?.maxConnections {
+                if machine.maxConnections != limit { _ = machine.handle(.limit(limit)) }
+                rt.acceptMachine = machine
             }
         }
         for st in s.services { restoreService(st, r, now: now) }
@@ -288,7 +277,6 @@ extension Supervisor {
         c.token = token
         builtins[c.id] = c
         if let source = st.source, s.sources != nil { _ = s.sources!.admit(source, now: now) }
-        _ = now
     }
 
     private func restoreFlow(_ st: UpgradeState.FlowState, _ r: Restoration, now: Instant) {
@@ -337,10 +325,7 @@ extension Supervisor {
                     }
                 }
             }
-            for s in sockets {
-                if let i = s.instances, !i.machine.canAccept { unwatch(socket: s) }
-                if let p = s.proxy, !p.machine.canAccept { unwatch(socket: s) }
-            }
+            for s in sockets where !(s.acceptMachine?.canAccept ?? true) { unwatch(socket: s) }
             refreshActivation(now: now)
         }
         var upgrader: Exchange? = nil

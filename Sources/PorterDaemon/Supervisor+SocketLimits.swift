@@ -31,17 +31,9 @@ extension Supervisor {
         if let note = s.limitLog.admit(now: now) {
             Log.warning("\(s.name): \(what) hit; paused for \((until - now).porterDescription), clients wait in the backlog (systemd would fail the socket; porter listens again by itself)\(note)")
         }
-        if let i = s.instances {
+        if s.acceptMachine != nil {
             // The accept machine's own back-off: it watches again when due.
-            perform(i.machine.handle(.acceptFailed(until: until)), socket: s)
-            return
-        }
-        if let p = s.proxy {
-            perform(p.machine.handle(.acceptFailed(until: until)), socket: s)
-            return
-        }
-        if let b = s.builtin {
-            perform(b.machine.handle(.acceptFailed(until: until)), socket: s)
+            accept(s, .acceptFailed(until: until))
             return
         }
         unwatch(socket: s)

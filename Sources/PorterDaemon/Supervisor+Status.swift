@@ -40,50 +40,31 @@ extension Supervisor {
             let c = stats.units[s.name] ?? UnitCounters()
             u.refused = c.refusedTotal
             u.activations = c.activations
+            if let m = s.acceptMachine {
+                // Where porter accepts: its connections, its limit, its machine's state.
+                u.connectionsNow = m.running
+                u.connectionsTotal = c.accepted
+                u.maxConnections = m.maxConnections
+                switch m.state {
+                case .listening: u.state = "listening"
+                case .paused: u.state = "at-limit"
+                case .backingOff(let until):
+                    u.state = "backing-off"
+                    u.backoffFor = seconds(until)
+                case .closed: u.state = "closed"
+                }
+            }
             switch s.handler {
             case .instances(let i):
                 u.mode = "accept"
-                u.connectionsNow = i.machine.running
-                u.connectionsTotal = c.accepted
-                u.maxConnections = i.machine.maxConnections
-                switch i.machine.state {
-                case .listening: u.state = "listening"
-                case .paused: u.state = "at-limit"
-                case .backingOff(let until):
-                    u.state = "backing-off"
-                    u.backoffFor = seconds(until)
-                case .closed: u.state = "closed"
-                }
                 let t = i.template.config.name.description
                 templates[t, default: ([], 0)].via.append(s.name)
                 templates[t]!.running = instancePIDs[t]?.count ?? 0
-            case .proxy(let link):
+            case .proxy:
                 u.mode = "proxy"
-                u.connectionsNow = link.machine.running
-                u.connectionsTotal = c.accepted
-                u.maxConnections = link.machine.maxConnections
-                switch link.machine.state {
-                case .listening: u.state = "listening"
-                case .paused: u.state = "at-limit"
-                case .backingOff(let until):
-                    u.state = "backing-off"
-                    u.backoffFor = seconds(until)
-                case .closed: u.state = "closed"
-                }
             case .internal(let link):
                 u.mode = "internal"
                 u.activates = "internal \(link.service.rawValue)"
-                u.connectionsNow = link.machine.running
-                u.connectionsTotal = c.accepted
-                u.maxConnections = link.machine.maxConnections
-                switch link.machine.state {
-                case .listening: u.state = "listening"
-                case .paused: u.state = "at-limit"
-                case .backingOff(let until):
-                    u.state = "backing-off"
-                    u.backoffFor = seconds(until)
-                case .closed: u.state = "closed"
-                }
             case .service(let link):
                 u.mode = "pass"
                 let service = link.id.flatMap { services[$0] }

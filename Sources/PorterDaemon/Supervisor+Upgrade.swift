@@ -138,7 +138,7 @@ extension Supervisor {
             return UpgradeState.Journal(name: j.name, read: j.read.rawValue, write: j.write.rawValue, pending: j.pendingLine)
         }
         let socketStates = sockets.map { s in
-            UpgradeState.SocketState(name: s.name, accept: s.instances?.machine ?? s.proxy?.machine ?? s.builtin?.machine, accepted: s.accepted)
+            UpgradeState.SocketState(name: s.name, accept: s.acceptMachine, accepted: s.accepted)
         }
         var serviceStates: [UpgradeState.ServiceState] = []
         for s in services {

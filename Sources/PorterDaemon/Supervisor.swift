@@ -236,7 +236,7 @@ public final class Supervisor {
         case .flow(let id):
             flowEvent(id)
         case .builtin(let id):
-            builtinEvent(id, flags)
+            builtinEvent(id)
         }
     }
 
@@ -245,8 +245,7 @@ public final class Supervisor {
         switch key {
         // A removed unit has no deadline: its entry leaves the heap.
         case .service(let id): return services[id]?.machine.deadline
-        case .socket(let id):
-            return sockets[id]?.instances?.machine.deadline ?? sockets[id]?.proxy?.machine.deadline ?? sockets[id]?.builtin?.machine.deadline
+        case .socket(let id): return sockets[id]?.acceptMachine?.deadline
         case .path(let id): return paths[id]?.queue?.jobs.deadline
         case .instance(let pid): return instances[pid]?.deadline
         case .control(let id): return services[id]?.control?.deadline
@@ -270,9 +269,7 @@ public final class Supervisor {
             perform(s.machine.handle(.timer, now: now), service: s, now: now)
         case .socket(let id):
             guard let s = sockets[id], !stopping else { return }
-            if let i = s.instances { perform(i.machine.handle(.timer(now: now)), socket: s) }
-            if let p = s.proxy { perform(p.machine.handle(.timer(now: now)), socket: s) }
-            if let b = s.builtin { perform(b.machine.handle(.timer(now: now)), socket: s) }
+            accept(s, .timer(now: now))
         case .path(let id):
             guard let p = paths[id], let q = p.queue else { return }
             performJobs(p, q, q.jobs.handle(.timer, now: now))

@@ -103,7 +103,9 @@ func scenarioMigrate(_ o: Options, _ results: Results) {
         let chargen = chargenRate(chargenPort, seconds: 3) ?? .nan
         let v = [spawn[0], spawn[1], Double(idle.rss), Double(idle.pss), Double(idle.anonymous), bulk, rtt, udp, chargen]
         values[name] = v
-        t.rows.append([name] + v.enumerated().map { i, x in fmt(x, i >= 5 && i != 6 && i != 7 ? 1 : 0) })
+        // MiB/s with a decimal, counts and kB without.
+        let decimals = [0, 0, 0, 0, 0, 1, 0, 0, 1]
+        t.rows.append([name] + zip(v, decimals).map { fmt($0, $1) })
     }
     if let x = values["xinetd"], let p = values["porter"] {
         t.rows.append(["porter / xinetd"] + zip(p, x).map { ratio($0, $1) })
@@ -121,11 +123,8 @@ func scenarioMigrate(_ o: Options, _ results: Results) {
 
 /// Writes `bytes` into an echo connection while reading them back; MiB/s.
 func echoBulk(_ port: UInt16, bytes: Int) -> Double? {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return nil }
+    guard let fd = connectedSocket(port) else { return nil }
     defer { close(fd) }
-    let (_, addr) = Address.tcp(port: port).sockaddr()
-    guard addr.withUnsafeBytes({ connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }) == 0 else { return nil }
     _ = fcntl(fd, F_SETFL, O_NONBLOCK)
     let chunk = [UInt8](repeating: 0x61, count: 64 << 10)
     var buf = [UInt8](repeating: 0, count: 256 << 10)
@@ -151,15 +150,12 @@ func echoBulk(_ port: UInt16, bytes: Int) -> Double? {
 
 /// 64-byte requests, each waited for, for `seconds`: round trips per second.
 func echoRoundTrips(_ port: UInt16, seconds: Double, udp: Bool) -> Double {
-    let fd = socket(AF_INET, Int32(udp ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return .nan }
+    guard let fd = connectedSocket(port, datagram: udp) else { return .nan }
     defer { close(fd) }
     var one: Int32 = 1
     if !udp { setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4) }
     var tv = timeval(tv_sec: 1, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    let (_, addr) = Address.tcp(port: port).sockaddr()
-    guard addr.withUnsafeBytes({ connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }) == 0 else { return .nan }
     let request = [UInt8](repeating: 0x62, count: 64)
     var buf = [UInt8](repeating: 0, count: 256)
     var count = 0
@@ -180,11 +176,8 @@ func echoRoundTrips(_ port: UInt16, seconds: Double, udp: Bool) -> Double {
 
 /// One client reading chargen for `seconds`: MiB/s.
 func chargenRate(_ port: UInt16, seconds: Double) -> Double? {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return nil }
+    guard let fd = connectedSocket(port) else { return nil }
     defer { close(fd) }
-    let (_, addr) = Address.tcp(port: port).sockaddr()
-    guard addr.withUnsafeBytes({ connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }) == 0 else { return nil }
     var buf = [UInt8](repeating: 0, count: 256 << 10)
     var got = 0
     let t0 = nowNS()

@@ -243,3 +243,16 @@ func waitListening(_ target: Address, pids: [pid_t], seconds: Double = 15) -> Bo
     }
     return false
 }
+
+/// A blocking socket connected to 127.0.0.1:`port` (TCP, or UDP with
+/// `datagram`), or nil; the caller closes it.
+func connectedSocket(_ port: UInt16, datagram: Bool = false) -> Int32? {
+    let fd = socket(AF_INET, Int32(datagram ? SOCK_DGRAM.rawValue : SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    let (_, addr) = Address.tcp(port: port).sockaddr()
+    guard addr.withUnsafeBytes({ connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }) == 0 else {
+        close(fd)
+        return nil
+    }
+    return fd
+}

@@ -147,12 +147,9 @@ func scenarioProxy(_ o: Options, _ results: Results) {
 
 /// BULK n through `port` into sink; MiB/s, nil on failure.
 func bulkThrough(_ port: UInt16, bytes: Int) -> Double? {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    let (_, addr) = Address.tcp(port: port).sockaddr()
     let t0 = nowNS()
-    guard addr.withUnsafeBytes({ connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(addr.count)) }) == 0 else { return nil }
+    guard let fd = connectedSocket(port) else { return nil }
+    defer { close(fd) }
     let header = Array("BULK \(bytes)\n".utf8)
     _ = header.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     let chunk = [UInt8](repeating: 0x61, count: 1 << 20)
