@@ -145,7 +145,8 @@ extension EndToEnd {
             c.close()
             report = Report(text)
             #expect(report.value("accepted-on") == "5")
-            #expect(porter.log.contains("web.service: started pid \(report.pid) with 3 fds (LISTEN_FDNAMES=web.socket:web.socket:admin)"))
+            // The child can answer before porter has written its line: wait for it.
+            try porter.waitForLog("web.service: started pid \(report.pid) with 3 fds (LISTEN_FDNAMES=web.socket:web.socket:admin)")
             #expect(try porter.stop() == 0)
         }
 

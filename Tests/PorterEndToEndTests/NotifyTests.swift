@@ -93,7 +93,7 @@ extension EndToEnd {
             let second = try c.readAll()
             c.close()
             #expect(second == "restored \(state)\n")
-            #expect(porter.log.contains("with 2 fds (LISTEN_FDNAMES=s.socket:state)"))
+            try porter.waitForLog("with 2 fds (LISTEN_FDNAMES=s.socket:state)")
             #expect(try porter.stop() == 0)
         }
 
