@@ -78,7 +78,6 @@ public enum KnownKeys {
         "TimeoutStopFailureMode": "porter sends FinalKillSignal= when the stop timeout passes",
         "OOMPolicy": "without cgroups porter cannot tell an OOM kill from another SIGKILL; the service is handled as killed",
         "ExitType": "porter follows the main process (ExitType=main); ExitType=cgroup would need cgroups",
-        "ReloadSignal": "kept for porter's reload command, which does not exist yet",
     ]
     static let serviceIgnored: Set<String> = []
     static let socketRefused: [String: String] = [

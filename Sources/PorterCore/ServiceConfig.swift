@@ -1,5 +1,11 @@
 public enum ServiceType: String, Sendable {
     case simple, exec, notify, oneshot, forking
+    /// Type=notify, and a reload is ReloadSignal= answered by RELOADING=1
+    /// and READY=1 (ServiceReload).
+    case notifyReload = "notify-reload"
+
+    /// Readiness is READY=1: Type=notify and Type=notify-reload.
+    public var isNotify: Bool { self == .notify || self == .notifyReload }
 }
 
 /// NotifyAccess=: whose sd_notify messages are heeded.
@@ -80,6 +86,8 @@ public struct ServiceConfig: Sendable {
     var explicitError: StandardOutput? = nil
     public var killSignal = Sig.terminate
     public var finalKillSignal = Sig.kill
+    /// ReloadSignal=: what a Type=notify-reload service gets on a reload.
+    public var reloadSignal = Sig.hangup
     public var killMode = KillMode.controlGroup
     public var sendSIGKILL = true
     public var sendSIGHUP = false
@@ -163,7 +171,7 @@ public struct ServiceConfig: Sendable {
     static let keys = KeySet([
         "Type", "ExecStart", "Environment", "EnvironmentFile", "PassEnvironment", "UnsetEnvironment",
         "WorkingDirectory", "User", "Group", "SupplementaryGroups", "StandardInput", "StandardOutput",
-        "StandardError", "KillSignal", "FinalKillSignal", "KillMode", "SendSIGKILL", "SendSIGHUP",
+        "StandardError", "KillSignal", "FinalKillSignal", "ReloadSignal", "KillMode", "SendSIGKILL", "SendSIGHUP",
         "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart",
         "StartLimitInterval", "StartLimitBurst", "RestartSec", "IdleTimeoutSec", "RuntimeMaxSec", "TimeoutStartSec",
         "WatchdogSec", "NotifyAccess", "FileDescriptorStoreMax", "SyslogIdentifier", "SetLoginEnvironment",
@@ -233,12 +241,11 @@ public struct ServiceConfig: Sendable {
             case "notify": type = .notify
             case "oneshot": type = .oneshot
             case "forking": type = .forking
-            case "notify-reload":
-                r.error(a, "Type=notify-reload (reloading by signal, RELOADING=1 and READY=1) is not supported: porter reload UNIT runs ExecReload=; use Type=notify with ExecReload=/bin/kill -HUP $MAINPID, expected simple, exec, notify, oneshot or forking")
+            case "notify-reload": type = .notifyReload
             case "dbus":
-                r.error(a, "Type=dbus needs a D-Bus bus name to appear, and porter has no bus; expected simple, exec, notify, oneshot or forking")
+                r.error(a, "Type=dbus needs a D-Bus bus name to appear, and porter has no bus; expected simple, exec, notify, notify-reload, oneshot or forking")
             default:
-                r.error(a, "invalid value \(Quote.value(a.value)), expected simple, exec, notify, oneshot or forking")
+                r.error(a, "invalid value \(Quote.value(a.value)), expected simple, exec, notify, notify-reload, oneshot or forking")
             }
         case "ExecStart", "ExecCondition", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload":
             let phase = CommandSequence.Phase(rawValue: a.key)!
@@ -380,6 +387,7 @@ public struct ServiceConfig: Sendable {
         case "StandardError": explicitError = r.value(a) { (s) throws(ValueError) in try output(s, isError: true) }
         case "KillSignal": if let v = r.value(a, Values.signal) { killSignal = v }
         case "FinalKillSignal": if let v = r.value(a, Values.signal) { finalKillSignal = v }
+        case "ReloadSignal": if let v = r.value(a, Values.signal) { reloadSignal = v }
         case "KillMode":
             guard let m = KillMode(rawValue: a.value) else {
                 r.error(a, "invalid value \(Quote.value(a.value)), expected control-group, mixed, process or none")

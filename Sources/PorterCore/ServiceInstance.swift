@@ -60,7 +60,7 @@ extension ServiceConfig {
         p.restartDelay = restartDelay
         p.idleTimeout = idleTimeout
         p.runtimeMax = runtimeMax
-        p.notify = type == .notify
+        p.notify = type.isNotify
         p.proxied = proxyTo != nil
         p.forking = type == .forking
         p.remainAfterExit = remainAfterExit
@@ -77,6 +77,6 @@ extension ServiceConfig {
     /// Type=notify or WatchdogSec=; porter also defaults it to main when the
     /// service may store fds, which it can only do by notifying.
     public var effectiveNotifyAccess: NotifyAccess {
-        notifyAccess ?? (type == .notify || watchdog != nil || fdStoreMax > 0 ? .main : .none)
+        notifyAccess ?? (type.isNotify || watchdog != nil || fdStoreMax > 0 ? .main : .none)
     }
 }

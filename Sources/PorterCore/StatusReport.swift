@@ -55,7 +55,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         /// socket, service, template (NAME@.service) or path.
         public var kind: String
         /// listening, watching, running, starting, stopping, holding-off,
-        /// paused, waiting-for-address, failed, ...
+        /// reloading, paused, waiting-for-address, failed, ...
         public var state: String
         /// `porter stop` paused it; `porter start` resumes.
         public var paused: Bool

@@ -269,6 +269,10 @@ final class ServiceRuntime {
     var startPostRan = false
     /// The commands running for this service besides its main process.
     var control: ControlRun? { didSet { timers?.touch(.control(id)) } }
+    /// The service said RELOADING=1 by itself and not yet READY=1.
+    var reloading = false
+    /// `porter reload UNIT` in progress (its deadline shares the control key).
+    var reload: ReloadJob? { didSet { timers?.touch(.control(id)) } }
     /// Type=oneshot: where the run is in its ExecStart= lines.
     var mainSequence: CommandSequence?
     /// Whether this run's main process started (ExecStop= runs only then).
@@ -349,11 +353,16 @@ final class ServiceRuntime {
 /// (ExecStartPost=), before the kill (ExecStop=) and once the run is over
 /// (ExecStop= if it was not run, ExecStopPost=). What the machine decided
 /// meanwhile and must wait for them waits in `deferred`.
+/// `porter reload UNIT` of a running service: where the reload stands and
+/// the control exchanges waiting for its outcome.
+struct ReloadJob {
+    var machine: ServiceReload
+    var waiters: [UInt64]
+}
+
 final class ControlRun {
     enum Purpose: String { case start, startPost, stop, end, reload }
     let purpose: Purpose
-    /// `porter reload UNIT`: the control exchanges waiting for the outcome.
-    var waiters: [UInt64] = []
     var sequence: CommandSequence
     var pid: Int32?
     var deadline: Instant?

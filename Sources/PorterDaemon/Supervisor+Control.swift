@@ -33,6 +33,7 @@ extension Supervisor {
         }
         if s.stopBegan {
             s.stopBegan = false
+            reloadEvent(s, .abandoned("the service is stopping"))
             if s.runStartedOK, !(c.commands[.stop] ?? []).isEmpty {
                 // ExecStop= first, with $MAINPID; KillSignal= after it.
                 s.runStartedOK = false  // it runs once per run
@@ -43,6 +44,8 @@ extension Supervisor {
         }
         if s.runEnded {
             s.runEnded = false
+            reloadEvent(s, .abandoned("the service's run ended"))
+            s.reloading = false
             proxyRunEnded(s, now: now)
             flushPending(s)
             removePIDFile(s)
@@ -85,12 +88,7 @@ extension Supervisor {
             return
         }
         if let old = s.control {
-            if !old.waiters.isEmpty {
-                for id in old.waiters {
-                    if let e = exchanges[id] { answer(e, ControlReply(error: "\(s.name): reload interrupted: the service is stopping or starting")) }
-                }
-                old.waiters.removeAll()
-            }
+            if old.purpose == .reload { reloadEvent(s, .abandoned("interrupted: the service is stopping or starting")) }
             if let pid = old.pid {
                 Signals.send(SIGKILL, to: pid, group: true)
                 controlPIDs[pid] = nil
@@ -221,7 +219,7 @@ extension Supervisor {
             }
             perform(rest, service: s, now: now)
         case .reload:
-            reloadFinished(s, run)
+            reloadEvent(s, .commandsEnded(run.sequence.outcome.reloadOutcome))
             perform(run.deferred, service: s, now: now)
         case .end:
             if case .failed(_, let why) = run.sequence.outcome, case .success = s.lastOutcome { Log.warning("\(s.name): \(why)") }

@@ -34,10 +34,24 @@ extension Supervisor {
             }
             let now = MonotonicClock.now()
             let name = fields.last { $0.key == "FDNAME" }?.value ?? "stored"
+            let stamp = fields.last { $0.key == "MONOTONIC_USEC" }.flatMap { Int64($0.value) }
             for (key, value) in fields {
                 switch (key, value) {
                 case ("READY", "1"):
                     perform(s.machine.handle(.ready, now: now), service: s, now: now)
+                    if s.reload != nil { reloadEvent(s, .ready) } else if s.reloading {
+                        s.reloading = false
+                        Log.info("\(s.name): reloaded (by itself)")
+                    }
+                case ("RELOADING", "1"):
+                    if s.reload != nil {
+                        reloadEvent(s, .reloading(monotonicMicroseconds: stamp))
+                    } else if s.machine.state.isReady {
+                        // A reload the service began by itself, as systemd
+                        // tracks it: "reloading" until READY=1.
+                        s.reloading = true
+                        Log.info("\(s.name): reloading (by itself)")
+                    }
                 case ("WATCHDOG", "1"):
                     perform(s.machine.handle(.watchdogPing, now: now), service: s, now: now)
                 case ("STATUS", _):

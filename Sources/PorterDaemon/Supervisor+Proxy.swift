@@ -111,7 +111,7 @@ extension Supervisor {
         case .running(let run):
             // Type=notify: not before READY=1. Otherwise porter probes the
             // address with the oldest connection until it is accepted.
-            if svc.prepared.config.type == .notify && !run.ready { return }
+            if svc.prepared.config.type.isNotify && !run.ready { return }
             let candidates = px.readyThisRun ? px.waiting : Array(px.waiting.prefix(1))
             for id in candidates {
                 guard let r = relays[id], r.phase == .waiting, (r.retryAt.map { $0 <= now } ?? true) else { continue }
@@ -173,7 +173,7 @@ extension Supervisor {
         stats.count(svc.name) { $0.proxied += 1 }
         if let px = svc.proxy, !px.readyThisRun {
             px.readyThisRun = true
-            if svc.prepared.config.type != .notify {
+            if !svc.prepared.config.type.isNotify {
                 perform(svc.machine.handle(.ready, now: now), service: svc, now: now)
             }
             proxyWork(svc, now: now)  // the others, now that the backend answers

@@ -121,7 +121,7 @@ extension Supervisor {
             let why = { if case .failure(let w)? = svc.prepared.proxyAddress { return w.description } else { return "no address" } }()
             return failFlows(svc, "ProxyTo=\(svc.prepared.config.proxyTo!): \(why)", now: now)
         }
-        if !px.readyThisRun, svc.prepared.config.type != .notify {
+        if !px.readyThisRun, !svc.prepared.config.type.isNotify {
             if let port = address.port {
                 guard queuedWork.udpBound(port: port) == true else {
                     for f in waiting { f.nextCheck = now + Self.proxyRetryFirst * 4 }

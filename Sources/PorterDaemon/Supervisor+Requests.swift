@@ -115,41 +115,83 @@ extension Supervisor {
         }
     }
 
-    // MARK: ExecReload=
+    // MARK: porter reload UNIT
 
-    /// `porter reload UNIT`: the service's ExecReload= commands, one after
-    /// another, with $MAINPID; the caller hears how they ended.
+    /// `porter reload UNIT`: Type=notify-reload gets ReloadSignal= and is
+    /// waited for (RELOADING=1, then READY=1); ExecReload= commands run one
+    /// after another with $MAINPID. The caller hears how it all ended.
     func reloadService(_ name: UnitName, exchange e: Exchange, now: Instant) -> ControlReply? {
         guard let id = serviceIndex[name], let s = services[id] else {
-            return ControlReply(error: "\(name): only Accept=no services have ExecReload=; \(knows(name) ? "this is not one" : "no such unit")")
+            return ControlReply(error: "\(name): only Accept=no services can be reloaded; \(knows(name) ? "this is not one" : "no such unit")")
         }
-        let commands = s.prepared.config.reloadCommands
-        guard !commands.isEmpty else { return ControlReply(error: "\(name) has no ExecReload=") }
-        guard s.machine.state.isReady else { return ControlReply(error: "\(name) is not running (\(s.machine.stateName)); nothing to reload") }
+        let c = s.prepared.config
+        let commands = c.reloadCommands
+        let signal = c.type == .notifyReload
+        guard signal || !commands.isEmpty else { return ControlReply(error: "\(name) has no ExecReload= and is not Type=notify-reload") }
+        guard s.machine.state.isReady, let pid = s.machine.pid else {
+            return ControlReply(error: "\(name) is not running (\(s.machine.stateName)); nothing to reload")
+        }
+        if s.reload != nil {
+            // Already reloading: this caller hears the same outcome.
+            s.reload!.waiters.append(e.id)
+            park(e)
+            return nil
+        }
         guard s.control == nil else { return ControlReply(error: "\(name) is busy with \(s.control!.sequence.current?.label ?? "a command"); try again") }
-        var seq = CommandSequence([.reload: commands], phases: [.reload])
-        seq.setResult(.success, mainExit: nil)
-        beginControl(s, .reload, seq, now: now)
-        guard let run = s.control, run.purpose == .reload else {
-            // It could not even start: finished at once.
-            return ControlReply(error: "\(name): ExecReload= could not be started; see the log")
-        }
-        run.waiters.append(e.id)
+        s.reload = ReloadJob(machine: ServiceReload(began: now, signalled: signal, commands: !commands.isEmpty, timeout: c.startTimeout),
+                             waiters: [e.id])
         park(e)
+        if signal {
+            // systemd signals the main process alone (kill_and_sigcont).
+            Log.info("\(name): reloading: \(Values.signalName(c.reloadSignal)) to pid \(pid), waiting for RELOADING=1 and READY=1")
+            Signals.send(c.reloadSignal, to: pid, group: false)
+        }
+        if !commands.isEmpty {
+            var seq = CommandSequence([.reload: commands], phases: [.reload])
+            seq.setResult(.success, mainExit: nil)
+            beginControl(s, .reload, seq, now: now)
+        }
+        reloadEvent(s, nil)
         return nil
     }
 
-    /// ExecReload= is over: its callers hear the outcome.
-    func reloadFinished(_ s: ServiceRuntime, _ run: ControlRun) {
+    /// Feeds `event` to the service's reload; once it is over, its callers
+    /// hear the outcome.
+    func reloadEvent(_ s: ServiceRuntime, _ event: ServiceReload.Event?) {
+        guard var job = s.reload else { return }
+        if let event, let note = job.machine.handle(event) { Log.warning("\(s.name): \(note)") }
+        guard let outcome = job.machine.outcome else {
+            s.reload = job  // moves the deadline
+            return
+        }
+        s.reload = nil
+        let how = s.prepared.config.type == .notifyReload ? "" : " (ExecReload=)"
         let reply: ControlReply
-        switch run.sequence.outcome {
+        switch outcome {
         case .success:
-            Log.info("\(s.name): reloaded (ExecReload=)")
+            Log.info("\(s.name): reloaded\(how)")
             reply = ControlReply(result: .object(["unit": .string(s.name), "message": .string("reloaded")]))
-        case .skipped(let why), .failed(_, let why):
+        case .failed(let why):
             Log.warning("\(s.name): reload failed: \(why)")
             reply = ControlReply(error: "\(s.name): reload failed: \(why)")
+            // A failed reload leaves its commands nothing to do.
+            if let run = s.control, run.purpose == .reload, let pid = run.pid {
+                Signals.send(SIGKILL, to: pid, group: true)
+                controlPIDs[pid] = nil
+                strayControls.insert(pid)
+                s.control = nil
+            }
         }
-        for id in run.waiters { if let e = exchanges[id] { answer(e, reply) } }
+        for id in job.waiters { if let e = exchanges[id] { answer(e, reply) } }
+    }
+}
+
+extension CommandSequence.Outcome {
+    /// How ExecReload= commands ended, for the reload they belong to.
+    var reloadOutcome: ServiceReload.Outcome {
+        switch self {
+        case .success: return .success
+        case .skipped(let why), .failed(_, let why): return .failed(why)
+        }
     }
 }

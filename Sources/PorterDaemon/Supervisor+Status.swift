@@ -93,7 +93,9 @@ extension Supervisor {
             units.append(u)
         }
         for s in services where !s.retired {
-            var u = StatusReport.Unit(name: s.name, kind: "service", state: s.machine.stateName, paused: paused.contains(s.prepared.config.name))
+            let reloading = s.machine.state.isReady && (s.reload != nil || s.reloading)
+            var u = StatusReport.Unit(name: s.name, kind: "service", state: reloading ? "reloading" : s.machine.stateName,
+                                      paused: paused.contains(s.prepared.config.name))
             u.mode = "service"
             counted(&u)
             u.triggeredBy = s.triggers.compactMap { sockets[$0]?.name } + s.paths.compactMap { paths[$0]?.name }

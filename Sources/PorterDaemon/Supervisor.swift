@@ -248,7 +248,9 @@ public final class Supervisor {
         case .socket(let id): return sockets[id]?.acceptMachine?.deadline
         case .path(let id): return paths[id]?.queue?.jobs.deadline
         case .instance(let pid): return instances[pid]?.deadline
-        case .control(let id): return services[id]?.control?.deadline
+        case .control(let id):
+            guard let s = services[id] else { return nil }
+            return [s.control?.deadline, s.reload?.machine.waitDeadline].compactMap { $0 }.min()
         case .mainSearch(let id): return services[id]?.mainSearch?.next
         case .managerPing: return nextManagerPing
         case .exchanges: return exchanges.values.lazy.filter { !$0.waiting }.map(\.deadline).min()
@@ -276,7 +278,9 @@ public final class Supervisor {
         case .instance(let pid):
             handle(instance: pid, .timer, now: now)
         case .control(let id):
-            if let s = services[id] { controlTimedOut(s, now: now) }
+            guard let s = services[id] else { return }
+            controlTimedOut(s, now: now)
+            reloadEvent(s, .timer(now))
         case .mainSearch(let id):
             if let s = services[id] { searchMain(s, now: now) }
         case .managerPing:

@@ -56,6 +56,14 @@
 //                       and serve forever: append "peer IP:PORT" to FILE
 //                       for every connection accepted or datagram received,
 //                       answer "hello" (a connection is then closed)
+//   notify-reload LOG HOW  Type=notify-reload: READY=1, then answer each
+//                       connection on fd 3 with "generation N"; on SIGHUP
+//                       HOW decides: "good" says RELOADING=1 with
+//                       MONOTONIC_USEC=now, waits 200 ms, appends "reloaded
+//                       PID" to LOG, bumps the generation, READY=1; "stale"
+//                       stamps MONOTONIC_USEC=1; "bare" sends no stamp;
+//                       "silent" says nothing. SIGUSR1: RELOADING=1 by
+//                       itself; SIGUSR2: READY=1
 //   hold-conn MS        inetd style: write "held PID", keep the connection MS
 //                       milliseconds, write "released", exit 0
 import CPorter
@@ -377,6 +385,54 @@ case "notify-serve":
         if c < 0 { break }
         writeAll(c, "accepted-on 3\n" + report())
         close(c)
+    }
+
+case "notify-reload":
+    let logPath = args.count > 1 ? args[1] : "/dev/null"
+    let how = args.count > 2 ? args[2] : "good"
+    var mask = sigset_t()
+    sigemptyset(&mask)
+    for sig in [SIGHUP, SIGUSR1, SIGUSR2] { sigaddset(&mask, sig) }
+    sigprocmask(SIG_BLOCK, &mask, nil)
+    let sfd = signalfd(-1, &mask, Int32(SFD_CLOEXEC))
+    var generation = 1
+    sdNotify("READY=1")
+    while true {
+        var fds = [pollfd(fd: 3, events: Int16(POLLIN), revents: 0), pollfd(fd: sfd, events: Int16(POLLIN), revents: 0)]
+        if poll(&fds, 2, -1) < 0 { continue }
+        if fds[1].revents != 0 {
+            var info = signalfd_siginfo()
+            guard read(sfd, &info, MemoryLayout<signalfd_siginfo>.size) > 0 else { continue }
+            switch Int32(info.ssi_signo) {
+            case SIGHUP:
+                var ts = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &ts)
+                let now = Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+                switch how {
+                case "good":
+                    sdNotify("RELOADING=1\nMONOTONIC_USEC=\(now)")
+                    usleep(200_000)
+                    let fd = porter_open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+                    writeAll(fd, "reloaded \(getpid())\n")
+                    close(fd)
+                    generation += 1
+                    sdNotify("READY=1")
+                case "stale": sdNotify("RELOADING=1\nMONOTONIC_USEC=1\nREADY=1")
+                case "bare": sdNotify("RELOADING=1\nREADY=1")
+                default: break
+                }
+            case SIGUSR1: sdNotify("RELOADING=1")
+            case SIGUSR2: sdNotify("READY=1")
+            default: break
+            }
+        }
+        if fds[0].revents != 0 {
+            let c = porter_accept4(3, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+            if c >= 0 {
+                writeAll(c, "generation \(generation)\n")
+                close(c)
+            }
+        }
     }
 
 case "notify-never":

@@ -30,7 +30,8 @@ let usage = """
       start, stop  resume or pause activation of one unit (stop also stops
               a running Accept=no service)
       reload  read the configuration again and say how it went (exits 1
-              when it was refused); with UNIT, run the service's ExecReload=
+              when it was refused); with UNIT, reload that service
+              (ReloadSignal= for Type=notify-reload, ExecReload=)
       upgrade re-execute the porter binary on disk in place, keeping every
               socket, process and count
       import  convert an xinetd configuration (xinetd.conf with its

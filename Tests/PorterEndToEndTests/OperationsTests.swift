@@ -158,6 +158,56 @@ extension EndToEnd {
             #expect(try porter.stop() == 0)
         }
 
+        /// Type=notify-reload: ReloadSignal= to the main process, then
+        /// RELOADING=1 (stamped after the signal) and READY=1; ExecReload=
+        /// beside it; a stale stamp is ignored and the wait times out; a
+        /// reload the service begins by itself shows in the status.
+        @Test func notifyReloadSignalsAndWaitsForTheService() throws {
+            let dir = makeTempDirectory("notify-reload")
+            let (good, cont, stale) = (freePort(), freePort(), freePort())
+            let porter = try PorterRun("notify-reload", units: [
+                "g.socket": "[Socket]\nListenStream=127.0.0.1:\(good)\n",
+                "g.service": "[Service]\nType=notify-reload\nExecStart=\(handlerBinary) notify-reload \(dir)/g good\n",
+                "c.socket": "[Socket]\nListenStream=127.0.0.1:\(cont)\n",
+                "c.service": "[Service]\nType=notify-reload\nReloadSignal=SIGCONT\nExecStart=\(handlerBinary) notify-reload \(dir)/c good\n"
+                    + "ExecReload=/bin/kill -HUP $MAINPID\n",
+                "s.socket": "[Socket]\nListenStream=127.0.0.1:\(stale)\n",
+                "s.service": "[Service]\nType=notify-reload\nTimeoutStartSec=1\nExecStart=\(handlerBinary) notify-reload \(dir)/s stale\n",
+            ])
+            #expect(try Client.tcp(good).readAll() == "generation 1\n")
+            let pid = try #require(try Self.unit(Self.status(porter), "g.service").pids.first)
+            var (code, out, err) = try Self.cli(porter, ["reload", "g.service"])
+            #expect(code == 0 && out.contains("reloaded"), "\(out)\(err)")
+            // The answer came after the service's READY=1, not at the signal.
+            #expect(readFile("\(dir)/g") == "reloaded \(pid)\n")
+            #expect(try Client.tcp(good).readAll() == "generation 2\n")
+            try porter.waitForLog("g.service: reloading: SIGHUP to pid \(pid), waiting for RELOADING=1 and READY=1")
+            try porter.waitForLog("g.service: reloaded")
+
+            // ExecReload= runs beside the wait: it sends the real signal.
+            #expect(try Client.tcp(cont).readAll() == "generation 1\n")
+            (code, out, err) = try Self.cli(porter, ["reload", "c.service"])
+            #expect(code == 0 && out.contains("reloaded"), "\(out)\(err)")
+            #expect(readFile("\(dir)/c").hasPrefix("reloaded "))
+            try porter.waitForLog("c.service: reloading: SIGCONT to pid")
+
+            // A RELOADING=1 stamped before the signal does not end the wait.
+            #expect(try Client.tcp(stale).readAll() == "generation 1\n")
+            (code, _, err) = try Self.cli(porter, ["reload", "s.service"])
+            #expect(code == 1 && err.contains("s.service: reload failed: no RELOADING=1 in time (TimeoutStartSec=)"), "\(err)")
+            try porter.waitForLog("s.service: RELOADING=1 with MONOTONIC_USEC=1, from before the reload signal, ignored")
+            #expect(try Client.tcp(stale).readAll() == "generation 1\n", "a failed reload leaves the service running")
+
+            // RELOADING=1 by itself: "reloading" until its READY=1.
+            kill(pid, SIGUSR1)
+            try porter.waitForLog("g.service: reloading (by itself)")
+            #expect(try Self.unit(Self.status(porter), "g.service").state == "reloading")
+            kill(pid, SIGUSR2)
+            try porter.waitForLog("g.service: reloaded (by itself)")
+            #expect(try Self.unit(Self.status(porter), "g.service").state == "running")
+            #expect(try porter.stop() == 0)
+        }
+
         @Test func aSecondPorterOnALiveControlSocketIsRefusedAStaleOneReplaced() throws {
             let a = try PorterRun("control-a", units: ["x.socket": "[Socket]\nListenStream=127.0.0.1:\(freePort())\n",
                                                      "x.service": "[Service]\nExecStart=/bin/true\n"])
