@@ -62,12 +62,18 @@ public struct FileJobs: Sendable, Codable {
     private var queue: [String] = []
     private var head = 0
     private var queued: [String: FileVersion] = [:]
+    /// When each queued file was first seen, for the activation latency
+    /// (event -> exec). Optional so that a state saved by an older porter,
+    /// without it, still reads (its queued files are simply not measured).
+    private var queuedSince: [String: Instant]? = [:]
     /// The version each running job was started for, and whether a newer
     /// one appeared meanwhile.
     private var running: [String: Run] = [:]
     struct Run: Codable, Sendable {
         var version: FileVersion
         var again: Bool
+        /// When the file that this job runs for was seen (nil: unknown).
+        var since: Instant?
     }
     private var done: [String: FileVersion] = [:]
     private var retrying: [String: Retry] = [:]
@@ -94,7 +100,9 @@ public struct FileJobs: Sendable, Codable {
     public var waiting: Int { queued.count }
     public var runningCount: Int { running.count }
     /// Entries held in every table: bounded by the files present.
-    public var remembered: Int { queued.count + running.count + done.count + retrying.count + failures.count }
+    public var remembered: Int {
+        queued.count + (queuedSince?.count ?? 0) + running.count + done.count + retrying.count + failures.count
+    }
 
     /// The next retry, if any.
     public var deadline: Instant? { nextRetry }
@@ -103,16 +111,16 @@ public struct FileJobs: Sendable, Codable {
         var actions: [Action] = []
         switch event {
         case .seen(let file, let version):
-            see(file, version)
+            see(file, version, now: now)
         case .scanned(let present):
             done = done.filter { present[$0.key] != nil }
             for file in retrying.keys where present[file] == nil { dropRetry(file) }
             failures = failures.filter { present[$0.key] != nil || running[$0.key] != nil }
-            for file in queued.keys where present[file] == nil { queued[file] = nil }
-            for file in present.keys.sorted() { see(file, present[file]!) }
+            for file in queued.keys where present[file] == nil { unqueue(file) }
+            for file in present.keys.sorted() { see(file, present[file]!, now: now) }
         case .vanished(let file):
             forget(file)
-            queued[file] = nil  // left in `queue`, skipped by dequeue()
+            unqueue(file)  // left in `queue`, skipped by dequeue()
         case .exited(let file, let success, let after):
             guard let run = running.removeValue(forKey: file) else { break }
             guard let after else {
@@ -121,7 +129,7 @@ public struct FileJobs: Sendable, Codable {
             }
             if run.again || after != run.version {
                 // Written again while its job ran: that version needs a job too.
-                enqueue(file, after)
+                enqueue(file, after, now: now)
             } else if success {
                 failures[file] = nil
                 done[file] = after
@@ -140,13 +148,13 @@ public struct FileJobs: Sendable, Codable {
         case .timer:
             for (file, r) in retrying where r.at <= now {
                 dropRetry(file)
-                enqueue(file, r.version)
+                enqueue(file, r.version, now: now)
             }
         case .hold(let h):
             held = h
         }
-        while !held, running.count < maxRunning, let (next, version) = dequeue() {
-            running[next] = Run(version: version, again: false)
+        while !held, running.count < maxRunning, let (next, version, since) = dequeue() {
+            running[next] = Run(version: version, again: false, since: since)
             actions.append(.start(next))
         }
         if nextRetryGone {
@@ -161,6 +169,7 @@ public struct FileJobs: Sendable, Codable {
     /// give it back so memory follows what is pending, not the record.
     private mutating func shrink() {
         if queued.isEmpty && queued.capacity > 256 { queued = [:] }
+        if queued.isEmpty && (queuedSince?.capacity ?? 0) > 256 { queuedSince = [:] }
         if running.isEmpty && running.capacity > 256 { running = [:] }
         if done.isEmpty && done.capacity > 256 { done = [:] }
         if retrying.isEmpty && retrying.capacity > 256 { retrying = [:] }
@@ -170,7 +179,11 @@ public struct FileJobs: Sendable, Codable {
     /// Nothing queued or running.
     public var isIdle: Bool { queued.isEmpty && running.isEmpty }
 
-    private mutating func see(_ file: String, _ version: FileVersion) {
+    /// When the running job for `file` had its file seen (its wait in the
+    /// queue included): the start of its activation latency.
+    public func seenAt(_ file: String) -> Instant? { running[file]?.since }
+
+    private mutating func see(_ file: String, _ version: FileVersion, now: Instant) {
         if let run = running[file] {
             if run.version != version { running[file]!.again = true }
             return
@@ -179,7 +192,7 @@ public struct FileJobs: Sendable, Codable {
         done[file] = nil
         dropRetry(file)
         failures[file] = nil
-        enqueue(file, version)
+        enqueue(file, version, now: now)
     }
 
     private mutating func forget(_ file: String) {
@@ -192,14 +205,22 @@ public struct FileJobs: Sendable, Codable {
         if let r = retrying.removeValue(forKey: file), r.at == nextRetry { nextRetryGone = true }
     }
 
-    private mutating func enqueue(_ file: String, _ version: FileVersion) {
+    private mutating func enqueue(_ file: String, _ version: FileVersion, now: Instant) {
         if queued.updateValue(version, forKey: file) == nil {
             queue.append(file)
             enqueued &+= 1
+            // A newer version of a file already queued waited since the first.
+            if queuedSince == nil { queuedSince = [:] }
+            queuedSince![file] = now
         }
     }
 
-    private mutating func dequeue() -> (String, FileVersion)? {
+    private mutating func unqueue(_ file: String) {
+        queued[file] = nil
+        queuedSince?[file] = nil
+    }
+
+    private mutating func dequeue() -> (String, FileVersion, Instant?)? {
         while head < queue.count {
             let f = queue[head]
             head += 1
@@ -208,7 +229,7 @@ public struct FileJobs: Sendable, Codable {
                 queue.removeFirst(head)
                 head = 0
             }
-            if let v = queued.removeValue(forKey: f) { return (f, v) }
+            if let v = queued.removeValue(forKey: f) { return (f, v, queuedSince?.removeValue(forKey: f)) }
         }
         if head > 0 {
             queue.removeAll(keepingCapacity: false)

@@ -160,7 +160,14 @@ extension Supervisor {
                                 executable: launch.plan.path, journal: template.journal, machine: machine)
             inst.sequence = sequence
             inst.template = template.config.name.description
-            if first { stats.count(inst.template) { $0.activations += 1 } }
+            if first {
+                let since = q.jobs.seenAt(file)
+                stats.count(inst.template) {
+                    $0.activations += 1
+                    // Event -> exec, the wait behind MaxRunning= included.
+                    if let since { $0.latency.observe(nanoseconds: (MonotonicClock.now() - since).nanoseconds) }
+                }
+            }
             instances[pid] = inst
             Log.debug("\(unitName): started pid \(pid)\(step.map { " (\($0.label))" } ?? "") for \(path)")
             if sequence?.isFirst ?? true { q.sinceTrim += 1 }

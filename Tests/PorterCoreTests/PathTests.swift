@@ -88,6 +88,22 @@ struct FileJobsTests {
         a.compactMap { if case .start(let f) = $0 { return f } else { return nil } }
     }
 
+    /// The activation latency of a job starts when its file was seen,
+    /// its wait behind MaxRunning= included.
+    @Test func aJobKnowsWhenItsFileWasSeen() {
+        var q = FileJobs(name: "spool.path", maxRunning: 1, moveFailed: false)
+        _ = q.handle(.seen("a", v(1)), now: t0)
+        _ = q.handle(.seen("b", v(2)), now: t0 + .seconds(1))
+        _ = q.handle(.seen("b", v(3)), now: t0 + .seconds(2))  // a newer version waited since the first
+        #expect(q.seenAt("a") == t0 && q.seenAt("b") == nil)
+        #expect(starts(q.handle(.exited("a", success: true, now: nil), now: t0 + .seconds(5))) == ["b"])
+        #expect(q.seenAt("b") == t0 + .seconds(1))
+        // A vanished queued file leaves nothing behind.
+        _ = q.handle(.seen("c", v(4)), now: t0 + .seconds(6))
+        _ = q.handle(.vanished("c"), now: t0 + .seconds(7))
+        #expect(q.remembered == 1)
+    }
+
     @Test func startsInArrivalOrderUpToTheLimit() {
         var q = FileJobs(name: "spool.path", maxRunning: 2, moveFailed: false)
         #expect(starts(q.handle(.seen("a", v(1)), now: t0)) == ["a"])

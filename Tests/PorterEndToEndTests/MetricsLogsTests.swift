@@ -60,6 +60,7 @@ extension EndToEnd {
             #expect(Self.value(body, "porter_activation_latency_seconds_count{unit=\"h.service\"}") == 1)
             #expect(Self.value(body, "porter_activation_latency_seconds_bucket{unit=\"e@.service\",le=\"+Inf\"}") == 3)
             #expect(Self.value(body, "porter_jobs_queued_total{unit=\"j.path\"}") == 1)
+            #expect(Self.value(body, "porter_activation_latency_seconds_count{unit=\"j@.service\"}") == 1, "per-file jobs are measured too")
             #expect(Self.value(body, "porter_jobs_done_total{unit=\"j.path\"}") == 1)
             #expect(Self.value(body, "porter_running{unit=\"e@.service\"}") == 0)
             #expect(Self.value(body, "porter_reloads_total{result=\"ok\"}") == 0)
