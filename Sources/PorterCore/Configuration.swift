@@ -172,6 +172,17 @@ public struct Configuration: Sendable {
             if !isAccept { c.passedSockets[serviceName] = passed }
         }
         c.sockets = socketConfigs.keys.sorted().filter { !c.refused.contains($0) }.map { socketConfigs[$0]! }
+        for s in c.sockets where !s.banners.isEmpty {
+            // Only a connection porter accepts can be written to before it is served.
+            let proxied = !s.accept && c.services[s.activates]?.proxyTo != nil
+            if !s.porterAccepts && !proxied {
+                c.diagnostics.append(Diagnostic(.warning, file: s.name.description, key: s.banners.firstKey,
+                    "has no effect with Accept=no: the service accepts the connections, porter writes banners only to those it accepts (Accept=yes, InternalService=, ProxyTo=)"))
+            } else if s.listens.allSatisfy({ $0.kind == .datagram }) {
+                c.diagnostics.append(Diagnostic(.warning, file: s.name.description, key: s.banners.firstKey,
+                    "has no effect: datagram sockets have no connection to write a banner to"))
+            }
+        }
         c.paths = units.paths.keys.sorted().filter { !c.refused.contains($0) && !c.refused.contains(units.paths[$0]!.activates) }
             .map { units.paths[$0]! }
         return c

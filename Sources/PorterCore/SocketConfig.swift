@@ -92,6 +92,11 @@ public struct SocketConfig: Sendable {
     public var perSourceLimitBurst: Int?
     /// InternalService= (porter's): served inside porter, no service unit.
     public var internalService: InternalService?
+    /// Banner=, BannerSuccess=, BannerFail= (porter's, xinetd's banner,
+    /// banner_success and banner_fail): files whose text porter writes to a
+    /// connection it accepted — Banner= to every one, then BannerSuccess=
+    /// to one it serves or BannerFail= to one it refuses.
+    public var banners = BannerFiles()
     /// Symlinks=: paths made links to the one Unix socket path.
     public var symlinks: [String] = []
     public var keepAlive = false
@@ -133,7 +138,7 @@ public struct SocketConfig: Sendable {
         "IPTOS", "IPTTL", "BindToDevice", "Transparent", "FlushPending", "Symlinks",
         "TriggerLimitIntervalSec", "TriggerLimitBurst", "PollLimitIntervalSec", "PollLimitBurst",
         "LogConnections", "TriggerLimitPauseSec", "IPAddressAllow", "IPAddressDeny", "MaxConnectionsPerSource",
-        "PerSourceLimitIntervalSec", "PerSourceLimitBurst", "InternalService",
+        "PerSourceLimitIntervalSec", "PerSourceLimitBurst", "InternalService", "Banner", "BannerSuccess", "BannerFail",
     ])
 
     /// Reads a socket unit. Returns nil when it has errors (in `diagnostics`).
@@ -236,6 +241,20 @@ public struct SocketConfig: Sendable {
             perSourceLimitInterval = v.duration ?? .zero
         case "PerSourceLimitBurst":
             perSourceLimitBurst = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 0...1_000_000) })
+        case "Banner", "BannerSuccess", "BannerFail":
+            var path: String? = nil
+            if !a.value.isEmpty {
+                guard a.value.hasPrefix("/"), !a.value.hasSuffix("/") else {
+                    r.error(a, "\(Quote.value(a.value)) is not an absolute file path, expected /path/to/banner")
+                    return
+                }
+                path = a.value
+            }
+            switch a.key {
+            case "Banner": banners.always = path
+            case "BannerSuccess": banners.success = path
+            default: banners.fail = path
+            }
         case "InternalService":
             guard !a.value.isEmpty else { internalService = nil; return }
             guard let v = InternalService(rawValue: a.value) else {

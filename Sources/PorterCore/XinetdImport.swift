@@ -269,8 +269,17 @@ public struct XinetdImport {
         if let t = s.value("log_type") {
             row("log_type", .approximate, "porter.conf LogTarget=", "\(t): porter logs where its own LogTarget= says (stderr, journal or syslog)")
         }
-        for b in ["banner", "banner_success", "banner_fail"] where s.values[b] != nil {
-            row(b, .unsupported, "-", "porter sends no banner; print it from the server")
+        // Banners: written by whoever accepts the connection.
+        let porterAccepts = socketType == "stream" && (types.contains("INTERNAL") || s.values["redirect"] != nil || !wait)
+        for (b, key) in [("banner", "Banner"), ("banner_success", "BannerSuccess"), ("banner_fail", "BannerFail")] {
+            guard let file = s.value(b) else { continue }
+            guard porterAccepts else {
+                row(b, .unsupported, "-", "porter writes banners only to connections it accepts (stream with wait = no, INTERNAL or redirect)")
+                continue
+            }
+            guard file.hasPrefix("/") else { row(b, .unsupported, "-", "\(file) is not an absolute path"); continue }
+            socket.set("Socket", key, file)
+            row(b, .approximate, "\(key)=\(file)", "read when porter loads its configuration and at each reload (at most 4 KiB), not at each connection")
         }
         if s.values["libwrap"] != nil { row("libwrap", .unsupported, "-", "porter does not read tcp_wrappers files; use IPAddressAllow=/IPAddressDeny=", access: true) }
         for (attr, _) in s.values.sorted(by: { $0.key < $1.key }) where !Self.known.contains(attr) {

@@ -137,6 +137,8 @@ final class SocketRuntime {
     var accessLog = LogRateLimit(interval: .seconds(10), burst: 10)
     /// MaxConnectionsPerSource= and PerSourceLimit*=, where porter accepts.
     var sources: SourceTable?
+    /// The texts of Banner=, BannerSuccess=, BannerFail=, read at load.
+    var banners = Banners()
 
     /// With a template: Accept=yes; without: Accept=no (proxied or not).
     init(id: UnitID, config: SocketConfig, fds: [FileDescriptor], template: PreparedService?, proxied: Bool = false, timers: Timers) {

@@ -24,7 +24,7 @@ extension Supervisor {
             }
             stats.count(s.name) { $0.accepted += 1 }
             let now = MonotonicClock.now()
-            guard admit(s, peer: peer, now: now) else {
+            guard admit(s, peer: peer, connection: connection, now: now) else {
                 connection.close()
                 continue
             }

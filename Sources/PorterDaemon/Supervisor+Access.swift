@@ -46,7 +46,22 @@ extension Supervisor {
     /// A connection porter accepted from `peer`: true when it may be served
     /// (and, with per-source limits, counts as open until `connectionEnded`);
     /// false when it was refused, logged and counted (the caller closes it).
-    func admit(_ s: SocketRuntime, peer: SocketAddress, now: Instant) -> Bool {
+    /// The socket's banners go out here: BannerFail= to a refused peer,
+    /// BannerSuccess= to an admitted one (one that cannot take it is gone:
+    /// refused too, silently).
+    func admit(_ s: SocketRuntime, peer: SocketAddress, connection: FileDescriptor, now: Instant) -> Bool {
+        guard check(s, peer: peer, now: now) else {
+            if !s.banners.isEmpty { _ = sendBanner(s, connection, served: false) }
+            return false
+        }
+        if !s.banners.isEmpty && !sendBanner(s, connection, served: true) {
+            connectionEnded(s, source: peer.ipBytes)
+            return false
+        }
+        return true
+    }
+
+    private func check(_ s: SocketRuntime, peer: SocketAddress, now: Instant) -> Bool {
         guard let source = peer.ipBytes else { return true }
         if case .denied(let rule) = s.config.access.check(source) {
             stats.count(s.name) { $0.refused["denied", default: 0] += 1 }

@@ -30,7 +30,7 @@ extension Supervisor {
                 return
             }
             stats.count(s.name) { $0.accepted += 1 }
-            guard admit(s, peer: peer, now: now) else {
+            guard admit(s, peer: peer, connection: fd, now: now) else {
                 fd.close()
                 continue
             }

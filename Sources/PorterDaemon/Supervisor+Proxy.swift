@@ -38,7 +38,7 @@ extension Supervisor {
                 break
             }
             stats.count(s.name) { $0.accepted += 1 }
-            guard admit(s, peer: peer, now: now) else {
+            guard admit(s, peer: peer, connection: client, now: now) else {
                 client.close()
                 continue
             }

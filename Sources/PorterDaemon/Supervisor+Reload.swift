@@ -301,6 +301,8 @@ extension Supervisor {
         paused = paused.filter { knows($0) }
         // So are its counts: porter's memory follows the units it has.
         stats.units = stats.units.filter { UnitName.parse($0.key).map { knows($0) } ?? false }
+        // Banner files are read again: an admin edits them and reloads.
+        for s in sockets where !s.config.banners.isEmpty || !s.banners.isEmpty { loadBanners(s) }
         refreshActivation(now: now)
     }
 

@@ -152,6 +152,7 @@ extension Supervisor {
             let id = sockets.insert { SocketRuntime(id: $0, config: socket, fds: fds, template: nil, timers: timers) }
             socketIndex[socket.name] = id
             applyFilters(sockets[id]!)
+            loadBanners(sockets[id]!)
             watch(socket: sockets[id]!)
             return
         }
@@ -166,6 +167,7 @@ extension Supervisor {
         let rt = sockets[id]!
         socketIndex[socket.name] = id
         applyFilters(rt)
+        loadBanners(rt)
         if !socket.symlinks.isEmpty { Listener.makeSymlinks(socket) { Log.warning("\(socket.name): \($0)") } }
         // porter accepts itself: for every connection, or for a proxied service.
         if socket.accept { watch(socket: rt) }

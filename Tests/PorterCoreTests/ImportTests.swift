@@ -30,6 +30,35 @@ struct ImportTests {
 
     func unit(_ r: ImportResult, _ name: String) -> String { r.units.first { $0.name == name }?.text ?? "(no \(name))" }
 
+    /// Banners go where porter accepts the connection; elsewhere they are reported.
+    @Test func bannersWherePorterAccepts() {
+        let r = xinetd("""
+            service echo
+            {
+                type = INTERNAL
+                socket_type = stream
+                wait = no
+                banner_success = /etc/welcome
+                banner_fail = /etc/goaway
+            }
+            service daytime
+            {
+                socket_type = stream
+                protocol = tcp
+                wait = yes
+                user = root
+                server = /usr/sbin/some-daemon
+                banner = /etc/issue
+            }
+            """)
+        let echo = unit(r, "echo.socket")
+        #expect(echo.contains("BannerSuccess=/etc/welcome\n") && echo.contains("BannerFail=/etc/goaway\n"), "\(echo)")
+        #expect(!unit(r, "daytime.socket").contains("Banner"))
+        #expect(r.render().contains("porter writes banners only to connections it accepts"))
+        let c = Configuration.load(files: r.units.map { ($0.name, $0.text) }, host: HostFacts())
+        #expect(!c.hasErrors, "\(c.diagnostics)")
+    }
+
     @Test func parsesSectionsOperatorsAndIncludes() {
         let t = XinetdText(file: "xinetd.conf", text: """
             # comment
@@ -131,7 +160,7 @@ struct ImportTests {
         let socket = unit(r, "myapp.socket"), service = unit(r, "myapp@.service")
         for line in ["ListenStream=[::]:7777", "BindIPv6Only=both", "NoDelay=yes", "KeepAlive=yes", "Accept=yes", "MaxConnections=30",
                      "MaxConnectionsPerSource=5", "TriggerLimitIntervalSec=1s", "TriggerLimitBurst=50", "TriggerLimitPauseSec=10s",
-                     "IPAddressDeny=any 10.1.0.0/16", "LogConnections=yes"] {
+                     "IPAddressDeny=any 10.1.0.0/16", "LogConnections=yes", "Banner=/etc/issue"] {
             #expect(socket.contains(line + "\n"), "\(line) in\n\(socket)")
         }
         #expect(socket.contains("IPAddressAllow=") && !socket.contains("IPAddressAllow=10.0.0.0/8 "), "10/8 is written without the hole")

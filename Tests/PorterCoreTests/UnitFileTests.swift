@@ -183,6 +183,18 @@ struct UnitFileTests {
         #expect(all == [expected])
     }
 
+    @Test func bannersNeedAConnectionPorterAccepts() {
+        #expect(diagnostics("echo.socket", "[Socket]\nListenStream=80\nAccept=yes\nBanner=/etc/issue.net\nBannerFail=/etc/no\n", extra: [okService]).isEmpty)
+        #expect(diagnostics("echo.socket", "[Socket]\nListenStream=80\nBanner=issue\n", extra: [okPlainService])
+                .contains("error: echo.socket:3: Banner: 'issue' is not an absolute file path, expected /path/to/banner"))
+        #expect(diagnostics("echo.socket", "[Socket]\nListenStream=80\nBannerSuccess=/etc/issue\n", extra: [okPlainService])
+                == ["warning: echo.socket: BannerSuccess: has no effect with Accept=no: the service accepts the connections, porter writes banners only to those it accepts (Accept=yes, InternalService=, ProxyTo=)"])
+        #expect(diagnostics("echo.socket", "[Socket]\nListenStream=80\nBanner=/etc/issue\n",
+                            extra: [("echo.service", "[Service]\nProxyTo=127.0.0.1:8080\n")]).isEmpty, "a proxied socket is accepted by porter")
+        #expect(diagnostics("echo.socket", "[Socket]\nListenDatagram=80\nInternalService=echo\nBanner=/etc/issue\n")
+                == ["warning: echo.socket: Banner: has no effect: datagram sockets have no connection to write a banner to"])
+    }
+
     @Test func knownHarmlessKeysAreSilent() {
         let all = diagnostics("echo.socket", """
             [Unit]

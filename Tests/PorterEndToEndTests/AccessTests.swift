@@ -170,6 +170,42 @@ struct AccessEndToEndTests {
         #expect(try porter.stop() == 0)
     }
 
+    /// Banner=, BannerSuccess=, BannerFail= (xinetd's banners): the text
+    /// before the service's, to a served and to a refused peer; a symlink
+    /// in a directory anyone can write is not followed; a reload reads the
+    /// files again.
+    @Test func bannersGreetServedAndRefusedPeers() throws {
+        let dir = makeTempDirectory("access-banner")
+        defer { _ = system("rm -rf '\(dir)'") }
+        writeFile(dir + "/banner", "porter test host\n")
+        writeFile(dir + "/welcome", "welcome\n")
+        writeFile(dir + "/goaway", "not from there\n")
+        let open = dir + "/open"
+        mkdir(open, 0o1777)
+        chmod(open, 0o1777)
+        symlink(dir + "/banner", open + "/link")
+        let (port, echoPort) = (freePort(), freePort())
+        let porter = try PorterRun("access-banner", units: [
+            "b.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\nIPAddressDeny=127.0.0.2\n"
+                + "Banner=\(dir)/banner\nBannerSuccess=\(dir)/welcome\nBannerFail=\(dir)/goaway\n",
+            "b@.service": "[Service]\nExecStart=\(handlerBinary) say served\nStandardInput=socket\nStandardError=null\n",
+            "e.socket": "[Socket]\nListenStream=127.0.0.1:\(echoPort)\nInternalService=echo\nBanner=\(open)/link\n",
+        ])
+        #expect(try Client.tcp(port).readAll() == "porter test host\nwelcome\nserved\n")
+        #expect(try Client.tcp(port, from: Self.other).readAll() == "porter test host\nnot from there\n")
+        try porter.waitForLog("e.socket: Banner=\(open)/link: ")
+        #expect(porter.log.contains("not followed; no banner is sent"), "\(porter.log)")
+        let e = try Client.tcp(echoPort)
+        try e.send("x")
+        e.shutdownWrite()
+        #expect(try e.readAll() == "x", "no banner from a file porter would not follow")
+        writeFile(dir + "/welcome", "welcome back\n")
+        kill(porter.pid, SIGHUP)
+        try porter.waitForLog("SIGHUP: configuration reloaded")
+        #expect(try Client.tcp(port).readAll() == "porter test host\nwelcome back\nserved\n")
+        #expect(try porter.stop() == 0)
+    }
+
     func readSome(_ c: Client) throws -> String {
         var p = pollfd(fd: c.fd.rawValue, events: Int16(POLLIN), revents: 0)
         guard poll(&p, 1, 10_000) == 1 else { throw TestFailure("nothing to read") }
