@@ -54,8 +54,8 @@ final class SocketRuntime {
     var pausedUntil: Instant?
     /// One per Listen*= line, in order; closed at shutdown.
     var fds: [FileDescriptor]
-    /// epoll tokens of the fds while they are watched.
-    var tokens: [UInt64] = []
+    /// epoll tokens of the fds while they are watched, by listener index.
+    var tokens: [Int: UInt64] = [:]
     /// What handles the work that arrives: the one place a socket's mode
     /// lives. A built-in service or a proxy is one more case here, and the
     /// loop's switch over it says what each does.
@@ -236,6 +236,11 @@ final class SocketRuntime {
     /// with its LISTEN_FDNAMES name.
     var passed: [(fd: FileDescriptor, name: String)] { fds.map { ($0, config.fileDescriptorName) } }
     var watched: Bool { !tokens.isEmpty }
+
+    /// Where porter accepts, the limit of its accept machine (MaxConnections=)
+    /// holds back new connections only: datagram listeners of the same unit
+    /// (a built-in's UDP side, a proxy's flows) stay watched.
+    func limitedByMachine(_ index: Int) -> Bool { config.listens[index].kind != .datagram }
 }
 
 /// An Accept=no service while porter runs.

@@ -362,8 +362,8 @@ extension Supervisor {
     func perform(_ actions: [AcceptMachine.Action], socket s: SocketRuntime) {
         for action in actions {
             switch action {
-            case .watch: watch(socket: s)
-            case .unwatch: unwatch(socket: s)
+            case .watch: watch(socket: s, only: s.limitedByMachine)
+            case .unwatch: unwatch(socket: s, only: s.limitedByMachine)
             case .log(let level, let message):
                 // At most once a minute: under load a socket reaches its
                 // limit thousands of times (2 855 lines in 20 000 connections).

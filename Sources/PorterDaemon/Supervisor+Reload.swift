@@ -344,7 +344,7 @@ extension Supervisor {
         case .instances, .proxy, .internal:
             // porter accepts: non-blocking, watched while below the limit.
             for fd in fds { try? fd.setNonBlocking(true) }
-            if s.acceptMachine!.canAccept { watch(socket: s) }
+            watchAccepting(s)
         case .service:
             // Accept=no: the service's update watches it.
             let nonBlocking = prep.services[socket.activates]?.config.nonBlocking ?? false

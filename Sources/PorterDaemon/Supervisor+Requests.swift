@@ -98,7 +98,7 @@ extension Supervisor {
             switch s.handler {
             case .instances, .proxy, .internal:
                 if stop && s.watched { unwatch(socket: s) }
-                if !stop && !s.watched && s.acceptMachine!.canAccept { watch(socket: s) }
+                if !stop { watchAccepting(s) }
             case .service(let link):
                 guard let service = link.id.flatMap({ services[$0] }), case .listening = service.machine.state else { continue }
                 if stop && s.watched { unwatch(socket: s) }

@@ -325,7 +325,7 @@ extension Supervisor {
                     }
                 }
             }
-            for s in sockets where !(s.acceptMachine?.canAccept ?? true) { unwatch(socket: s) }
+            for s in sockets where !(s.acceptMachine?.canAccept ?? true) { watchAccepting(s) }
             refreshActivation(now: now)
         }
         var upgrader: Exchange? = nil

@@ -323,16 +323,18 @@ public final class Supervisor {
     /// Starts or stops watching all listeners of a socket: level-triggered
     /// to start the service, or, with `activityOf`, edge-triggered so a
     /// running service's new work is noticed once per arrival.
-    func watch(socket s: SocketRuntime, activityOf service: UnitID? = nil) {
-        guard !s.watched, !stopping, (s.pausedUntil == nil && !activationPaused(s)) || service != nil else { return }
+    /// Watches the socket's listeners (those `only` names, or all) that are
+    /// not watched yet.
+    func watch(socket s: SocketRuntime, activityOf service: UnitID? = nil, only: ((Int) -> Bool)? = nil) {
+        guard !stopping, (s.pausedUntil == nil && !activationPaused(s)) || service != nil else { return }
         // porter accepts on a proxied socket for as long as it runs: no activity watch.
         if service != nil, s.proxy != nil { return }
-        for (index, fd) in s.fds.enumerated() {
+        for (index, fd) in s.fds.enumerated() where s.tokens[index] == nil && only?(index) ?? true {
             do {
                 if let service {
-                    s.tokens.append(try loop.register(fd, .activity(service: service), events: [.readable, .edgeTriggered]))
+                    s.tokens[index] = try loop.register(fd, .activity(service: service), events: [.readable, .edgeTriggered])
                 } else {
-                    s.tokens.append(try register(fd, .listener(socket: s.id, index: index)))
+                    s.tokens[index] = try register(fd, .listener(socket: s.id, index: index))
                 }
             } catch {
                 Log.error("\(s.name): cannot watch \(s.config.listens[index].address): \(error.reason)")
@@ -340,9 +342,24 @@ public final class Supervisor {
         }
     }
 
-    func unwatch(socket s: SocketRuntime) {
-        for (fd, token) in zip(s.fds, s.tokens) { unregister(fd, token: token) }
-        s.tokens.removeAll()
+    /// A socket where porter accepts: every listener while below its limit;
+    /// at the limit only the datagram ones, whose traffic the limit does
+    /// not hold back.
+    func watchAccepting(_ s: SocketRuntime) {
+        if s.acceptMachine?.canAccept ?? true {
+            watch(socket: s)
+        } else {
+            unwatch(socket: s, only: s.limitedByMachine)
+            watch(socket: s, only: { !s.limitedByMachine($0) })
+        }
+    }
+
+    /// Stops watching the socket's listeners (those `only` names, or all).
+    func unwatch(socket s: SocketRuntime, only: ((Int) -> Bool)? = nil) {
+        for (index, token) in s.tokens where only?(index) ?? true {
+            unregister(s.fds[index], token: token)
+            s.tokens[index] = nil
+        }
     }
 
     /// The journal pipe of a service, created at its first use.

@@ -170,7 +170,8 @@ struct BuiltinEndToEndTests {
     }
 
     /// MaxConnections= holds the extra client in the backlog, served once
-    /// a connection ends; idle, a built-in costs nothing.
+    /// a connection ends, while the UDP side keeps answering; idle, a
+    /// built-in costs nothing.
     @Test func maxConnectionsAndIdleCost() throws {
         let (porter, port) = try Self.start("builtin-limit", "echo", extra: "MaxConnections=2\n")
         let a = try Client.tcp(port), b = try Client.tcp(port)
@@ -181,6 +182,7 @@ struct BuiltinEndToEndTests {
         let third = try Client.tcp(port)
         try third.send("third")
         #expect(third.datagram(seconds: 0.5) == nil, "waits in the backlog at the limit")
+        #expect(try Self.udpAsk(port, Array("udp".utf8)) == Array("udp".utf8), "the limit holds back connections, not datagrams")
         a.close()
         #expect(third.datagram(seconds: 5) == Array("third".utf8))
         b.close()
