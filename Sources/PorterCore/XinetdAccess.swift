@@ -33,25 +33,57 @@ public enum XinetdAccess {
         return nil
     }
 
+    /// A host name's addresses (4 or 16 bytes each), nil when it has none.
+    public typealias HostResolver = (String) -> [[UInt8]]?
+
     public struct Lists: Equatable, Sendable {
         public var access = AddressAccess()
-        /// Words that are not addresses (host and domain names), per attribute.
+        /// The no_access entries as prefixes (before `any` is added).
+        public var denied: [IPPrefix] = []
+        /// Host names and the addresses they had when the lists were read.
+        public var resolved: [Resolved] = []
+        /// Words porter cannot check (domain wildcards, network names,
+        /// host names without an address), per attribute.
         public var unsupportedAllow: [String] = []
         public var unsupportedDeny: [String] = []
     }
 
+    public struct Resolved: Equatable, Sendable {
+        public var name: String
+        public var prefixes: [IPPrefix]
+    }
+
+    /// Whether `word` can be a host name to resolve: letters, digits, dots
+    /// and dashes with a letter in it, not a `.domain` wildcard.
+    static func isHostName(_ word: String) -> Bool {
+        !word.hasPrefix(".") && !word.isEmpty && word.utf8.count <= 253
+            && word.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "-" }
+            && word.unicodeScalars.contains { ("a"..."z").contains($0) || ("A"..."Z").contains($0) }
+    }
+
     /// `onlyFrom` nil: not set (everyone may come); empty: set to nothing
-    /// (nobody may).
-    public static func convert(onlyFrom: [String]?, noAccess: [String]) -> Lists {
+    /// (nobody may). Host names are resolved with `resolve` (each address
+    /// a /32 or /128), once, when the lists are read.
+    public static func convert(onlyFrom: [String]?, noAccess: [String], resolve: HostResolver? = nil) -> Lists {
         var out = Lists()
+        func entry(_ w: String) -> [IPPrefix]? {
+            if let p = prefixes(w) { return p }
+            guard let resolve, isHostName(w), let addresses = resolve(w), !addresses.isEmpty else { return nil }
+            var seen = Set<[UInt8]>()
+            let p = addresses.filter { ($0.count == 4 || $0.count == 16) && seen.insert($0).inserted }
+                .map { IPPrefix(bytes: $0, length: $0.count * 8) }
+            if !out.resolved.contains(where: { $0.name == w }) { out.resolved.append(Resolved(name: w, prefixes: p)) }
+            return p
+        }
         var allow: [IPPrefix] = []
         for w in onlyFrom ?? [] {
-            if let p = prefixes(w) { allow += p } else { out.unsupportedAllow.append(w) }
+            if let p = entry(w) { allow += p } else { out.unsupportedAllow.append(w) }
         }
         var deny: [IPPrefix] = []
         for w in noAccess {
-            if let p = prefixes(w) { deny += p } else { out.unsupportedDeny.append(w) }
+            if let p = entry(w) { deny += p } else { out.unsupportedDeny.append(w) }
         }
+        out.denied = deny
         // The more specific match wins: holes that no_access cuts into an
         // allowed range are taken out of it; an allowed range inside a
         // denied one stays allowed (systemd's allow list wins too).

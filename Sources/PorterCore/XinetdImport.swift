@@ -8,6 +8,9 @@ public struct XinetdImport {
     public var fallback = ServicesFile.builtin
     /// Where the configuration came from, for the comment heading each unit.
     public var source: String
+    /// Host names in only_from/no_access to addresses (porter resolves
+    /// them when it reads the configuration); nil: names are not resolved.
+    public var resolve: XinetdAccess.HostResolver? = nil
 
     public init(services: ServicesFile, source: String) {
         self.services = services
@@ -208,21 +211,27 @@ public struct XinetdImport {
         }
 
         // Who may connect, and how many.
-        let lists = XinetdAccess.convert(onlyFrom: s.values["only_from"], noAccess: s.values["no_access"] ?? [])
+        let lists = XinetdAccess.convert(onlyFrom: s.values["only_from"], noAccess: s.values["no_access"] ?? [], resolve: resolve)
         if !lists.unsupportedDeny.isEmpty {
-            return skip("no_access", "\(lists.unsupportedDeny.joined(separator: " ")): host, domain and network names cannot be checked by porter; without them the service would admit hosts xinetd refused, so it is not converted; write addresses instead")
+            return skip("no_access", "\(lists.unsupportedDeny.joined(separator: " ")): domain wildcards, network names and host names without an address cannot be checked by porter; without them the service would admit hosts xinetd refused, so it is not converted; write addresses instead")
         }
+        let names = lists.resolved.map { "\($0.name) is \($0.prefixes.map(\.description).joined(separator: " "))" }.joined(separator: ", ")
+        let namesNote = names.isEmpty ? "" : "; host names resolved when porter read the configuration (\(names)), not looked up per connection as xinetd does"
         if !lists.access.allow.isEmpty { socket.set("Socket", "IPAddressAllow", lists.access.allow.map(\.description).joined(separator: " ")) }
         if !lists.access.deny.isEmpty { socket.set("Socket", "IPAddressDeny", Self.denyText(lists.access.deny)) }
         if let only = s.values["only_from"] {
             let unsupported = lists.unsupportedAllow.isEmpty ? "" : "; \(lists.unsupportedAllow.joined(separator: " ")) left out (names porter cannot check: those hosts are refused)"
-            row("only_from", lists.unsupportedAllow.isEmpty ? .exact : .approximate,
+            let fromNames = lists.resolved.contains { n in only.contains(n.name) }
+            row("only_from", lists.unsupportedAllow.isEmpty && !fromNames ? .exact : .approximate,
                 lists.access.allow.isEmpty ? "IPAddressDeny=any" : "IPAddressAllow=\(lists.access.allow.map(\.description).joined(separator: " ")) + IPAddressDeny=any",
-                (only.isEmpty ? "empty: nobody may connect" : "checked at accept (kernel filter where the server accepts)") + unsupported, access: true)
+                (only.isEmpty ? "empty: nobody may connect" : "checked at accept (kernel filter where the server accepts)") + unsupported
+                    + (fromNames ? namesNote : ""), access: true)
         }
         if let no = s.values["no_access"], !no.isEmpty {
-            row("no_access", .exact, "IPAddressDeny=\(no.compactMap { XinetdAccess.prefixes($0) }.flatMap { $0 }.map(\.description).joined(separator: " "))",
-                s.values["only_from"] != nil ? "the more specific match wins, as in xinetd (allowed ranges are written without the denied holes)" : "checked at accept (kernel filter where the server accepts)", access: true)
+            let fromNames = lists.resolved.contains { n in no.contains(n.name) }
+            row("no_access", fromNames ? .approximate : .exact, "IPAddressDeny=\(lists.denied.map(\.description).joined(separator: " "))",
+                (s.values["only_from"] != nil ? "the more specific match wins, as in xinetd (allowed ranges are written without the denied holes)" : "checked at accept (kernel filter where the server accepts)")
+                    + (fromNames ? namesNote : ""), access: true)
         }
         if let i = s.value("instances") {
             if i.uppercased() == "UNLIMITED" {

@@ -43,7 +43,9 @@ public enum LegacyConfig {
             let merged = reader.services.map {
                 XinetdService(name: $0.name, file: $0.file, line: $0.line, defaults: reader.defaults, attributes: $0.attributes)
             }
-            result = XinetdImport(services: services, source: path).convert(merged, defaults: reader.defaults)
+            var importer = XinetdImport(services: services, source: path)
+            importer.resolve = Resolver.addresses
+            result = importer.convert(merged, defaults: reader.defaults)
             result.diagnostics += reader.diagnostics
         }
         if let problem { result.diagnostics.insert(problem, at: 0) }

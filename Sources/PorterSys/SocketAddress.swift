@@ -185,4 +185,35 @@ public enum Resolver {
         a.length = first.pointee.ai_addrlen
         return .success(a)
     }
+
+    /// Every address `host` has (4 bytes for IPv4, 16 for IPv6, without
+    /// repeats), nil when it has none: xinetd's host names in only_from
+    /// and no_access, resolved once when the configuration is read.
+    public static func addresses(_ host: String) -> [[UInt8]]? {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>? = nil
+        guard getaddrinfo(host, nil, &hints, &list) == 0, list != nil else { return nil }
+        defer { freeaddrinfo(list) }
+        var out: [[UInt8]] = []
+        var next = list
+        while let ai = next {
+            switch ai.pointee.ai_family {
+            case AF_INET:
+                ai.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                    out.append(withUnsafeBytes(of: sin.pointee.sin_addr) { Array($0) })
+                }
+            case AF_INET6:
+                ai.pointee.ai_addr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                    out.append(withUnsafeBytes(of: sin6.pointee.sin6_addr) { Array($0) })
+                }
+            default: break
+            }
+            next = ai.pointee.ai_next
+        }
+        var seen = Set<[UInt8]>()
+        out = out.filter { seen.insert($0).inserted }
+        return out.isEmpty ? nil : out
+    }
 }

@@ -59,6 +59,41 @@ struct ImportTests {
         #expect(!c.hasErrors, "\(c.diagnostics)")
     }
 
+    /// Host names in only_from/no_access are resolved once, when read;
+    /// domain wildcards and names without an address are not checkable.
+    @Test func hostNamesAreResolvedWhenRead() {
+        func convert(_ onlyFrom: String, _ noAccess: String) -> ImportResult {
+            let parsed = XinetdText(file: "svc", text: """
+                service myapp
+                {
+                    socket_type = stream
+                    wait = no
+                    server = /bin/cat
+                    \(onlyFrom.isEmpty ? "" : "only_from = " + onlyFrom)
+                    \(noAccess.isEmpty ? "" : "no_access = " + noAccess)
+                }
+                """)
+            var services: [XinetdService] = []
+            for case .service(let name, let attrs, let file, let line) in parsed.items {
+                services.append(XinetdService(name: name, file: file, line: line, defaults: [], attributes: attrs))
+            }
+            var i = XinetdImport(services: Self.services, source: "xinetd.conf")
+            i.resolve = { ["localhost": [[127, 0, 0, 1], [127, 0, 0, 1], Array(repeating: 0, count: 15) + [1]], "bad.example": [[10, 9, 9, 9]]][$0] }
+            return i.convert(services, defaults: [])
+        }
+        let r = convert("localhost .example.com nowhere.invalid", "")
+        let socket = unit(r, "myapp.socket")
+        #expect(socket.contains("IPAddressAllow=127.0.0.1 ::1\n"), "\(socket)")
+        let report = r.render()
+        #expect(report.contains("localhost is 127.0.0.1 ::1"), "\(report)")
+        #expect(report.contains(".example.com nowhere.invalid left out"), "\(report)")
+        let d = convert("", "bad.example")
+        #expect(unit(d, "myapp.socket").contains("IPAddressDeny=10.9.9.9\n"))
+        // A name porter cannot check in no_access would let in whom xinetd refused: not converted.
+        let w = convert("", ".example.com")
+        #expect(w.units.isEmpty && w.render().contains("domain wildcards"))
+    }
+
     @Test func parsesSectionsOperatorsAndIncludes() {
         let t = XinetdText(file: "xinetd.conf", text: """
             # comment
