@@ -105,6 +105,10 @@ public struct InetdImport {
     public var services: ServicesFile
     public var fallback = ServicesFile.builtin
 
+    /// Host names in `host:service` to addresses (resolved when porter
+    /// reads the configuration); nil: names are not resolved.
+    public var resolve: XinetdAccess.HostResolver? = nil
+
     public init(services: ServicesFile) { self.services = services }
 
     public func convert(_ entries: [InetdEntry]) -> ImportResult {
@@ -175,8 +179,11 @@ public struct InetdImport {
                 return skip("service", e.service, "\(e.service)/\(ipProto) is not in the services file; add it there or write the unit by hand")
             }
             if let h = e.host {
-                if IPAddress.parseIPv4(h) != nil { address = "\(h):\(port)" } else if IPAddress.parseIPv6(h) != nil { address = "[\(h)]:\(port)" } else {
-                    return skip("host", h, "\(h) is not an IP address; write the address to listen on")
+                if IPAddress.parseIPv4(h) != nil { address = "\(h):\(port)" } else if IPAddress.parseIPv6(h) != nil { address = "[\(h)]:\(port)" } else if let a = XinetdAccess.listenHost(h, ipv6: ipv6, resolve: resolve) {
+                    address = "\(a):\(port)"
+                    row("host", h, .approximate, a, "resolved when porter read the configuration (inetd binds the name's first \(ipv6 ? "IPv6" : "IPv4") address too)")
+                } else {
+                    return skip("host", h, "\(h) is not an IP address, nor a host name with an \(ipv6 ? "IPv6" : "IPv4") address; write the address to listen on")
                 }
             } else {
                 address = ipv6 ? "[::]:\(port)" : "0.0.0.0:\(port)"

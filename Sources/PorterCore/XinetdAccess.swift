@@ -36,6 +36,15 @@ public enum XinetdAccess {
     /// A host name's addresses (4 or 16 bytes each), nil when it has none.
     public typealias HostResolver = (String) -> [[UInt8]]?
 
+    /// A listen address for a host name, as inetd binds one: the first
+    /// address of the family (IPv6 with `ipv6`), written for Listen*=
+    /// (`[v6]` bracketed); nil when the name has none of that family.
+    public static func listenHost(_ name: String, ipv6: Bool, resolve: HostResolver?) -> String? {
+        guard let resolve, isHostName(name), let first = resolve(name)?.first(where: { $0.count == (ipv6 ? 16 : 4) }) else { return nil }
+        let text = IPPrefix(bytes: first, length: first.count * 8).description
+        return ipv6 ? "[\(text)]" : text
+    }
+
     public struct Lists: Equatable, Sendable {
         public var access = AddressAccess()
         /// The no_access entries as prefixes (before `any` is added).

@@ -115,8 +115,11 @@ public struct XinetdImport {
         var host = "0.0.0.0"
         if flags.contains("IPv6") { host = "[::]" }
         if let b = s.value("bind") ?? s.value("interface") {
-            if IPAddress.parseIPv4(b) != nil { host = b } else if IPAddress.parseIPv6(b) != nil { host = "[\(b)]" } else {
-                return skip(s.value("bind") != nil ? "bind" : "interface", "\(b) is not an IP address; write the address to listen on")
+            if IPAddress.parseIPv4(b) != nil { host = b } else if IPAddress.parseIPv6(b) != nil { host = "[\(b)]" } else if let h = XinetdAccess.listenHost(b, ipv6: flags.contains("IPv6"), resolve: resolve) {
+                host = h
+                row(s.value("bind") != nil ? "bind" : "interface", .approximate, h, "\(b) resolved when porter read the configuration")
+            } else {
+                return skip(s.value("bind") != nil ? "bind" : "interface", "\(b) is not an IP address, nor a host name with an \(flags.contains("IPv6") ? "IPv6" : "IPv4") address; write the address to listen on")
             }
         }
         socket.set("Socket", kind, "\(host):\(port)")

@@ -35,7 +35,9 @@ public enum LegacyConfig {
                 return r
             }
             let parsed = InetdText(file: path, text: text)
-            result = InetdImport(services: services).convert(parsed.entries)
+            var importer = InetdImport(services: services)
+            importer.resolve = Resolver.addresses
+            result = importer.convert(parsed.entries)
             result.diagnostics += parsed.diagnostics
         case .xinetd:
             var reader = XinetdReader()

@@ -293,6 +293,35 @@ struct ImportTests {
         #expect(c.sockets.count == 7)
     }
 
+    /// A host name where an address belongs (inetd's `host:service`,
+    /// xinetd's bind) is resolved to the name's first address of the
+    /// family, as inetd binds it.
+    @Test func listenHostNamesAreResolvedWhenRead() {
+        let resolve: XinetdAccess.HostResolver = {
+            ["localhost": [Array(repeating: 0, count: 15) + [1], [127, 0, 0, 1]]][$0]
+        }
+        let t = InetdText(file: "inetd.conf", text: """
+            localhost:echo stream tcp nowait root internal
+            localhost:daytime stream tcp6 nowait root internal
+            nowhere.invalid:time stream tcp nowait root internal
+            """)
+        var i = InetdImport(services: Self.services)
+        i.resolve = resolve
+        let r = i.convert(t.entries)
+        #expect(unit(r, "echo.socket").contains("ListenStream=127.0.0.1:7\n"), "\(unit(r, "echo.socket"))")
+        #expect(unit(r, "daytime-tcp6.socket").contains("ListenStream=[::1]:13\n") || unit(r, "daytime.socket").contains("ListenStream=[::1]:13\n"))
+        #expect(r.skipped == ["time/tcp (host)"] && r.render().contains("nowhere.invalid is not an IP address, nor a host name"))
+        let parsed = XinetdText(file: "svc", text: "service echo\n{\n type = INTERNAL\n socket_type = stream\n wait = no\n bind = localhost\n}\n")
+        var services: [XinetdService] = []
+        for case .service(let name, let attrs, let file, let line) in parsed.items {
+            services.append(XinetdService(name: name, file: file, line: line, defaults: [], attributes: attrs))
+        }
+        var x = XinetdImport(services: Self.services, source: "xinetd.conf")
+        x.resolve = resolve
+        let xr = x.convert(services, defaults: [])
+        #expect(unit(xr, "echo.socket").contains("ListenStream=127.0.0.1:7\n"), "\(unit(xr, "echo.socket"))")
+    }
+
     /// Whatever a word holds, the ExecStart= line written for it reads back
     /// as that word.
     @Test func commandWordsRoundTrip() throws {
