@@ -89,15 +89,12 @@ public enum Socket {
     }
 
     /// Writes `bytes` to a connected socket without waiting (MSG_DONTWAIT)
-    /// and without SIGPIPE; the count written, which may be short. The
-    /// corresponding C function is send(2).
+    /// and without SIGPIPE; the count written, which may be short (0 when
+    /// the socket has no room). The corresponding C function is send(2).
     public static func sendNow(_ fd: FileDescriptor, _ bytes: [UInt8]) throws(SysError) -> Int {
-        while true {
-            let r = bytes.withUnsafeBytes { Glibc.send(fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) }
-            if r >= 0 { return r }
-            if SysError.current == EINTR { continue }
-            throw SysError(call: "send", errno: SysError.current)
-        }
+        try retryingNonBlocking("send") {
+            bytes.withUnsafeBytes { Glibc.send(fd.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) }
+        } ?? 0
     }
 
     /// The corresponding C function is getsockname(2).
