@@ -16,7 +16,7 @@ struct ImportTests {
         myapp   7777/tcp          # a local service
         """)
 
-    func xinetd(_ text: String, defaults: String = "") -> ImportResult {
+    func xinetd(_ text: String, defaults: String = "", resolve: XinetdAccess.HostResolver? = nil) -> ImportResult {
         let d = XinetdText(file: "xinetd.conf", text: defaults)
         let parsed = XinetdText(file: "svc", text: text)
         var defs: [XinetdText.Attribute] = []
@@ -25,7 +25,9 @@ struct ImportTests {
         for case .service(let name, let attrs, let file, let line) in parsed.items {
             services.append(XinetdService(name: name, file: file, line: line, defaults: defs, attributes: attrs))
         }
-        return XinetdImport(services: Self.services, source: "xinetd.conf").convert(services, defaults: defs)
+        var importer = XinetdImport(services: Self.services, source: "xinetd.conf")
+        importer.resolve = resolve
+        return importer.convert(services, defaults: defs)
     }
 
     func unit(_ r: ImportResult, _ name: String) -> String { r.units.first { $0.name == name }?.text ?? "(no \(name))" }
@@ -63,7 +65,7 @@ struct ImportTests {
     /// domain wildcards and names without an address are not checkable.
     @Test func hostNamesAreResolvedWhenRead() {
         func convert(_ onlyFrom: String, _ noAccess: String) -> ImportResult {
-            let parsed = XinetdText(file: "svc", text: """
+            xinetd("""
                 service myapp
                 {
                     socket_type = stream
@@ -72,14 +74,7 @@ struct ImportTests {
                     \(onlyFrom.isEmpty ? "" : "only_from = " + onlyFrom)
                     \(noAccess.isEmpty ? "" : "no_access = " + noAccess)
                 }
-                """)
-            var services: [XinetdService] = []
-            for case .service(let name, let attrs, let file, let line) in parsed.items {
-                services.append(XinetdService(name: name, file: file, line: line, defaults: [], attributes: attrs))
-            }
-            var i = XinetdImport(services: Self.services, source: "xinetd.conf")
-            i.resolve = { ["localhost": [[127, 0, 0, 1], [127, 0, 0, 1], Array(repeating: 0, count: 15) + [1]], "bad.example": [[10, 9, 9, 9]]][$0] }
-            return i.convert(services, defaults: [])
+                """, resolve: { ["localhost": [[127, 0, 0, 1], [127, 0, 0, 1], Array(repeating: 0, count: 15) + [1]], "bad.example": [[10, 9, 9, 9]]][$0] })
         }
         let r = convert("localhost .example.com nowhere.invalid", "")
         let socket = unit(r, "myapp.socket")
@@ -311,14 +306,7 @@ struct ImportTests {
         #expect(unit(r, "echo.socket").contains("ListenStream=127.0.0.1:7\n"), "\(unit(r, "echo.socket"))")
         #expect(unit(r, "daytime-tcp6.socket").contains("ListenStream=[::1]:13\n") || unit(r, "daytime.socket").contains("ListenStream=[::1]:13\n"))
         #expect(r.skipped == ["time/tcp (host)"] && r.render().contains("nowhere.invalid is not an IP address, nor a host name"))
-        let parsed = XinetdText(file: "svc", text: "service echo\n{\n type = INTERNAL\n socket_type = stream\n wait = no\n bind = localhost\n}\n")
-        var services: [XinetdService] = []
-        for case .service(let name, let attrs, let file, let line) in parsed.items {
-            services.append(XinetdService(name: name, file: file, line: line, defaults: [], attributes: attrs))
-        }
-        var x = XinetdImport(services: Self.services, source: "xinetd.conf")
-        x.resolve = resolve
-        let xr = x.convert(services, defaults: [])
+        let xr = xinetd("service echo\n{\n type = INTERNAL\n socket_type = stream\n wait = no\n bind = localhost\n}\n", resolve: resolve)
         #expect(unit(xr, "echo.socket").contains("ListenStream=127.0.0.1:7\n"), "\(unit(xr, "echo.socket"))")
     }
 
