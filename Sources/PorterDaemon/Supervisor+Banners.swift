@@ -7,28 +7,29 @@ import PorterSys
 /// refused. The files are read when the configuration is loaded, so a
 /// connection costs one non-blocking send and no file access.
 extension Supervisor {
-    /// Reads the socket's banner files. Each is taken whole or not at all:
-    /// a missing, unreadable or too large file is a warning and no banner
-    /// (xinetd, too, serves without one). Symlinks are followed only where
-    /// nobody but root or porter could have placed them: otherwise a user
-    /// could show a remote client any file root can read.
-    func loadBanners(_ s: SocketRuntime) {
-        let files = s.config.banners
-        guard !files.isEmpty else {
-            s.banners = Banners()
-            return
-        }
+    /// Reads the socket's banner files, when the configuration is loaded
+    /// (`porter check` too). Each is taken whole or not at all: a missing,
+    /// unreadable or too large file is a warning (`warn(key, why)`) and no
+    /// banner (xinetd, too, serves without one). Symlinks are followed only
+    /// where nobody but root or porter could have placed them: otherwise a
+    /// user could show a remote client any file root can read.
+    static func readBanners(_ s: SocketConfig, warn: (String, String) -> Void) -> Banners {
         func read(_ path: String?, _ key: String) -> [UInt8] {
             guard let path else { return [] }
             do {
-                return try Self.readBanner(path)
+                return try readBanner(path)
             } catch {
-                Log.warning("\(s.name): \(key)=\(path): \(error); no banner is sent")
+                warn(key, "\(path): \(error); no banner is sent")
                 return []
             }
         }
-        s.banners = Banners(always: read(files.always, "Banner"), success: read(files.success, "BannerSuccess"),
-                            fail: read(files.fail, "BannerFail"))
+        return Banners(always: read(s.banners.always, "Banner"), success: read(s.banners.success, "BannerSuccess"),
+                       fail: read(s.banners.fail, "BannerFail"))
+    }
+
+    /// The banners the current preparation read for the socket.
+    func loadBanners(_ s: SocketRuntime) {
+        s.banners = activation?.prep.banners[s.config.name] ?? Banners()
     }
 
     struct BannerFailure: Error, CustomStringConvertible {
@@ -48,12 +49,12 @@ extension Supervisor {
             } catch {
                 throw BannerFailure(description: "\(error)")
             }
-        case .missing(let fd, let at):
+        case .missing(let fd, _):
             fd.close()
-            throw BannerFailure(description: "\(at) does not exist")
-        case .refused(let fd, let at, let reason):
+            throw BannerFailure(description: "no such file")
+        case .refused(let fd, _, let reason):
             fd.close()
-            throw BannerFailure(description: "\(at) is a symlink in a directory that \(reason); not followed")
+            throw BannerFailure(description: reason)
         case .notDirectory(let fd, let at, let name):
             fd.close()
             throw BannerFailure(description: "\(at)/\(name) is not a directory")

@@ -296,13 +296,13 @@ extension Supervisor {
         }
         h.pool.removeAll()
         closeUnusedJournals()
+        // Banner files were read again: an admin edits them and reloads.
+        for s in sockets where !s.config.banners.isEmpty || !s.banners.isEmpty { loadBanners(s) }
         releaseActivation()
         // A pause outlives a reload, but not its unit.
         paused = paused.filter { knows($0) }
         // So are its counts: porter's memory follows the units it has.
         stats.units = stats.units.filter { UnitName.parse($0.key).map { knows($0) } ?? false }
-        // Banner files are read again: an admin edits them and reloads.
-        for s in sockets where !s.config.banners.isEmpty || !s.banners.isEmpty { loadBanners(s) }
         refreshActivation(now: now)
     }
 

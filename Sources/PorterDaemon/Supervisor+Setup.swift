@@ -11,6 +11,8 @@ struct Preparation {
     var refusedSockets: Set<UnitName> = []
     /// Path units that cannot run because their service was refused.
     var refusedPaths: Set<UnitName> = []
+    /// The texts of each socket's Banner=, BannerSuccess=, BannerFail=.
+    var banners: [UnitName: Banners] = [:]
 
     /// With `unused`, services no socket activates are checked too (for
     /// `porter check`). A service in `reuse` whose file has not changed
@@ -46,6 +48,11 @@ struct Preparation {
                     refusedPaths.insert(p.name)
                     diagnostics.append(Diagnostic(.error, file: p.name.description, "refused because \(name) has errors"))
                 }
+            }
+        }
+        for s in config.sockets where !s.banners.isEmpty {
+            banners[s.name] = Supervisor.readBanners(s) { key, why in
+                diagnostics.append(Diagnostic(.warning, in: s.sources, line: nil, key: key, why))
             }
         }
     }
