@@ -66,7 +66,6 @@ public enum KnownKeys {
         "USBFunctionDescriptors": "USB gadget functions need systemd's FunctionFS support, which porter does not have",
         "USBFunctionStrings": "USB gadget functions need systemd's FunctionFS support, which porter does not have",
         "OpenFile": "porter does not open files for the service yet",
-        "FileDescriptorStorePreserve": "porter keeps stored fds only while it runs (FileDescriptorStorePreserve= is not supported yet)",
         "RuntimeRandomizedExtraSec": "porter does not randomize RuntimeMaxSec= yet",
         "RestartMode": "porter does not support RestartMode= yet (it restarts as RestartMode=normal)",
     ]

@@ -8,6 +8,15 @@ public enum ServiceType: String, Sendable {
     public var isNotify: Bool { self == .notify || self == .notifyReload }
 }
 
+/// FileDescriptorStorePreserve= (systemd.service(5)): when the fds a
+/// service parked with FDSTORE=1 are closed. `no`: at the end of every
+/// run; `restart` (the default): when a run ends without a restart
+/// following it (an idle stop, an exit the service is not restarted
+/// after, `porter stop`); `yes`: only when the unit goes away.
+public enum FDStorePreserve: String, Sendable {
+    case no, restart, yes
+}
+
 /// NotifyAccess=: whose sd_notify messages are heeded.
 public enum NotifyAccess: String, Sendable {
     case none, main, exec, all
@@ -123,6 +132,8 @@ public struct ServiceConfig: Sendable {
     public var notifyAccess: NotifyAccess? = nil
     /// FileDescriptorStoreMax=: 0 (systemd's default) keeps no fds.
     public var fdStoreMax = 0
+    /// FileDescriptorStorePreserve=: when the stored fds are let go.
+    public var fdStorePreserve = FDStorePreserve.restart
     /// Every command line by phase; `exec` is the first ExecStart=.
     public var commands: [CommandSequence.Phase: [ExecCommand]] = [:]
     var commandLines: [CommandSequence.Phase: Int] = [:]
@@ -174,7 +185,7 @@ public struct ServiceConfig: Sendable {
         "StandardError", "KillSignal", "FinalKillSignal", "ReloadSignal", "KillMode", "SendSIGKILL", "SendSIGHUP",
         "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart",
         "StartLimitInterval", "StartLimitBurst", "RestartSec", "IdleTimeoutSec", "RuntimeMaxSec", "TimeoutStartSec",
-        "WatchdogSec", "NotifyAccess", "FileDescriptorStoreMax", "SyslogIdentifier", "SetLoginEnvironment",
+        "WatchdogSec", "NotifyAccess", "FileDescriptorStoreMax", "FileDescriptorStorePreserve", "SyslogIdentifier", "SetLoginEnvironment",
         "ExecCondition", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload",
         "RemainAfterExit", "SuccessExitStatus", "RestartPreventExitStatus", "RestartForceExitStatus",
         "RuntimeDirectoryPreserve", "PIDFile", "GuessMainPID", "RestartSteps", "RestartMaxDelaySec",
@@ -458,6 +469,12 @@ public struct ServiceConfig: Sendable {
             setLoginEnvironment = a.value.isEmpty ? nil : r.value(a, Values.boolean)
         case "FileDescriptorStoreMax":
             if let v = r.value(a, { (s) throws(ValueError) in try Values.integer(s, in: 0...4096) }) { fdStoreMax = v }
+        case "FileDescriptorStorePreserve":
+            guard let v = FDStorePreserve(rawValue: a.value) else {
+                r.error(a, "invalid value \(Quote.value(a.value)), expected no, restart or yes")
+                return
+            }
+            fdStorePreserve = v
         case "StartLimitIntervalSec", "StartLimitInterval":
             if let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) {
                 startLimitInterval = v.duration ?? .zero

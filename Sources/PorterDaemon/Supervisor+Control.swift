@@ -46,6 +46,7 @@ extension Supervisor {
             s.runEnded = false
             reloadEvent(s, .abandoned("the service's run ended"))
             s.reloading = false
+            releaseStore(s)
             proxyRunEnded(s, now: now)
             flushPending(s)
             removePIDFile(s)

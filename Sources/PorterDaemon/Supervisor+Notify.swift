@@ -100,6 +100,22 @@ extension Supervisor {
         Log.info("\(s.name): stored \(taken.count) fd\(taken.count == 1 ? "" : "s") named \(name) (\(s.stored.count) of \(s.prepared.config.fdStoreMax))")
     }
 
+    /// A run ended: FileDescriptorStorePreserve= says whether the stored
+    /// fds wait for the next one.
+    func releaseStore(_ s: ServiceRuntime) {
+        guard !s.stored.isEmpty else { return }
+        let restarting: Bool
+        if case .waitingRestart = s.machine.state { restarting = true } else { restarting = false }
+        switch s.prepared.config.fdStorePreserve {
+        case .yes: return
+        case .restart where restarting: return
+        case .restart, .no: break
+        }
+        for r in s.stored { r.fd.close() }
+        Log.info("\(s.name): released \(s.stored.count) stored fd\(s.stored.count == 1 ? "" : "s") (FileDescriptorStorePreserve=\(s.prepared.config.fdStorePreserve.rawValue))")
+        s.stored.removeAll()
+    }
+
     /// MAINPID=: the service's main process is now `pid`. porter can wait
     /// only for its own children, so another process is followed through a
     /// pidfd, which becomes readable when it exits.

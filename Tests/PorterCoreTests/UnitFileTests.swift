@@ -126,6 +126,8 @@ struct UnitFileTests {
          "error: echo.service:3: User: invalid user name 'no body', expected a name or a numeric id"),
         ("[Service]\nExecStart=/bin/true\nType=notify-reload\nReloadSignal=SIGNOPE\n",
          "error: echo.service:4: ReloadSignal: invalid signal 'SIGNOPE', expected a name such as SIGTERM or a number 1-64"),
+        ("[Service]\nExecStart=/bin/true\nFileDescriptorStorePreserve=maybe\n",
+         "error: echo.service:3: FileDescriptorStorePreserve: invalid value 'maybe', expected no, restart or yes"),
         ("[Service]\nExecStart=/bin/true\nKillSignal=SIGFOO\n",
          "error: echo.service:3: KillSignal: invalid signal 'SIGFOO', expected a name such as SIGTERM or a number 1-64"),
         ("[Service]\nExecStart=/bin/true\nTimeoutStopSec=5 parsecs\n",

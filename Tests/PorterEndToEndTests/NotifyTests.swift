@@ -80,7 +80,7 @@ extension EndToEnd {
             let port = freePort()
             let porter = try PorterRun("fdstore", units: [
                 "s.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
-                "s.service": "[Service]\nExecStart=\(handlerBinary) fdstore\nFileDescriptorStoreMax=2\n",
+                "s.service": "[Service]\nExecStart=\(handlerBinary) fdstore\nFileDescriptorStoreMax=2\nFileDescriptorStorePreserve=yes\n",
             ])
             var c = try Client.tcp(port)
             let first = try c.readAll()
@@ -94,6 +94,27 @@ extension EndToEnd {
             c.close()
             #expect(second == "restored \(state)\n")
             try porter.waitForLog("with 2 fds (LISTEN_FDNAMES=s.socket:state)")
+            #expect(try porter.stop() == 0)
+        }
+
+        /// FileDescriptorStorePreserve=restart (the default): the store
+        /// outlives a run that is restarted, not one that just ends.
+        @Test func fdStorePreserveDecidesWhatOutlivesARun() throws {
+            let (plain, restarted) = (freePort(), freePort())
+            let porter = try PorterRun("fdstore-preserve", units: [
+                "p.socket": "[Socket]\nListenStream=127.0.0.1:\(plain)\n",
+                "p.service": "[Service]\nExecStart=\(handlerBinary) fdstore\nFileDescriptorStoreMax=1\n",
+                "r.socket": "[Socket]\nListenStream=127.0.0.1:\(restarted)\n",
+                "r.service": "[Service]\nExecStart=\(handlerBinary) fdstore\nFileDescriptorStoreMax=1\nRestart=always\nRestartSec=100ms\n",
+            ])
+            #expect(try Client.tcp(plain).readAll().hasPrefix("stored state-"))
+            try porter.waitForLog("p.service: released 1 stored fd (FileDescriptorStorePreserve=restart)")
+            #expect(try Client.tcp(plain).readAll().hasPrefix("stored state-"), "a new run starts with an empty store")
+            let first = try Client.tcp(restarted).readAll()
+            #expect(first.hasPrefix("stored state-"))
+            #expect(try Client.tcp(restarted).readAll() == "restored \(first.dropFirst("stored ".count).trimmingWhitespace())\n",
+                    "kept across the restart")
+            #expect(!porter.log.contains("r.service: released"))
             #expect(try porter.stop() == 0)
         }
 
