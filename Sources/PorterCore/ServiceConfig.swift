@@ -17,6 +17,15 @@ public enum FDStorePreserve: String, Sendable {
     case no, restart, yes
 }
 
+/// RestartMode= (systemd.service(5)). `normal` and `direct` differ in
+/// systemd only in the states other units see during a restart (direct
+/// skips failed and inactive, and OnFailure=); porter has no units that
+/// watch a service, so the two behave the same. `debug`: the restarted
+/// run's commands get DEBUG_INVOCATION=1, asking for more logging.
+public enum RestartMode: String, Sendable {
+    case normal, direct, debug
+}
+
 /// NotifyAccess=: whose sd_notify messages are heeded.
 public enum NotifyAccess: String, Sendable {
     case none, main, exec, all
@@ -132,6 +141,8 @@ public struct ServiceConfig: Sendable {
     public var notifyAccess: NotifyAccess? = nil
     /// FileDescriptorStoreMax=: 0 (systemd's default) keeps no fds.
     public var fdStoreMax = 0
+    /// RestartMode=: how an automatic restart runs.
+    public var restartMode = RestartMode.normal
     /// FileDescriptorStorePreserve=: when the stored fds are let go.
     public var fdStorePreserve = FDStorePreserve.restart
     /// Every command line by phase; `exec` is the first ExecStart=.
@@ -183,7 +194,7 @@ public struct ServiceConfig: Sendable {
         "Type", "ExecStart", "Environment", "EnvironmentFile", "PassEnvironment", "UnsetEnvironment",
         "WorkingDirectory", "User", "Group", "SupplementaryGroups", "StandardInput", "StandardOutput",
         "StandardError", "KillSignal", "FinalKillSignal", "ReloadSignal", "KillMode", "SendSIGKILL", "SendSIGHUP",
-        "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart",
+        "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart", "RestartMode",
         "StartLimitInterval", "StartLimitBurst", "RestartSec", "IdleTimeoutSec", "RuntimeMaxSec", "TimeoutStartSec",
         "WatchdogSec", "NotifyAccess", "FileDescriptorStoreMax", "FileDescriptorStorePreserve", "SyslogIdentifier", "SetLoginEnvironment",
         "ExecCondition", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload",
@@ -434,6 +445,12 @@ public struct ServiceConfig: Sendable {
             restart = p
         case "RestartSec":
             if let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) { restartDelay = v.duration ?? .seconds(365 * 86400) }
+        case "RestartMode":
+            guard let m = RestartMode(rawValue: a.value.isEmpty ? "normal" : a.value) else {
+                r.error(a, "invalid value \(Quote.value(a.value)), expected normal, direct or debug")
+                return
+            }
+            restartMode = m
         case "IdleTimeoutSec", "RuntimeMaxSec", "WatchdogSec", "TimeoutStartSec":
             // 0 and infinity both mean "never", as for systemd's timeouts.
             guard let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) else { return }

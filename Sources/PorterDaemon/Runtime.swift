@@ -276,6 +276,8 @@ final class ServiceRuntime {
     var startPostRan = false
     /// The commands running for this service besides its main process.
     var control: ControlRun? { didSet { timers?.touch(.control(id)) } }
+    /// This run is an automatic restart (RestartMode=debug marks it).
+    var restarted = false
     /// The service said RELOADING=1 by itself and not yet READY=1.
     var reloading = false
     /// `porter reload UNIT` in progress (its deadline shares the control key).
@@ -301,6 +303,9 @@ final class ServiceRuntime {
         if case .freezing = old, case .stopping(_, _, .idle) = new { idleStopBegan = true }
         if old.isRunningOrFrozen, new.isStopping { stopBegan = true }
         if case .starting = old, case .running = new { proxyStarted = true }
+        if case .starting = new, old != .starting {
+            if case .waitingRestart = old { restarted = true } else { restarted = false }
+        }
         if new.isReady, !old.isReady { becameReady = true }
         if old.isRunningOrFrozen || old.isStopping, !(new.isRunningOrFrozen || new.isStopping) { runEnded = true }
         // RemainAfterExit=yes: the run ended into `remaining`; its stop

@@ -134,6 +134,7 @@ extension Supervisor {
             let instance = try p.instance(nil)
             var activation: [(String, String)] = []
             if p.config.effectiveNotifyAccess == .all, let notify { activation.append(("NOTIFY_SOCKET", notify.address)) }
+            if s.restarted && p.config.restartMode == .debug { activation.append(("DEBUG_INVOCATION", "1")) }
             switch step.phase {
             case .stop, .stopPost:
                 let alive = s.machine.pid.flatMap { processExists($0) ? $0 : nil }

@@ -101,6 +101,7 @@ extension Supervisor {
             let instance = try p.instance(nil)
             var activation: [(String, String)] = []
             if p.config.effectiveNotifyAccess != .none, let notify { activation.append(("NOTIFY_SOCKET", notify.address)) }
+            if s.restarted && p.config.restartMode == .debug { activation.append(("DEBUG_INVOCATION", "1")) }
             if let firing = s.paths.lazy.compactMap({ self.paths[$0] }).first(where: { $0.fired != nil }) {
                 // systemd.path(5)'s variables, with the path that actually fired.
                 activation.append(("TRIGGER_UNIT", firing.name))

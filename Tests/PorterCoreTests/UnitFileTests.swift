@@ -128,6 +128,8 @@ struct UnitFileTests {
          "error: echo.service:4: ReloadSignal: invalid signal 'SIGNOPE', expected a name such as SIGTERM or a number 1-64"),
         ("[Service]\nExecStart=/bin/true\nFileDescriptorStorePreserve=maybe\n",
          "error: echo.service:3: FileDescriptorStorePreserve: invalid value 'maybe', expected no, restart or yes"),
+        ("[Service]\nExecStart=/bin/true\nRestartMode=sometimes\n",
+         "error: echo.service:3: RestartMode: invalid value 'sometimes', expected normal, direct or debug"),
         ("[Service]\nExecStart=/bin/true\nKillSignal=SIGFOO\n",
          "error: echo.service:3: KillSignal: invalid signal 'SIGFOO', expected a name such as SIGTERM or a number 1-64"),
         ("[Service]\nExecStart=/bin/true\nTimeoutStopSec=5 parsecs\n",

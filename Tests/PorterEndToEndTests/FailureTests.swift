@@ -95,6 +95,22 @@ extension EndToEnd {
         /// A service that exits cleanly without taking its connection would
         /// be started again at once, forever; porter notices the queue did
         /// not shrink and holds off.
+        /// RestartMode=debug: an automatic restart's run gets
+        /// DEBUG_INVOCATION=1; the first run, started by a connection, not.
+        @Test func restartModeDebugMarksRestartedRuns() throws {
+            let port = freePort()
+            let porter = try PorterRun("restart-debug", units: [
+                "d.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
+                "d.service": "[Service]\nExecStart=\(handlerBinary) serve 1\nRestart=always\nRestartSec=100ms\nRestartMode=debug\n",
+            ])
+            let first = Report(try Client.tcp(port).readAll())
+            #expect(first.environment["DEBUG_INVOCATION"] == nil)
+            let second = Report(try Client.tcp(port).readAll())
+            #expect(second.pid != first.pid)
+            #expect(second.environment["DEBUG_INVOCATION"] == "1", "\(second.environment)")
+            #expect(try porter.stop() == 0)
+        }
+
         @Test func serviceThatLeavesItsWorkQueuedDoesNotSpin() throws {
             let port = freePort()
             let porter = try PorterRun("idle", units: [
