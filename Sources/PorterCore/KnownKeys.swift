@@ -66,7 +66,6 @@ public enum KnownKeys {
         "USBFunctionDescriptors": "USB gadget functions need systemd's FunctionFS support, which porter does not have",
         "USBFunctionStrings": "USB gadget functions need systemd's FunctionFS support, which porter does not have",
         "OpenFile": "porter does not open files for the service yet",
-        "RuntimeRandomizedExtraSec": "porter does not randomize RuntimeMaxSec= yet",
     ]
     /// Accepted with a warning: what they ask for cannot matter or is
     /// porter's behaviour anyway; the warning says which.

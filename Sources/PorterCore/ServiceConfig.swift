@@ -135,6 +135,9 @@ public struct ServiceConfig: Sendable {
     /// nothing for this long is closed.
     public var proxyIdleTimeout: Duration? = nil
     public var runtimeMax: Duration? = nil
+    /// RuntimeRandomizedExtraSec=: up to this much more than RuntimeMaxSec=,
+    /// drawn evenly for each run.
+    public var runtimeRandomizedExtra: Duration? = nil
     public var startTimeout: Duration? = .seconds(90)
     public var watchdog: Duration? = nil
     /// NotifyAccess= as written; see `effectiveNotifyAccess`.
@@ -194,7 +197,7 @@ public struct ServiceConfig: Sendable {
         "Type", "ExecStart", "Environment", "EnvironmentFile", "PassEnvironment", "UnsetEnvironment",
         "WorkingDirectory", "User", "Group", "SupplementaryGroups", "StandardInput", "StandardOutput",
         "StandardError", "KillSignal", "FinalKillSignal", "ReloadSignal", "KillMode", "SendSIGKILL", "SendSIGHUP",
-        "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart", "RestartMode",
+        "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart", "RestartMode", "RuntimeRandomizedExtraSec",
         "StartLimitInterval", "StartLimitBurst", "RestartSec", "IdleTimeoutSec", "RuntimeMaxSec", "TimeoutStartSec",
         "WatchdogSec", "NotifyAccess", "FileDescriptorStoreMax", "FileDescriptorStorePreserve", "SyslogIdentifier", "SetLoginEnvironment",
         "ExecCondition", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload",
@@ -451,6 +454,9 @@ public struct ServiceConfig: Sendable {
                 return
             }
             restartMode = m
+        case "RuntimeRandomizedExtraSec":
+            guard let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) else { return }
+            runtimeRandomizedExtra = v.duration == .zero ? nil : v.duration
         case "IdleTimeoutSec", "RuntimeMaxSec", "WatchdogSec", "TimeoutStartSec":
             // 0 and infinity both mean "never", as for systemd's timeouts.
             guard let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) else { return }

@@ -60,6 +60,7 @@ extension ServiceConfig {
         p.restartDelay = restartDelay
         p.idleTimeout = idleTimeout
         p.runtimeMax = runtimeMax
+        p.runtimeRandomizedExtra = runtimeRandomizedExtra
         p.notify = type.isNotify
         p.proxied = proxyTo != nil
         p.forking = type == .forking

@@ -48,9 +48,9 @@ extension ServiceMachine {
             return [.log(.warning, "\(name): watchdog timeout (no WATCHDOG=1 in \(w.porterDescription)), aborting pid \(run.pid)")]
                 + signals.map { .signal($0) }
         }
-        if let r = policy.runtimeMax, now >= run.since + r {
-            return beginStop(run.pid, reason: .runtimeMax, now: now,
-                             log: "\(name): RuntimeMaxSec=\(r.porterDescription) reached, stopping pid \(run.pid)")
+        if let r = policy.runtimeLimit(since: run.since), now >= run.since + r {
+            let what = policy.runtimeRandomizedExtra == nil ? "RuntimeMaxSec=\(r.porterDescription)" : "RuntimeMaxSec= with RuntimeRandomizedExtraSec= (\(r.porterDescription) for this run)"
+            return beginStop(run.pid, reason: .runtimeMax, now: now, log: "\(name): \(what) reached, stopping pid \(run.pid)")
         }
         if let i = policy.idleTimeout, now >= run.lastActivity + i {
             return [.measureIdle]

@@ -214,7 +214,7 @@ public struct ServiceMachine: Sendable {
         // check or watchdog until the main process is known.
         if policy.forking && !run.ready { return d }
         if let w = policy.watchdog, run.ready || !policy.notify { consider(run.lastWatchdog + w) }
-        if let r = policy.runtimeMax { consider(run.since + r) }
+        if let r = policy.runtimeLimit(since: run.since) { consider(run.since + r) }
         if let i = policy.idleTimeout { consider(run.lastActivity + i) }
         return d
     }

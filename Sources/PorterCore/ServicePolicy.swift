@@ -58,6 +58,22 @@ public struct ServicePolicy: Equatable, Sendable {
     public var idleTimeout: Duration? = nil
     /// RuntimeMaxSec=.
     public var runtimeMax: Duration? = nil
+    public var runtimeRandomizedExtra: Duration? = nil
+
+    /// RuntimeMaxSec= plus this run's share of RuntimeRandomizedExtraSec=:
+    /// an even draw seeded by when the run began, so the machine stays a
+    /// pure value (and an upgrade keeps each run's limit) while successive
+    /// runs get different limits.
+    public func runtimeLimit(since: Instant) -> Duration? {
+        guard let base = runtimeMax else { return nil }
+        guard let extra = runtimeRandomizedExtra, extra > .zero else { return base }
+        var z = UInt64(bitPattern: since.nanoseconds) &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        let fraction = Double(z >> 11) / Double(1 << 53)
+        return base + .nanoseconds(Int64(Double(extra.nanoseconds) * fraction))
+    }
     /// Type=notify: the run is started when the service says READY=1.
     public var notify = false
     /// Type=forking: the run is started when the first process has exited

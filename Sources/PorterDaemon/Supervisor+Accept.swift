@@ -184,7 +184,7 @@ extension Supervisor {
         // exec failure is reported when the child is reaped.
         switch spawner.spawnDetached(launch.plan) {
         case .success(let pid):
-            let limit = step.map { Self.timeLimit(of: $0, p.config) } ?? p.config.runtimeMax
+            let limit = Self.timeLimit(of: step, p.config)
             let machine = InstanceMachine(pid: pid, unit: unitName, kill: p.kill, started: MonotonicClock.now(),
                                           runtimeMax: limit, idleTimeout: fd != nil ? p.config.idleTimeout : nil, measured: tcp)
             if let token = watcher?.token { loop.assign(token, .instanceActivity(pid: pid)) }

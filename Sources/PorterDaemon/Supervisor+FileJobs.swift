@@ -221,9 +221,11 @@ extension Supervisor {
     /// A step's time limit: RuntimeMaxSec= for ExecStart=, the start
     /// timeout for the others before it, TimeoutStopSec= after it.
     static func timeLimit(of step: CommandSequence.Step?, _ c: ServiceConfig) -> Duration? {
-        guard let step else { return c.runtimeMax }
+        // RuntimeMaxSec=, with an even draw of RuntimeRandomizedExtraSec= for each process.
+        let runtime = c.runtimeMax.map { $0 + .nanoseconds(Int64.random(in: 0...(c.runtimeRandomizedExtra?.nanoseconds ?? 0))) }
+        guard let step else { return runtime }
         switch step.phase {
-        case .start: return c.runtimeMax
+        case .start: return runtime
         case .condition, .startPre, .startPost, .reload: return c.startTimeout
         case .stop, .stopPost: return c.timeoutStop.duration
         }

@@ -146,6 +146,24 @@ extension EndToEnd {
             #expect(try porter.stop() == 0)
         }
 
+        /// RuntimeRandomizedExtraSec=: the run's limit is RuntimeMaxSec= plus
+        /// an even draw of the extra, said in the log line.
+        @Test func runtimeRandomizedExtraStretchesTheLimit() throws {
+            let port = freePort()
+            let porter = try PorterRun("rt-extra", units: [
+                "x.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\n",
+                "x.service": "[Service]\nExecStart=\(handlerBinary) serve 0\nRuntimeMaxSec=200ms\nRuntimeRandomizedExtraSec=400ms\n",
+            ])
+            let t = now()
+            #expect(try Client.tcp(port).readAll().contains("accepted-on"))
+            let log = try porter.waitForLog("x.service: RuntimeMaxSec= with RuntimeRandomizedExtraSec= (")
+            #expect(now() - t >= .milliseconds(190))
+            let drawn = log.components("RuntimeRandomizedExtraSec= (")[1].prefix { $0 != " " }
+            let ms = drawn.hasSuffix("ms") ? Int(drawn.dropLast(2)) : nil
+            #expect(ms.map { (200...600).contains($0) } == true, "drawn \(drawn)")
+            #expect(try porter.stop() == 0)
+        }
+
         @Test func restartOnFailure() throws {
             let port = freePort()
             let flag = makeTempDirectory("restart") + "/count"
