@@ -208,7 +208,17 @@ extension Supervisor {
         inst.peer = st.peer
         inst.started = st.started
         inst.template = st.template
+        inst.source = st.source
+        if case .socket(let id) = owner { recount(id, st.source, now: MonotonicClock.now()) }
         instances[st.pid] = inst
+    }
+
+    /// A connection open before the upgrade counts again for its source,
+    /// so MaxConnectionsPerSource= holds across it (and its end releases
+    /// what it took).
+    private func recount(_ socket: UnitID, _ source: [UInt8]?, now: Instant) {
+        guard let source, let s = sockets[socket], s.sources != nil else { return }
+        _ = s.sources!.admit(source, now: now)
     }
 
     /// A relayed connection, with its pipes and what is in them; watched
@@ -228,8 +238,12 @@ extension Supervisor {
             for fd in [client, backend, up?.0, up?.1, down?.0, down?.1].compactMap({ $0 }) { fd.close() }
             return
         }
-        let relay = Relay(id: st.id, client: client, socket: socket, service: service, peer: SocketAddress(), now: st.since)
+        // Only the address's bytes matter now (the per-source count); the
+        // port is in the saved text.
+        let peer = st.source.map { $0.count == 4 ? SocketAddress(ipv4: $0, port: 0) : SocketAddress(ipv6: $0, port: 0, scope: 0) } ?? SocketAddress()
+        let relay = Relay(id: st.id, client: client, socket: socket, service: service, peer: peer, now: st.since)
         relay.peerText = st.peer
+        recount(socket, st.source, now: now)
         relay.backend = backend
         relay.phase = st.phase
         relay.prefix = st.prefix
@@ -276,7 +290,7 @@ extension Supervisor {
         }
         c.token = token
         builtins[c.id] = c
-        if let source = st.source, s.sources != nil { _ = s.sources!.admit(source, now: now) }
+        recount(id, st.source, now: now)
     }
 
     private func restoreFlow(_ st: UpgradeState.FlowState, _ r: Restoration, now: Instant) {

@@ -172,7 +172,7 @@ extension Supervisor {
                 journal: inst.journal?.name, machine: inst.machine, watchFD: inst.watch?.connection.rawValue,
                 watchUnix: inst.watch?.token != nil, sequence: inst.sequence,
                 held: inst.held.map { .init(fd: $0.fd?.rawValue, info: $0.info, tcp: $0.tcp, counted: $0.counted, since: $0.since) },
-                peer: inst.peer, started: inst.started, template: inst.template))
+                peer: inst.peer, started: inst.started, template: inst.template, source: inst.source))
         }
         let pathStates = paths.map { p in
             UpgradeState.PathState(name: p.name, jobs: p.queue?.jobs, counted: p.queue?.counted ?? 0, trigger: p.link?.trigger, fired: p.fired)
@@ -194,7 +194,8 @@ extension Supervisor {
             if let b = r.backend { hand(b, "relay") }
             relayStates.append(.init(id: r.id, socket: socket, service: service, client: r.client.rawValue, backend: r.backend?.rawValue,
                                      phase: r.phase, up: direction(r.up), down: direction(r.down), prefix: r.prefix, peer: r.peer,
-                                     since: r.since, lastTraffic: r.lastTraffic, retryAt: r.retryAt, attempts: r.attempts, giveUpAt: r.giveUpAt))
+                                     since: r.since, lastTraffic: r.lastTraffic, retryAt: r.retryAt, attempts: r.attempts, giveUpAt: r.giveUpAt,
+                                     source: r.peerAddress.ipBytes))
         }
         var flowStates: [UpgradeState.FlowState] = []
         for f in flows.values {

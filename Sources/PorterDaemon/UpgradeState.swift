@@ -80,6 +80,8 @@ struct UpgradeState: Codable {
         var retryAt: Instant?
         var attempts: Int
         var giveUpAt: Instant?
+        /// The client's address, counted again by MaxConnectionsPerSource=.
+        var source: [UInt8]? = nil
     }
 
     struct FlowState: Codable {
@@ -174,6 +176,9 @@ struct UpgradeState: Codable {
         var peer: String?
         var started: Instant
         var template: String
+        /// The client's address, counted again by MaxConnectionsPerSource=
+        /// (nil from a porter that did not save it).
+        var source: [UInt8]? = nil
 
         struct Held: Codable {
             var fd: Int32?

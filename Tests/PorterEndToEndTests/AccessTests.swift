@@ -132,6 +132,29 @@ struct AccessEndToEndTests {
         #expect(try porter.stop() == 0)
     }
 
+    /// MaxConnectionsPerSource= holds across `porter upgrade`: a connection
+    /// open before it still counts after it, and its end releases it.
+    @Test func maxConnectionsPerSourceHoldsAcrossAnUpgrade() throws {
+        let port = freePort()
+        let porter = try PorterRun("access-persource-upgrade", units: [
+            "h.socket": "[Socket]\nListenStream=127.0.0.1:\(port)\nAccept=yes\nMaxConnectionsPerSource=1\n",
+            "h@.service": "[Service]\nExecStart=\(handlerBinary) hold-conn 2000\nStandardInput=socket\n",
+        ])
+        let a = try Client.tcp(port)
+        #expect(try readSome(a).hasPrefix("held"))
+        let (code, out, err) = try runPorter(["upgrade", "--control", porter.dir + "/control"])
+        #expect(code == 0, "\(out)\(err)")
+        #expect(try Client.tcp(port).readAll() == "", "the connection from before the upgrade still counts")
+        try porter.waitForLog("1 open from this address, MaxConnectionsPerSource=1")
+        _ = try a.readAll()
+        try waitUntil(5, "127.0.0.1 served again") {
+            let c = try Client.tcp(port)
+            defer { c.close() }
+            return (try? c.readAll())?.hasPrefix("held") ?? false
+        }
+        #expect(try porter.stop() == 0)
+    }
+
     /// PerSourceLimit*=: a source over its rate is refused until its
     /// window closes; others are not held back.
     @Test func perSourceRateRefusesAndRecovers() throws {

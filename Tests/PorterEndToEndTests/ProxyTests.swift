@@ -301,9 +301,10 @@ extension EndToEnd {
         }
 
         /// `porter upgrade` keeps relayed connections (their pipes and what
-        /// is in them) and UDP flows going.
+        /// is in them) and UDP flows going; a relay from before it still
+        /// counts for MaxConnectionsPerSource=.
         @Test func relaysSurviveAnUpgrade() throws {
-            let (porter, port, _) = try Self.start("proxy-upgrade")
+            let (porter, port, _) = try Self.start("proxy-upgrade", socket: "MaxConnectionsPerSource=1\n")
             let c = try Client.tcp(port)
             try c.send("echo\nbefore")
             func readSome() throws -> String {
@@ -316,6 +317,8 @@ extension EndToEnd {
             #expect(try readSome() == "before")
             let (code, out, err) = try runPorter(["upgrade", "--control", porter.dir + "/control"])
             #expect(code == 0, "\(out)\(err)")
+            #expect(try Client.tcp(port).readAll() == "", "the relay from before the upgrade still counts")
+            try porter.waitForLog("1 open from this address, MaxConnectionsPerSource=1")
             try c.send("after")
             #expect(try readSome() == "after")
             c.shutdownWrite()
