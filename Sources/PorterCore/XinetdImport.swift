@@ -11,6 +11,9 @@ public struct XinetdImport {
     /// Host names in only_from/no_access to addresses (porter resolves
     /// them when it reads the configuration); nil: names are not resolved.
     public var resolve: XinetdAccess.HostResolver? = nil
+    /// hosts.allow and hosts.deny, as a libwrap xinetd checks them, and
+    /// where they were read (nil: not read).
+    public var hostsAccess: (rules: HostsAccess, from: String)? = nil
 
     public init(services: ServicesFile, source: String) {
         self.services = services
@@ -27,10 +30,18 @@ public struct XinetdImport {
         if let e = d.values["enabled"] { enabled = Set(e) }
         disabled = Set(d.values["disabled"] ?? [])
         // A libwrap xinetd (Debian's) also asks /etc/hosts.allow and /etc/hosts.deny.
-        result.rows.append(ImportRow(service: "*", attribute: "libwrap", value: "/etc/hosts.allow, /etc/hosts.deny", kind: .unsupported,
-            becomes: "IPAddressAllow=, IPAddressDeny=",
-            note: "xinetd built with libwrap also checked these files; porter does not read them: write their rules as IPAddressAllow=/IPAddressDeny=",
-            isAccess: true))
+        if let h = hostsAccess {
+            result.rows.append(ImportRow(service: "*", attribute: "libwrap", value: h.from, kind: .exact,
+                becomes: "IPAddressAllow=, IPAddressDeny=",
+                note: h.rules.isEmpty ? "read: no rules" : "read: \(h.rules.rules.count) rule\(h.rules.rules.count == 1 ? "" : "s"); each service's lists let in what both xinetd's attributes and these rules let in",
+                isAccess: true))
+            for d in h.rules.diagnostics { result.diagnostics.append(d) }
+        } else {
+            result.rows.append(ImportRow(service: "*", attribute: "libwrap", value: "/etc/hosts.allow, /etc/hosts.deny", kind: .unsupported,
+                becomes: "IPAddressAllow=, IPAddressDeny=",
+                note: "xinetd built with libwrap also checked these files; they were not read (--hosts-access none): write their rules as IPAddressAllow=/IPAddressDeny=",
+                isAccess: true))
+        }
         var used = Set<String>()
         for s in services {
             let id = s.id
@@ -220,8 +231,21 @@ public struct XinetdImport {
         }
         let names = lists.resolved.map { "\($0.name) is \($0.prefixes.map(\.description).joined(separator: " "))" }.joined(separator: ", ")
         let namesNote = names.isEmpty ? "" : "; host names resolved when porter read the configuration (\(names)), not looked up per connection as xinetd does"
-        if !lists.access.allow.isEmpty { socket.set("Socket", "IPAddressAllow", lists.access.allow.map(\.description).joined(separator: " ")) }
-        if !lists.access.deny.isEmpty { socket.set("Socket", "IPAddressDeny", Self.denyText(lists.access.deny)) }
+        var access = lists.access
+        if let h = hostsAccess, !h.rules.isEmpty {
+            let daemon = Self.libwrapName(s, flags: flags)
+            let o = h.rules.outcome(for: daemon, resolve: resolve)
+            if let why = o.refusal { return skip("libwrap", "\(why); not converted (or run with --hosts-access none to ignore the files)") }
+            access = access.intersecting(o.access)
+            if !o.matched.isEmpty || !o.notes.isEmpty {
+                let keys = o.access.allowsEveryone ? "-" : "IPAddressAllow=\(o.access.allow.map(\.description).joined(separator: " ")) + IPAddressDeny=\(Self.denyText(o.access.deny))"
+                row("libwrap", o.notes.isEmpty ? .exact : .approximate, keys,
+                    "as daemon \(daemon): \(o.matched.isEmpty ? "no rule names it" : "rules at " + o.matched.joined(separator: ", "))"
+                        + (o.notes.isEmpty ? "" : "; " + o.notes.joined(separator: "; ")), access: true)
+            }
+        }
+        if !access.allow.isEmpty { socket.set("Socket", "IPAddressAllow", access.allow.map(\.description).joined(separator: " ")) }
+        if !access.deny.isEmpty { socket.set("Socket", "IPAddressDeny", Self.denyText(access.deny)) }
         if let only = s.values["only_from"] {
             let unsupported = lists.unsupportedAllow.isEmpty ? "" : "; \(lists.unsupportedAllow.joined(separator: " ")) left out (names porter cannot check: those hosts are refused)"
             let fromNames = lists.resolved.contains { n in only.contains(n.name) }
@@ -293,7 +317,9 @@ public struct XinetdImport {
             socket.set("Socket", key, file)
             row(b, .approximate, "\(key)=\(file)", "read when porter loads its configuration and at each reload (at most 4 KiB), not at each connection")
         }
-        if s.values["libwrap"] != nil { row("libwrap", .unsupported, "-", "porter does not read tcp_wrappers files; use IPAddressAllow=/IPAddressDeny=", access: true) }
+        if s.values["libwrap"] != nil && hostsAccess == nil {
+            row("libwrap", .unsupported, "-", "tcp_wrappers files were not read (--hosts-access none); use IPAddressAllow=/IPAddressDeny=", access: true)
+        }
         for (attr, _) in s.values.sorted(by: { $0.key < $1.key }) where !Self.known.contains(attr) {
             row(attr, .unsupported, "-", "no porter equivalent; ignored")
         }
@@ -313,6 +339,19 @@ public struct XinetdImport {
     ]
 
     /// `any` as systemd writes it, the rest as prefixes.
+    /// The daemon name a libwrap xinetd asks hosts_access about (xinetd's
+    /// access.c): `libwrap = NAME` if set; the service name for INTERNAL and
+    /// redirect; with NAMEINARGS the base name of server_args' first word;
+    /// otherwise the base name of `server`, or the id without one.
+    static func libwrapName(_ s: XinetdService, flags: Set<String>) -> String {
+        if let name = s.value("libwrap") { return name }
+        func base(_ p: String) -> String { p.split(separator: "/").last.map(String.init) ?? p }
+        if (s.values["type"] ?? []).contains("INTERNAL") || s.values["redirect"] != nil { return s.name }
+        if flags.contains("NAMEINARGS"), let first = s.values["server_args"]?.first { return base(first) }
+        if let server = s.value("server") { return base(server) }
+        return s.id
+    }
+
     static func denyText(_ deny: [IPPrefix]) -> String {
         let any = IPPrefix.symbolic["any"]!
         if any.allSatisfy(deny.contains) {

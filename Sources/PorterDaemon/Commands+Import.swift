@@ -9,8 +9,8 @@ extension Commands {
     /// on stdout. Exits 1 when the input has errors (nothing is written)
     /// or DIR cannot be written.
     public static func importConfig(_ kind: LegacyConfig.Kind, _ path: String, output: String, servicesFile: String?,
-                                    force: Bool) -> Int32 {
-        let result = LegacyConfig.load(kind, path, servicesFile: servicesFile)
+                                    hostsAccess: String? = "/etc", force: Bool) -> Int32 {
+        let result = LegacyConfig.load(kind, path, servicesFile: servicesFile, hostsAccess: hostsAccess)
         let errors = result.diagnostics.filter { $0.severity == .error }
         for d in result.diagnostics { Log.write(d.severity == .error ? .error : .warning, d.description) }
         guard errors.isEmpty else {

@@ -31,12 +31,17 @@ public enum Commands {
         public var xinetd: String?
         public var inetdConf: String?
         public var servicesFile: String?
-        public init(_ directories: [String], xinetd: String? = nil, inetdConf: String? = nil, servicesFile: String? = nil) {
+        /// `--hosts-access DIR`: where hosts.allow and hosts.deny are read
+        /// for xinetd's services (libwrap); nil: not read (`none`).
+        public var hostsAccess: String?
+        public init(_ directories: [String], xinetd: String? = nil, inetdConf: String? = nil, servicesFile: String? = nil,
+                    hostsAccess: String? = "/etc") {
             isDefault = directories.isEmpty
             self.directories = isDefault ? ConfigLoader.defaultDirectories : directories
             self.xinetd = xinetd
             self.inetdConf = inetdConf
             self.servicesFile = servicesFile
+            self.hostsAccess = hostsAccess
         }
         public var hasLegacy: Bool { xinetd != nil || inetdConf != nil }
         public var description: String { (directories + [xinetd, inetdConf].compactMap { $0 }).joined(separator: ", ") }

@@ -23,7 +23,25 @@ public enum LegacyConfig {
 
     /// Reads and converts. Errors in the input (a line that does not
     /// parse, a file that cannot be read) come back as diagnostics.
-    public static func load(_ kind: Kind, _ path: String, servicesFile: String? = nil) -> ImportResult {
+    /// hosts.allow and hosts.deny in `dir`, each read whole; a missing one
+    /// is empty, as for libwrap.
+    public static func hostsAccess(_ dir: String) -> (HostsAccess, [Diagnostic]) {
+        var problems: [Diagnostic] = []
+        func read(_ name: String) -> (file: String, text: String)? {
+            let file = (dir.hasSuffix("/") ? dir : dir + "/") + name
+            do {
+                return (file, String(decoding: try Files.readBytes(file), as: UTF8.self))
+            } catch {
+                if case .system(let e) = error, e.errno == ENOENT { return nil }
+                problems.append(Diagnostic(.error, file: file, "cannot read: \(error)"))
+                return nil
+            }
+        }
+        let rules = HostsAccess(allow: read("hosts.allow"), deny: read("hosts.deny"))
+        return (rules, problems)
+    }
+
+    public static func load(_ kind: Kind, _ path: String, servicesFile: String? = nil, hostsAccess dir: String? = nil) -> ImportResult {
         let (services, problem) = services(servicesFile)
         var result: ImportResult
         switch kind {
@@ -47,8 +65,14 @@ public enum LegacyConfig {
             }
             var importer = XinetdImport(services: services, source: path)
             importer.resolve = Resolver.addresses
+            var unreadable: [Diagnostic] = []
+            if let dir {
+                let (rules, problems) = hostsAccess(dir)
+                importer.hostsAccess = (rules, "\(dir)/hosts.allow, \(dir)/hosts.deny")
+                unreadable = problems
+            }
             result = importer.convert(merged, defaults: reader.defaults)
-            result.diagnostics += reader.diagnostics
+            result.diagnostics += reader.diagnostics + unreadable
         }
         if let problem { result.diagnostics.insert(problem, at: 0) }
         return result
@@ -111,8 +135,12 @@ public enum LegacyConfig {
             units.add(unit, files: [("\(name) (from \(path))", Array(text.utf8))], host: host)
         }
         guard log else { return }
-        for r in result.rows where r.kind == .unsupported || r.kind == .approximate {
-            Log.write(r.kind == .unsupported ? .warning : .info, "\(path): \(r.service): \(r.attribute)\(r.value.isEmpty ? "" : " = \(r.value)"): \(r.note)")
+        for r in result.rows where r.kind != .exact {
+            // A service left out for a reason other than being switched off
+            // is something the admin must see.
+            let off = r.kind == .skipped && (r.attribute == "disable" || r.attribute == "#<off>#")
+            let level: LogLevel = r.kind == .unsupported || (r.kind == .skipped && !off) ? .warning : .info
+            Log.write(level, "\(path): \(r.service): \(r.attribute)\(r.value.isEmpty ? "" : " = \(r.value)"): \(r.note)")
         }
         Log.info("\(path): \(result.converted.count) service\(result.converted.count == 1 ? "" : "s") served"
             + (result.skipped.isEmpty ? "" : "; skipped: \(result.skipped.joined(separator: ", "))"))
@@ -123,7 +151,7 @@ extension Commands.Place {
     /// The xinetd and inetd configurations to read in place, converted.
     func legacyResults() -> [(path: String, result: ImportResult)] {
         var out: [(String, ImportResult)] = []
-        if let x = xinetd { out.append((x, LegacyConfig.load(.xinetd, x, servicesFile: servicesFile))) }
+        if let x = xinetd { out.append((x, LegacyConfig.load(.xinetd, x, servicesFile: servicesFile, hostsAccess: hostsAccess))) }
         if let i = inetdConf { out.append((i, LegacyConfig.load(.inetd, i, servicesFile: servicesFile))) }
         return out
     }

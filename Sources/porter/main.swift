@@ -4,10 +4,10 @@ import PorterDaemon
 import PorterSys
 
 let usage = """
-    usage: porter run [--config-dir DIR]... [--xinetd PATH] [--inetd-conf FILE]
+    usage: porter run [--config-dir DIR]... [--xinetd PATH [--hosts-access DIR|none]] [--inetd-conf FILE]
                       [--log-level LEVEL] [--control PATH|none] [--daemon [--pidfile PATH]]
            porter check [--config-dir DIR]... [--xinetd PATH] [--inetd-conf FILE] [--show UNIT]...
-           porter import xinetd PATH | inetd FILE --output DIR [--services FILE] [--force]
+           porter import xinetd PATH [--hosts-access DIR|none] | inetd FILE --output DIR [--services FILE] [--force]
            porter status [--json] [UNIT...]
            porter start UNIT | stop UNIT | reload [UNIT] | upgrade
            porter --help | --version
@@ -43,6 +43,8 @@ let usage = """
               place, converted at every start and reload (units of the
               same name in a --config-dir win)
       --services FILE  service names to ports (default: /etc/services)
+      --hosts-access DIR  where xinetd's libwrap rules are, hosts.allow and
+              hosts.deny (default: /etc; none: not read)
 
       --control PATH  the control socket (default: /run/porter/control as
               root, $XDG_RUNTIME_DIR/porter/control otherwise); `none` for
@@ -130,7 +132,13 @@ func parse(_ args: [String], values: Set<String>, flags: Set<String>) -> Parsed 
 /// The directories and the configurations read in place.
 func place(_ p: Parsed) -> Commands.Place {
     Commands.Place(p.values["--config-dir"] ?? [], xinetd: p.last("--xinetd"), inetdConf: p.last("--inetd-conf"),
-                   servicesFile: p.last("--services"))
+                   servicesFile: p.last("--services"), hostsAccess: hostsAccess(p))
+}
+
+/// `--hosts-access DIR`, `none`, or /etc.
+func hostsAccess(_ p: Parsed) -> String? {
+    guard let v = p.last("--hosts-access") else { return "/etc" }
+    return v == "none" ? nil : v
 }
 
 func logLevel(_ s: String) -> LogLevel {
@@ -151,7 +159,7 @@ case "--version", "-V", "version":
     _ = try? FileDescriptor.standardOutput.write("porter \(Commands.version)\n")
     exit(0)
 case "run":
-    let p = parse(args, values: ["--config-dir", "--log-level", "--control", "--pidfile", "--xinetd", "--inetd-conf", "--services"],
+    let p = parse(args, values: ["--config-dir", "--log-level", "--control", "--pidfile", "--xinetd", "--inetd-conf", "--services", "--hosts-access"],
                   flags: ["--daemon"])
     guard p.words.isEmpty else { fail("unexpected argument '\(p.words[0])' for run") }
     var options = Commands.RunOptions()
@@ -162,16 +170,17 @@ case "run":
     if options.pidFile != nil && !(options.pidFile!.hasPrefix("/")) { fail("--pidfile needs an absolute path") }
     exit(Commands.run(place(p), options))
 case "check":
-    let p = parse(args, values: ["--config-dir", "--show", "--xinetd", "--inetd-conf", "--services"], flags: [])
+    let p = parse(args, values: ["--config-dir", "--show", "--xinetd", "--inetd-conf", "--services", "--hosts-access"], flags: [])
     guard p.words.isEmpty else { fail("unexpected argument '\(p.words[0])' for check") }
     exit(Commands.check(place(p), show: p.values["--show"] ?? []))
 case "import":
-    let p = parse(args, values: ["--output", "--services"], flags: ["--force"])
+    let p = parse(args, values: ["--output", "--services", "--hosts-access"], flags: ["--force"])
     guard p.words.count == 2, let kind = LegacyConfig.Kind(rawValue: p.words[0]) else {
         fail("import needs xinetd PATH or inetd FILE")
     }
     guard let output = p.last("--output") else { fail("import needs --output DIR") }
-    exit(Commands.importConfig(kind, p.words[1], output: output, servicesFile: p.last("--services"), force: p.flags.contains("--force")))
+    exit(Commands.importConfig(kind, p.words[1], output: output, servicesFile: p.last("--services"), hostsAccess: hostsAccess(p),
+                               force: p.flags.contains("--force")))
 case "status", "start", "stop", "reload", "upgrade":
     let p = parse(args, values: ["--config-dir", "--control"], flags: ["--json"])
     let verb = ControlRequest.Verb(rawValue: command)!

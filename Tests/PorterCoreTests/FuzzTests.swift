@@ -79,6 +79,9 @@ struct FuzzTests {
         let inetdTokens: [[UInt8]] = ["echo", "tftp", "stream", "dgram", "tcp", "udp", "tcp6", "rpc/tcp", "wait", "nowait", "nowait.400",
             "root", "nobody:nogroup", "a.b", "internal", "/usr/sbin/x", "x", " ", "\t", "\n", "\n ", "#", "#<off># ", "127.0.0.1:",
             "*:", "[::1]:", ":"].map { Array($0.utf8) }
+        let hostsTokens: [[UInt8]] = ["ALL", "EXCEPT", "svc", " : ", ":", ", ", " ", "\n", "\\\n", "#", "10.", "10.0.0.1", "10.0.0.0/8",
+            "10.0.0.0/255.0.0.0", "[::1]", "[fe80::]/10", "[", "]", "LOCAL", "PARANOID", ".example.com", "@group", "a@b", "*", "allow",
+            "deny", "twist /bin/x", "spawn (x)"].map { Array($0.utf8) }
         func input(_ tokens: [[UInt8]]) -> String {
             var out: [UInt8] = []
             for _ in 0..<Int.random(in: 0...50, using: &rng) {
@@ -99,7 +102,12 @@ struct FuzzTests {
                 case .includeDir, .includeFile: break
                 }
             }
-            let r1 = XinetdImport(services: ServicesFile.builtin, source: "x").convert(services, defaults: defs)
+            var importer = XinetdImport(services: ServicesFile.builtin, source: "x")
+            let h = HostsAccess(allow: ("a", input(hostsTokens)), deny: ("d", input(hostsTokens)))
+            importer.hostsAccess = (h, "a, d")
+            let o = h.outcome(for: "svc")
+            if o.refusal == nil { _ = o.access.intersecting(AddressAccess(allow: [], deny: IPPrefix.symbolic["any"]!)) }
+            let r1 = importer.convert(services, defaults: defs)
             let i = InetdText(file: "i", text: input(inetdTokens))
             let r2 = InetdImport(services: ServicesFile.builtin).convert(i.entries)
             for r in [r1, r2] {

@@ -117,14 +117,14 @@ struct MigrationTests {
         let (services, ports) = Self.servicesFile(dir, ["echo", "daytime", "chargen", "discard", "time"])
         // As shipped: everything disabled, nothing written, and the report says so.
         let shipped = Self.writeXinetd(dir + "/shipped", disable: "yes")
-        let (code0, out0, err0) = try runPorter(["import", "xinetd", shipped, "--output", dir + "/none", "--services", services])
+        let (code0, out0, err0) = try runPorter(["import", "xinetd", shipped, "--output", dir + "/none", "--services", services, "--hosts-access", dir])
         #expect(code0 == 0, "\(err0)")
         #expect(out0.contains("0 services converted into 0 unit files; 17 skipped"), "\(out0)")
         #expect(out0.contains("disabled in xinetd: not converted"))
 
         // Enabled: ten units, the duplicate ids and xinetd's own listings reported.
         let conf = Self.writeXinetd(dir + "/on", disable: "no")
-        let (code, out, err) = try runPorter(["import", "xinetd", conf, "--output", dir + "/units", "--services", services])
+        let (code, out, err) = try runPorter(["import", "xinetd", conf, "--output", dir + "/units", "--services", services, "--hosts-access", dir])
         #expect(code == 0, "\(out)\(err)")
         #expect(out.contains("10 services converted into 10 unit files"), "\(out)")
         #expect(out.contains("an earlier service has this id; xinetd ignores this one too"))
@@ -135,7 +135,7 @@ struct MigrationTests {
                             "discard-dgram.socket", "discard-stream.socket", "echo-dgram.socket", "echo-stream.socket",
                             "time-dgram.socket", "time-stream.socket"])
         // A second import does not overwrite without --force.
-        let (again, _, againErr) = try runPorter(["import", "xinetd", conf, "--output", dir + "/units", "--services", services])
+        let (again, _, againErr) = try runPorter(["import", "xinetd", conf, "--output", dir + "/units", "--services", services, "--hosts-access", dir])
         #expect(again == 1 && againErr.contains("already exist"), "\(againErr)")
         #expect(try runPorter(["check", "--config-dir", dir + "/units"]).0 == 0)
 
@@ -177,7 +177,7 @@ struct MigrationTests {
         let (services, ports) = Self.servicesFile(dir, ["echo", "daytime", "chargen", "discard", "time", "myapp"])
         let conf = Self.writeXinetd(dir, disable: "no")
         let log = dir + "/porter.log"
-        let pid = spawnProgram([porterBinary, "run", "--xinetd", conf, "--services", services, "--control", dir + "/control"], stdout: log, stderr: log)
+        let pid = spawnProgram([porterBinary, "run", "--xinetd", conf, "--services", services, "--hosts-access", dir, "--control", dir + "/control"], stdout: log, stderr: log)
         var running = true
         defer { if running { kill(pid, SIGKILL); _ = try? waitExit(pid, seconds: 5) } }
         try waitUntil(10, "ready in\n\(readFile(log))") { readFile(log).contains("ready:") }
@@ -226,13 +226,69 @@ struct MigrationTests {
                 redirect    = 127.0.0.1 \(back)
             }
             """)
-        let porter = try PorterRun("migrate-redirect", units: [:], arguments: ["--xinetd", dir + "/xinetd.conf"])
+        let porter = try PorterRun("migrate-redirect", units: [:], arguments: ["--xinetd", dir + "/xinetd.conf", "--hosts-access", "none"])
         try waitUntil(5, "the backend bound") { readFile(dir + "/backend.log").contains("bound") }
         let c = try Client.tcp(port)
         try c.send("echo\nrelayed by porter")
         c.shutdownWrite()
         #expect(try c.readAll() == "relayed by porter")
         #expect(porter.count("started pid") == 0, "redirect starts nothing")
+        #expect(try porter.stop() == 0)
+    }
+
+    /// Debian's xinetd asks libwrap too: porter reads hosts.allow and
+    /// hosts.deny and lets in what both they and xinetd's attributes let
+    /// in; a refusing rule it cannot check keeps the service out.
+    @Test func hostsAllowAndDenyAreHonoured() throws {
+        let dir = makeTempDirectory("migrate-libwrap")
+        defer { _ = system("rm -rf '\(dir)'") }
+        let (app, echo, skipped) = (freePort(), freePort(), freePort())
+        writeFile(dir + "/xinetd.conf", """
+            service myapp
+            {
+                type        = UNLISTED
+                port        = \(app)
+                socket_type = stream
+                wait        = no
+                user        = root
+                server      = \(handlerBinary)
+                server_args = say hello-from-myapp
+            }
+            service echo
+            {
+                type        = INTERNAL UNLISTED
+                port        = \(echo)
+                socket_type = stream
+                wait        = no
+                only_from   = 127.0.0.0/8
+            }
+            service paranoid
+            {
+                type        = UNLISTED
+                port        = \(skipped)
+                socket_type = stream
+                wait        = no
+                server      = /bin/cat
+                libwrap     = guarded
+            }
+            """)
+        writeFile(dir + "/hosts.allow", "# the daemon name is the server's base name\nporter-test-handler: 127.0.0.1\necho : 127.0.0. EXCEPT 127.0.0.2\n")
+        writeFile(dir + "/hosts.deny", "guarded: PARANOID\nALL: ALL\n")
+        let porter = try PorterRun("migrate-libwrap", units: [:], arguments: ["--xinetd", dir + "/xinetd.conf", "--hosts-access", dir])
+        #expect(try Client.tcp(app).readAll().contains("hello-from-myapp"))
+        #expect(try Client.tcp(app, from: [127, 0, 0, 2]).readAll() == "", "hosts.deny ALL: ALL, not in hosts.allow")
+        let e = try Client.tcp(echo)
+        try e.send("x")
+        e.shutdownWrite()
+        #expect(try e.readAll() == "x")
+        #expect(try Client.tcp(echo, from: [127, 0, 0, 2]).readAll() == "", "EXCEPT 127.0.0.2")
+        let third = try Client.tcp(echo, from: [127, 0, 0, 3])
+        try third.send("y")
+        third.shutdownWrite()
+        #expect(try third.readAll() == "y", "127.0.0. lets in 127.0.0.3")
+        #expect(porter.log.contains("paranoid: libwrap"), "\(porter.log)")
+        #expect(porter.log.contains("PARANOID cannot be checked by porter"), "\(porter.log)")
+        #expect((try? Client.tcp(skipped)) == nil, "a service whose refusing rule porter cannot check is not served")
         #expect(try porter.stop() == 0)
     }
 
