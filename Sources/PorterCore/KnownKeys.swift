@@ -65,7 +65,6 @@ public enum KnownKeys {
         "BusName": "it belongs to Type=dbus, and porter has no D-Bus bus",
         "USBFunctionDescriptors": "USB gadget functions need systemd's FunctionFS support, which porter does not have",
         "USBFunctionStrings": "USB gadget functions need systemd's FunctionFS support, which porter does not have",
-        "OpenFile": "porter does not open files for the service yet",
     ]
     /// Accepted with a warning: what they ask for cannot matter or is
     /// porter's behaviour anyway; the warning says which.

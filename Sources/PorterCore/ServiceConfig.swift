@@ -144,6 +144,8 @@ public struct ServiceConfig: Sendable {
     public var notifyAccess: NotifyAccess? = nil
     /// FileDescriptorStoreMax=: 0 (systemd's default) keeps no fds.
     public var fdStoreMax = 0
+    /// OpenFile=: files porter opens and passes at each start.
+    public var openFiles: [OpenFile] = []
     /// RestartMode=: how an automatic restart runs.
     public var restartMode = RestartMode.normal
     /// FileDescriptorStorePreserve=: when the stored fds are let go.
@@ -197,7 +199,7 @@ public struct ServiceConfig: Sendable {
         "Type", "ExecStart", "Environment", "EnvironmentFile", "PassEnvironment", "UnsetEnvironment",
         "WorkingDirectory", "User", "Group", "SupplementaryGroups", "StandardInput", "StandardOutput",
         "StandardError", "KillSignal", "FinalKillSignal", "ReloadSignal", "KillMode", "SendSIGKILL", "SendSIGHUP",
-        "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart", "RestartMode", "RuntimeRandomizedExtraSec",
+        "TimeoutStopSec", "TimeoutSec", "NonBlocking", "UMask", "NoNewPrivileges", "Sockets", "Restart", "RestartMode", "RuntimeRandomizedExtraSec", "OpenFile",
         "StartLimitInterval", "StartLimitBurst", "RestartSec", "IdleTimeoutSec", "RuntimeMaxSec", "TimeoutStartSec",
         "WatchdogSec", "NotifyAccess", "FileDescriptorStoreMax", "FileDescriptorStorePreserve", "SyslogIdentifier", "SetLoginEnvironment",
         "ExecCondition", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload",
@@ -448,6 +450,9 @@ public struct ServiceConfig: Sendable {
             restart = p
         case "RestartSec":
             if let v = r.value(a, { (s) throws(ValueError) in try Values.timeSpan(s) }) { restartDelay = v.duration ?? .seconds(365 * 86400) }
+        case "OpenFile":
+            guard !a.value.isEmpty else { openFiles.removeAll(); return }
+            if let f = r.value(a, { (v) throws(ValueError) in try OpenFile.parse(try specifiers.expand(v)) }) { openFiles.append(f) }
         case "RestartMode":
             guard let m = RestartMode(rawValue: a.value.isEmpty ? "normal" : a.value) else {
                 r.error(a, "invalid value \(Quote.value(a.value)), expected normal, direct or debug")

@@ -79,7 +79,25 @@ struct Launch {
             }
         }
         let socketIO = c.standardInput == .socket || c.standardOutput == .socket || c.standardError == .socket
-        let passed = (socketIO ? [] : listen) + stored
+        // OpenFile=: opened now, with porter's privileges, after the sockets and stored fds.
+        var files: [(fd: FileDescriptor, name: String)] = []
+        if !control {
+            for f in c.openFiles {
+                do {
+                    let fd = try Self.open(f)
+                    launch.opened.append(fd)
+                    files.append((fd, f.name))
+                } catch {
+                    if f.graceful {
+                        Log.debug("\(instance.unit): OpenFile=\(f.path): \(error); left out (graceful)")
+                        continue
+                    }
+                    launch.close()
+                    throw Failure(message: "OpenFile=\(f.path): \(error)")
+                }
+            }
+        }
+        let passed = (socketIO ? [] : listen) + stored + files
         if !passed.isEmpty {
             launch.plan.fds += passed.map(\.fd.rawValue)
             activationEnv.append(("LISTEN_FDS", String(passed.count)))

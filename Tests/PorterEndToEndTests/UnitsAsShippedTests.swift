@@ -74,6 +74,48 @@ struct UnitsAsShippedTests {
         #expect(readFile(shown).contains("nope.socket: no such unit"))
     }
 
+    /// OpenFile=: porter opens the file (one only root may read, a file
+    /// to append to, a Unix socket to connect to) and passes it after the
+    /// other fds, named; graceful leaves out what is missing, and without
+    /// it the start fails while the socket keeps serving.
+    @Test(.enabled(if: getuid() == 0, "needs root: the service runs as nobody and gets a file only root may open"))
+    func openFileHandsOverWhatTheServiceCannotOpen() throws {
+        let dir = makeTempDirectory("openfile")
+        defer { _ = system("rm -rf '\(dir)'") }
+        writeFile(dir + "/secret", "root-only\n")
+        chmod(dir + "/secret", 0o600)
+        writeFile(dir + "/log", "")
+        chmod(dir + "/log", 0o600)
+        // A Unix socket the test listens on.
+        let listener = try Socket.open(family: AF_UNIX, type: Int32(SOCK_STREAM.rawValue), nonBlocking: false)
+        defer { listener.close() }
+        try Socket.bind(listener, try SocketAddress(.unixPath(dir + "/peer.sock")))
+        try Socket.listen(listener, backlog: 4)
+        let (read, append, missing) = (freePort(), freePort(), freePort())
+        let porter = try PorterRun("openfile", units: [
+            "r.socket": "[Socket]\nListenStream=127.0.0.1:\(read)\nAccept=yes\n",
+            "r@.service": "[Service]\nUser=nobody\nStandardInput=socket\nOpenFile=\(dir)/secret:key:read-only\nOpenFile=\(dir)/nothing-here::graceful\n"
+                + "ExecStart=/bin/sh -c 'echo \"$LISTEN_FDS $LISTEN_FDNAMES\"; cat <&3; cat \(dir)/secret 2>/dev/null || echo denied'\n",
+            "a.socket": "[Socket]\nListenStream=127.0.0.1:\(append)\nAccept=yes\n",
+            "a@.service": "[Service]\nUser=nobody\nStandardInput=socket\nOpenFile=\(dir)/log::append\nOpenFile=\(dir)/peer.sock:peer\n"
+                + "ExecStart=/bin/sh -c 'echo appended >&3; echo to-peer >&4; echo \"$LISTEN_FDNAMES\"'\n",
+            "m.socket": "[Socket]\nListenStream=127.0.0.1:\(missing)\nAccept=yes\n",
+            "m@.service": "[Service]\nStandardInput=socket\nOpenFile=\(dir)/nothing-here\nExecStart=/bin/echo never\n",
+        ])
+        #expect(try Client.tcp(read).readAll() == "1 key\nroot-only\ndenied\n", "the fd, named; the path itself stays closed to nobody")
+        #expect(try Client.tcp(append).readAll() == "log:peer\n")
+        #expect(readFile(dir + "/log") == "appended\n")
+        var p = pollfd(fd: listener.rawValue, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&p, 1, 5000) == 1, "the service's fd 4 is connected to the test's socket")
+        var peer = SocketAddress()
+        let conn = try #require(try Socket.accept(listener, peer: &peer))
+        #expect(try Client(fd: conn).readAll() == "to-peer\n")
+        #expect(try Client.tcp(missing).readAll() == "", "the start failed: closed unanswered")
+        try porter.waitForLog("OpenFile=\(dir)/nothing-here: no such file")
+        #expect(try Client.tcp(read).readAll().hasPrefix("1 key\n"), "the other sockets keep serving")
+        #expect(try porter.stop() == 0)
+    }
+
     @Test func limitsAndPrioritiesReachTheChild() throws {
         let (port, plain, refused, said) = (freePort(), freePort(), freePort(), freePort())
         let porter = try PorterRun("limits", units: [
