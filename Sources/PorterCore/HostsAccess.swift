@@ -108,6 +108,8 @@ public struct HostsAccess: Sendable {
         var out = Outcome()
         var decided = PrefixSet(), allowed = PrefixSet()
         for rule in rules {
+            // Every address decided: later rules cannot change anything.
+            if PrefixSet.everything.subtracting(decided).isEmpty { break }
             let at = "\(rule.file):\(rule.line)"
             let name = Self.daemonMatch(rule.daemons, daemon)
             if name == .no { continue }

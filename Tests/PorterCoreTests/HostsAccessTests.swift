@@ -107,6 +107,10 @@ struct HostsAccessTests {
         #expect(o.notes.contains { $0.contains("LOCAL cannot be checked") })
         let refusing = HostsAccess(allow: nil, deny: ("hosts.deny", "ALL: PARANOID\n"))
         #expect(refusing.outcome(for: "svc").refusal?.contains("PARANOID cannot be checked by porter") == true)
+        // Once every address is decided, what follows cannot matter.
+        let decided = HostsAccess(allow: ("hosts.allow", "svc: 10.\n"), deny: ("hosts.deny", "ALL: ALL\nALL: PARANOID\n"))
+        #expect(decided.outcome(for: "svc").refusal == nil)
+        #expect(decided.outcome(for: "svc").access.check([10, 1, 1, 1]) == .allowed && decided.outcome(for: "svc").access.check([11, 1, 1, 1]) != .allowed)
         // Another daemon's rules change nothing; a host name resolves.
         let other = HostsAccess(allow: ("a", "in.fingerd: 10.0.0.1\n"), deny: ("d", "in.fingerd: ALL\nsvc: gateway\n"))
         #expect(other.outcome(for: "nobody").access.allowsEveryone)
