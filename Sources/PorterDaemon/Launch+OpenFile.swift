@@ -18,24 +18,7 @@ extension Launch {
     /// blocking fd, as systemd hands it over.
     static func open(_ f: OpenFile) throws(OpenFailure) -> FileDescriptor {
         let resolved: FileDescriptor
-        do {
-            switch try SafePath.open(f.path, trust: .porter, directory: false) {
-            case .found(let fd): resolved = fd
-            case .missing(let fd, _):
-                fd.close()
-                throw OpenFailure(description: "no such file")
-            case .refused(let fd, _, let reason):
-                fd.close()
-                throw OpenFailure(description: reason)
-            case .notDirectory(let fd, let at, let name):
-                fd.close()
-                throw OpenFailure(description: "\(at)/\(name) is not a directory")
-            }
-        } catch let e as OpenFailure {
-            throw e
-        } catch {
-            throw OpenFailure(description: "\(error)")
-        }
+        do { resolved = try SafePath.file(f.path, trust: .porter) } catch { throw OpenFailure(description: error.description) }
         defer { resolved.close() }
         let through = SafePath.procPath(resolved)
         var st = stat()

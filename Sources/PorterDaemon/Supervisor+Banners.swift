@@ -37,27 +37,13 @@ extension Supervisor {
     }
 
     static func readBanner(_ path: String) throws(BannerFailure) -> [UInt8] {
-        let outcome: SafePath.Outcome
-        do { outcome = try SafePath.open(path, trust: .porter, directory: false) } catch {
-            throw BannerFailure(description: error.reason)
-        }
-        switch outcome {
-        case .found(let fd):
-            defer { fd.close() }
-            do {
-                return try Files.readBytes(SafePath.procPath(fd), limit: BannerFiles.maxBytes)
-            } catch {
-                throw BannerFailure(description: "\(error)")
-            }
-        case .missing(let fd, _):
-            fd.close()
-            throw BannerFailure(description: "no such file")
-        case .refused(let fd, _, let reason):
-            fd.close()
-            throw BannerFailure(description: reason)
-        case .notDirectory(let fd, let at, let name):
-            fd.close()
-            throw BannerFailure(description: "\(at)/\(name) is not a directory")
+        let fd: FileDescriptor
+        do { fd = try SafePath.file(path, trust: .porter) } catch { throw BannerFailure(description: error.description) }
+        defer { fd.close() }
+        do {
+            return try Files.readBytes(SafePath.procPath(fd), limit: BannerFiles.maxBytes)
+        } catch {
+            throw BannerFailure(description: "\(error)")
         }
     }
 

@@ -151,6 +151,27 @@ public enum SafePath {
         }
     }
 
+    /// Whatever is at `path`, file or not (O_PATH, owned by the caller;
+    /// open it through `procPath`), or a problem that says what was in the
+    /// way — for files porter opens on a service's behalf (banners,
+    /// OpenFile=).
+    public static func file(_ path: String, trust: Trust) throws(Problem) -> FileDescriptor {
+        let outcome: Outcome
+        do { outcome = try open(path, trust: trust, directory: false) } catch { throw Problem(description: error.description) }
+        switch outcome {
+        case .found(let fd): return fd
+        case .missing(let fd, _):
+            fd.close()
+            throw Problem(description: "no such file")
+        case .refused(let fd, _, let reason):
+            fd.close()
+            throw Problem(description: reason)
+        case .notDirectory(let fd, let at, let name):
+            fd.close()
+            throw Problem(description: "open(\(join(at, name))): \(SysError.describe(ENOTDIR))")
+        }
+    }
+
     private static func openRoot() throws(SysError) -> FileDescriptor {
         FileDescriptor(try retrying("open(/)") { porter_open("/", PORTER_O_PATH | O_DIRECTORY | O_CLOEXEC, 0) })
     }
