@@ -138,6 +138,9 @@ struct FuzzTests {
             _ = try? Values.boolean(s)
             _ = try? Values.signal(s)
             _ = try? Values.integer(s, in: 0...1000)
+            if let f = try? OpenFile.parse("/" + s) {
+                #expect(f.path.hasPrefix("/") && !f.name.isEmpty && !f.name.contains(":"), "\(s) -> \(f)")
+            }
             for kind in [SocketKind.stream, .datagram, .sequentialPacket] {
                 if let a = try? ListenAddress.parse(s, kind: kind) {
                     // What parses prints back as something that parses to the same.
