@@ -43,6 +43,21 @@ public struct PathCondition: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The last component of a path.
+    /// systemd's hidden_or_backup_file(): what DirectoryNotEmpty= (and
+    /// ConditionDirectoryNotEmpty=) do not count — dot files (the temporary
+    /// name of a file written then renamed into a spool), backups, package
+    /// managers' leftovers.
+    public static func isHiddenOrBackup(_ name: String) -> Bool {
+        if name.hasPrefix(".") || name.hasSuffix("~") || ["lost+found", "aquota.user", "aquota.group"].contains(name) { return true }
+        guard let dot = name.lastIndex(of: ".") else { return false }
+        return Self.backupSuffixes.contains(String(name[name.index(after: dot)...]))
+    }
+
+    static let backupSuffixes: Set<String> = [
+        "ignore", "rpmnew", "rpmsave", "rpmorig", "dpkg-old", "dpkg-new", "dpkg-tmp", "dpkg-dist", "dpkg-bak", "dpkg-backup",
+        "dpkg-remove", "ucf-new", "ucf-old", "ucf-dist", "swp", "bak", "old", "new",
+    ]
+
     public static func baseName(of path: String) -> String {
         path.split(separator: "/").last.map(String.init) ?? path
     }

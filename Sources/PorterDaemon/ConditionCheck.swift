@@ -48,7 +48,7 @@ public struct ConditionCheck {
             return statvfs(v, &st) == 0 && st.f_flag & UInt(ST_RDONLY) == 0
         case .directoryNotEmpty:
             guard ((try? Files.status(v)) ?? nil)?.isDirectory == true, let names = try? Files.list(v) else { return false }
-            return !names.isEmpty
+            return names.contains { !PathCondition.isHiddenOrBackup($0) }
         case .fileNotEmpty:
             guard let st = (try? Files.status(v)) ?? nil else { return false }
             return st.isRegular && st.size > 0

@@ -264,7 +264,10 @@ extension Supervisor {
         switch cond.kind {
         case .exists: return conditionPathExists(rt, c) ? cond.path : nil
         case .existsGlob: return withDirectory(rt, c) { Files.firstEntry(in: $0, matching: cond.pattern) }?.map { cond.directory + "/" + $0 }
-        case .directoryNotEmpty: return withDirectory(rt, c) { Files.firstEntry(in: $0) }?.map { cond.directory + "/" + $0 }
+        case .directoryNotEmpty:
+            // As systemd: hidden and backup files do not count (a spool's
+            // `.name.tmp` is not work yet; its rename into place is).
+            return withDirectory(rt, c) { Files.firstEntry(in: $0, where: { !PathCondition.isHiddenOrBackup($0) }) }?.map { cond.directory + "/" + $0 }
         case .changed, .modified: return nil
         }
     }

@@ -176,11 +176,14 @@ public enum Files {
         return names
     }
 
-    /// The first entry of `dir` by name (matching `pattern`, if any).
-    public static func firstEntry(in dir: FileDescriptor, matching pattern: String? = nil) -> String? {
+    /// The first entry of `dir` by name (matching `pattern`, if any, and
+    /// `include`).
+    public static func firstEntry(in dir: FileDescriptor, matching pattern: String? = nil,
+                                  where include: (String) -> Bool = { _ in true }) -> String? {
         var first: String? = nil
         try? forEachEntry(in: dir) { name, _ in
             if let pattern, !matches(name, pattern: pattern) { return true }
+            if !include(name) { return true }
             if first == nil || name < first! { first = name }
             return true
         }

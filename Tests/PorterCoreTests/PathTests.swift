@@ -259,3 +259,16 @@ struct PathTriggerTableTests {
         for _ in 0..<1000 { #expect(free.handle(.changed("/a", serviceIdle: true), now: Self.t0) == [.start("/a")]) }
     }
 }
+
+/// systemd's hidden_or_backup_file(), which DirectoryNotEmpty= ignores.
+@Suite("hidden or backup files")
+struct HiddenOrBackupTests {
+    @Test func asSystemdSays() {
+        for hidden in [".x.tmp", ".", "a~", "lost+found", "conf.dpkg-old", "x.rpmnew", "y.bak", "z.swp", "a.b.new"] {
+            #expect(PathCondition.isHiddenOrBackup(hidden), "\(hidden)")
+        }
+        for shown in ["letter", "report.pdf", "a.tmp", "new", "x.bak2", "lost+found2"] {
+            #expect(!PathCondition.isHiddenOrBackup(shown), "\(shown)")
+        }
+    }
+}

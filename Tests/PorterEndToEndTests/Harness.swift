@@ -23,13 +23,13 @@ func now() -> Instant { Instant(nanoseconds: monotonicNanoseconds()) }
 
 /// Polls `condition` every 10 ms until it holds or `seconds` pass.
 @discardableResult
-func waitUntil(_ seconds: Double = 10, _ what: String, _ condition: () throws -> Bool) throws -> Bool {
+func waitUntil(_ seconds: Double = 10, _ what: @autoclosure () -> String, _ condition: () throws -> Bool) throws -> Bool {
     let deadline = now() + .milliseconds(Int(seconds * 1000))
     while now() < deadline {
         if try condition() { return true }
         usleep(10_000)
     }
-    throw TestFailure("timed out after \(seconds)s waiting for \(what)")
+    throw TestFailure("timed out after \(seconds)s waiting for \(what())")
 }
 
 func writeFile(_ path: String, _ text: String, mode: mode_t = 0o644) {
