@@ -19,9 +19,11 @@ let package = Package(
         .executableTarget(name: "porter", dependencies: ["PorterDaemon"]),
         // A tiny handler the end-to-end tests spawn; it reports what it received.
         // Optimized even in debug builds: it sums and sends gigabytes for the proxy tests.
-        .executableTarget(name: "porter-test-handler", dependencies: ["CPorter"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .executableTarget(name: "porter-test-handler", dependencies: ["CPorter", "PorterTestSupport"], swiftSettings: [.unsafeFlags(["-O"])]),
+        // What the handler and the tests must compute alike (the stream checksum); optimized too.
+        .target(name: "PorterTestSupport", swiftSettings: [.unsafeFlags(["-O"])]),
         .testTarget(name: "PorterCoreTests", dependencies: ["PorterCore"]),
         .testTarget(name: "PorterSysTests", dependencies: ["PorterSys", "PorterDaemon"]),
-        .testTarget(name: "PorterEndToEndTests", dependencies: ["PorterSys", "PorterDaemon"]),
+        .testTarget(name: "PorterEndToEndTests", dependencies: ["PorterSys", "PorterDaemon", "PorterTestSupport"]),
     ]
 )

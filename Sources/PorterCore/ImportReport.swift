@@ -16,6 +16,23 @@ public struct ImportResult: Sendable {
 
     public var unitNames: [String] { units.map(\.name) }
 
+    /// One service's conversion, either importer's: its units and rows, or
+    /// the row that says why it was skipped. True when it was converted.
+    @discardableResult
+    mutating func add(_ outcome: Result<([(name: String, text: String)], [ImportRow]), ImportRow>, service label: String) -> Bool {
+        switch outcome {
+        case .success(let (units, rows)):
+            self.units += units
+            self.rows += rows
+            converted.append(label)
+            return true
+        case .failure(let row):
+            rows.append(row)
+            skipped.append("\(label) (\(row.attribute))")
+            return false
+        }
+    }
+
     /// The report as text: the rows that are not exact, then the access
     /// table, then a summary line.
     public func render() -> String {

@@ -122,15 +122,7 @@ public struct InetdImport {
                                              note: "disabled by update-inetd: not converted"))
                 continue
             }
-            switch convertOne(e, used: &used) {
-            case .success(let (units, rows)):
-                result.units += units
-                result.rows += rows
-                result.converted.append(label)
-            case .failure(let row):
-                result.rows.append(row)
-                result.skipped.append("\(label) (\(row.attribute))")
-            }
+            result.add(convertOne(e, used: &used), service: label)
         }
         return result
     }

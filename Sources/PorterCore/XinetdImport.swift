@@ -59,16 +59,7 @@ public struct XinetdImport {
                                              note: "\(s.file):\(s.line): an earlier service has this id; xinetd ignores this one too"))
                 continue
             }
-            switch convertOne(s, unit: unit) {
-            case .success(let (units, rows)):
-                used.insert(unit)
-                result.units += units
-                result.rows += rows
-                result.converted.append(id)
-            case .failure(let row):
-                result.rows.append(row)
-                result.skipped.append("\(id) (\(row.attribute))")
-            }
+            if result.add(convertOne(s, unit: unit), service: id) { used.insert(unit) }
         }
         return result
     }

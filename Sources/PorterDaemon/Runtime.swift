@@ -72,27 +72,10 @@ final class SocketRuntime {
         case `internal`(InternalLink)
     }
 
-    final class InternalLink {
-        let service: InternalService
-        /// Stream sockets: at most MaxConnections= open at once, the rest
-        /// wait in the backlog (as for Accept=yes).
+    /// What every handler where porter accepts has: its accept machine,
+    /// whose every change may move the socket's deadline.
+    class AcceptingLink {
         var machine: AcceptMachine { didSet { timers.touch(key) } }
-        private let timers: Timers
-        private let key: TimerKey
-        init(service: InternalService, machine: AcceptMachine, timers: Timers, key: TimerKey) {
-            self.service = service
-            self.machine = machine
-            self.timers = timers
-            self.key = key
-        }
-    }
-
-    final class ProxyLink {
-        var service: UnitID?
-        /// The same limit as Accept=yes: relays instead of instances.
-        var machine: AcceptMachine { didSet { timers.touch(key) } }
-        /// UDP: one flow per client address, per datagram listener.
-        var flows: [[UInt8]: UInt64] = [:]
         private let timers: Timers
         private let key: TimerKey
         init(machine: AcceptMachine, timers: Timers, key: TimerKey) {
@@ -102,18 +85,30 @@ final class SocketRuntime {
         }
     }
 
-    final class Instances {
+    /// Stream sockets: at most MaxConnections= open at once, the rest wait
+    /// in the backlog (as for Accept=yes).
+    final class InternalLink: AcceptingLink {
+        let service: InternalService
+        init(service: InternalService, machine: AcceptMachine, timers: Timers, key: TimerKey) {
+            self.service = service
+            super.init(machine: machine, timers: timers, key: key)
+        }
+    }
+
+    /// The same limit as Accept=yes: relays instead of instances.
+    final class ProxyLink: AcceptingLink {
+        var service: UnitID?
+        /// UDP: one flow per client address, per datagram listener.
+        var flows: [[UInt8]: UInt64] = [:]
+    }
+
+    /// Every machine call may move its deadline (a back-off after a failed accept).
+    final class Instances: AcceptingLink {
         /// A reload may replace it; running instances keep theirs.
         var template: PreparedService
-        /// Every call may move its deadline (a back-off after a failed accept).
-        var machine: AcceptMachine { didSet { timers.touch(key) } }
-        private let timers: Timers
-        private let key: TimerKey
         init(template: PreparedService, machine: AcceptMachine, timers: Timers, key: TimerKey) {
             self.template = template
-            self.machine = machine
-            self.timers = timers
-            self.key = key
+            super.init(machine: machine, timers: timers, key: key)
         }
     }
 
@@ -207,27 +202,22 @@ final class SocketRuntime {
         return nil
     }
 
-    /// The accept machine of every handler where porter accepts (Accept=yes,
-    /// a proxy, a built-in); nil for Accept=no. Setting it sets the
-    /// handler's own, whose observer moves the socket's deadline.
+    /// The link of every handler where porter accepts (Accept=yes, a proxy,
+    /// a built-in); nil for Accept=no.
+    var accepting: AcceptingLink? {
+        switch handler {
+        case .instances(let i): return i
+        case .proxy(let p): return p
+        case .internal(let b): return b
+        case .service: return nil
+        }
+    }
+
+    /// Its accept machine. Setting it sets the handler's own, whose
+    /// observer moves the socket's deadline.
     var acceptMachine: AcceptMachine? {
-        get {
-            switch handler {
-            case .instances(let i): return i.machine
-            case .proxy(let p): return p.machine
-            case .internal(let b): return b.machine
-            case .service: return nil
-            }
-        }
-        set {
-            guard let m = newValue else { return }
-            switch handler {
-            case .instances(let i): i.machine = m
-            case .proxy(let p): p.machine = m
-            case .internal(let b): b.machine = m
-            case .service: break
-            }
-        }
+        get { accepting?.machine }
+        set { if let m = newValue { accepting?.machine = m } }
     }
 
     var template: PreparedService? { instances?.template }

@@ -251,10 +251,12 @@ extension Supervisor {
         relay.retryAt = st.retryAt
         relay.attempts = st.attempts
         relay.giveUpAt = st.giveUpAt
-        relay.up = Relay.Direction(pipe: up.map { ($0.0, $0.1) }, capacity: st.up.capacity, inPipe: st.up.inPipe, eof: st.up.eof,
-                                   shutDown: st.up.shutDown, moved: st.up.moved, bulk: st.up.bulk ?? false)
-        relay.down = Relay.Direction(pipe: down.map { ($0.0, $0.1) }, capacity: st.down.capacity, inPipe: st.down.inPipe, eof: st.down.eof,
-                                     shutDown: st.down.shutDown, moved: st.down.moved, bulk: st.down.bulk ?? false)
+        func direction(_ d: UpgradeState.RelayState.Direction, _ p: (FileDescriptor, FileDescriptor)?) -> Relay.Direction {
+            Relay.Direction(pipe: p.map { ($0.0, $0.1) }, capacity: d.capacity, inPipe: d.inPipe, eof: d.eof,
+                            shutDown: d.shutDown, moved: d.moved, bulk: d.bulk ?? false)
+        }
+        relay.up = direction(st.up, up)
+        relay.down = direction(st.down, down)
         let events: Epoll.Events = [.readable, .writable, .readHangup, .edgeTriggered]
         guard let token = try? loop.register(client, .relay(relay.id), events: events) else {
             relay.close(reset: true, pipes: nil)

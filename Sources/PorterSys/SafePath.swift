@@ -135,20 +135,7 @@ public enum SafePath {
     /// The directory at `path` (O_PATH, owned by the caller), or a problem
     /// that says what was in the way.
     public static func directory(_ path: String, trust: Trust, create mode: UInt32? = nil) throws(Problem) -> FileDescriptor {
-        let outcome: Outcome
-        do { outcome = try open(path, trust: trust, create: mode) } catch { throw Problem(description: error.description) }
-        switch outcome {
-        case .found(let fd): return fd
-        case .missing(let fd, let at):
-            fd.close()
-            throw Problem(description: "\(path): no such directory (\(at) is the deepest that exists)")
-        case .refused(let fd, _, let reason):
-            fd.close()
-            throw Problem(description: reason)
-        case .notDirectory(let fd, let at, let name):
-            fd.close()
-            throw Problem(description: "open(\(join(at, name))): \(SysError.describe(ENOTDIR))")
-        }
+        try found(path, trust: trust, create: mode, directory: true) { "\(path): no such directory (\($0) is the deepest that exists)" }
     }
 
     /// Whatever is at `path`, file or not (O_PATH, owned by the caller;
@@ -156,13 +143,21 @@ public enum SafePath {
     /// way — for files porter opens on a service's behalf (banners,
     /// OpenFile=).
     public static func file(_ path: String, trust: Trust) throws(Problem) -> FileDescriptor {
+        try found(path, trust: trust, create: nil, directory: false) { _ in "no such file" }
+    }
+
+    /// `open`, with every outcome but `.found` as one message (`missing`
+    /// words the one for a component that does not exist, given the
+    /// deepest that does).
+    private static func found(_ path: String, trust: Trust, create mode: UInt32?, directory: Bool,
+                              missing: (String) -> String) throws(Problem) -> FileDescriptor {
         let outcome: Outcome
-        do { outcome = try open(path, trust: trust, directory: false) } catch { throw Problem(description: error.description) }
+        do { outcome = try open(path, trust: trust, create: mode, directory: directory) } catch { throw Problem(description: error.description) }
         switch outcome {
         case .found(let fd): return fd
-        case .missing(let fd, _):
+        case .missing(let fd, let at):
             fd.close()
-            throw Problem(description: "no such file")
+            throw Problem(description: missing(at))
         case .refused(let fd, _, let reason):
             fd.close()
             throw Problem(description: reason)

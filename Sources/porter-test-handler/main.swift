@@ -68,6 +68,7 @@
 //                       milliseconds, write "released", exit 0
 import CPorter
 import Glibc
+import PorterTestSupport
 
 func readText(_ path: String) -> String {
     let fd = porter_open(path, O_RDONLY | O_CLOEXEC, 0)
@@ -612,29 +613,6 @@ default:
 
 /// The pattern byte at `offset` of a "send" stream (what tests check).
 func patternByte(_ offset: Int) -> UInt8 { UInt8(truncatingIfNeeded: offset &* 31 &+ 7) }
-
-/// Fletcher-style sums over 8-byte words (the tests compute the same).
-struct WordSum {
-    var s1: UInt64 = 0, s2: UInt64 = 0, count: UInt64 = 0
-    var carry: [UInt8] = []
-    mutating func add(_ p: UnsafeRawBufferPointer) {
-        var bytes = p[...]
-        count &+= UInt64(p.count)
-        if !carry.isEmpty {
-            while carry.count < 8, let b = bytes.first { carry.append(b); bytes = bytes.dropFirst() }
-            if carry.count == 8 { word(carry.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }); carry.removeAll() }
-        }
-        let whole = bytes.count / 8
-        let base = UnsafeRawBufferPointer(rebasing: bytes)
-        for i in 0..<whole { word(base.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
-        carry += bytes.suffix(bytes.count - whole * 8)
-    }
-    mutating func word(_ w: UInt64) {
-        s1 = s1 &+ w
-        s2 = s2 &+ s1
-    }
-    var text: String { "bytes \(count) sum \(s1 &+ UInt64(carry.count)):\(s2)" }
-}
 
 func backend(_ args: [String]) {
     guard args.count > 1 else { exit(2) }

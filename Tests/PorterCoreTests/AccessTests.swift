@@ -168,7 +168,7 @@ struct AccessTests {
 }
 
 /// A small deterministic generator for the property tests.
-struct SplitMix {
+struct SplitMix: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

@@ -7,16 +7,6 @@ import Testing
 /// a failure reproducible; PORTER_FUZZ_ITERATIONS runs longer by hand.
 /// The inputs are built from the tokens the grammars care about, so most
 /// of them get past the first character.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 let fuzzIterations: Int = getenv("PORTER_FUZZ_ITERATIONS").flatMap { Int(String(cString: $0)) } ?? 3000
 
@@ -28,7 +18,7 @@ let fuzzTokens: [[UInt8]] = [
     "/tmp/x", "@abstract", "5s", "infinity", "1min", "SIGTERM", "x", "é", "Grüße",
 ].map { Array($0.utf8) } + [[0], [0xFF], [0xC3], [0xE2, 0x82], [0xF0, 0x9F, 0x98, 0x80], [0x1B]]
 
-func fuzzInput(_ rng: inout SplitMix64, maxTokens: Int = 40) -> [UInt8] {
+func fuzzInput(_ rng: inout SplitMix, maxTokens: Int = 40) -> [UInt8] {
     var out: [UInt8] = []
     for _ in 0..<Int.random(in: 0...maxTokens, using: &rng) {
         if Int.random(in: 0..<10, using: &rng) == 0 {
@@ -45,7 +35,7 @@ struct FuzzTests {
     /// Unit files: never a crash; every diagnostic names the file; at most
     /// the capped number per file; nothing parsed keeps a NUL or U+FFFD.
     @Test func unitFiles() {
-        var rng = SplitMix64(state: 0x5eed_0001)
+        var rng = SplitMix(seed: 0x5eed_0001)
         for i in 0..<fuzzIterations {
             let bytes = fuzzInput(&rng, maxTokens: 60)
             let name = ["a.socket", "a@.service", "a.service", "a.path"][i % 4]
@@ -71,7 +61,7 @@ struct FuzzTests {
     /// converters write parses as units porter accepts or refuses with a
     /// diagnostic, never with a crash.
     @Test func legacyConfigurations() {
-        var rng = SplitMix64(state: 0x5eed_0013)
+        var rng = SplitMix(seed: 0x5eed_0013)
         let xinetdTokens: [[UInt8]] = ["service ", "defaults", "{", "}", "\n", " = ", " += ", " -= ", "socket_type", "stream", "dgram",
             "wait", "yes", "no", "server", "/bin/x", "server_args", "only_from", "no_access", "10.0.0.0", "10.1.0.0/16", "::1",
             "redirect", "127.0.0.1 80", "type", "INTERNAL", "UNLISTED", "echo", "port", "70000", "7", "flags", "IPv6", "NAMEINARGS",
@@ -118,7 +108,7 @@ struct FuzzTests {
     }
 
     @Test func environmentFiles() {
-        var rng = SplitMix64(state: 0x5eed_0002)
+        var rng = SplitMix(seed: 0x5eed_0002)
         for _ in 0..<fuzzIterations {
             let text = String(decoding: fuzzInput(&rng), as: UTF8.self)
             var warned = 0
@@ -128,7 +118,7 @@ struct FuzzTests {
     }
 
     @Test func valuesAndAddresses() {
-        var rng = SplitMix64(state: 0x5eed_0003)
+        var rng = SplitMix(seed: 0x5eed_0003)
         for _ in 0..<fuzzIterations {
             let s = String(decoding: fuzzInput(&rng, maxTokens: 8), as: UTF8.self)
             _ = try? Quoting.split(s)
@@ -182,7 +172,7 @@ struct WireFormatTests {
     }
 
     @Test func fuzzInotifyAndNotify() {
-        var rng = SplitMix64(state: 0x5eed_0004)
+        var rng = SplitMix(seed: 0x5eed_0004)
         for _ in 0..<fuzzIterations {
             var bytes: [UInt8] = []
             for _ in 0..<Int.random(in: 0...6, using: &rng) {
@@ -223,7 +213,7 @@ struct DeadlineHeapTests {
     /// Against a plain scan, on random moves: the same earliest deadline and
     /// the same due keys; stale entries stay bounded.
     @Test func agreesWithAScan() {
-        var rng = SplitMix64(state: 0x5eed_0005)
+        var rng = SplitMix(seed: 0x5eed_0005)
         var deadlines: [Int: Instant] = [:]
         var h = DeadlineHeap<Int>()
         var now = Self.t(0)
@@ -273,7 +263,7 @@ struct IPAddressTests {
     }
 
     @Test func formatsAsGlibc() {
-        var rng = SplitMix64(state: 0x5eed_0006)
+        var rng = SplitMix(seed: 0x5eed_0006)
         for _ in 0..<5000 {
             // Mostly zero groups, so compression cases come up often.
             var b = [UInt8](repeating: 0, count: 16)
@@ -327,7 +317,7 @@ struct SockDiagTests {
     }
 
     @Test func fuzzReplies() {
-        var rng = SplitMix64(state: 0x5eed_0007)
+        var rng = SplitMix(seed: 0x5eed_0007)
         for _ in 0..<fuzzIterations {
             var bytes: [UInt8] = []
             for _ in 0..<Int.random(in: 0...4, using: &rng) {
@@ -367,7 +357,7 @@ struct OwnWireFuzzTests {
         "0", "-1", "1.5e3", "18446744073709551616", " ", "\n", "\"k\":", "é",
     ].map { Array($0.utf8) } + [[0], [0xFF], [0xC3], [0x1F]]
 
-    static func input(_ rng: inout SplitMix64, _ tokens: [[UInt8]], max: Int) -> [UInt8] {
+    static func input(_ rng: inout SplitMix, _ tokens: [[UInt8]], max: Int) -> [UInt8] {
         var out: [UInt8] = []
         for _ in 0..<Int.random(in: 0...max, using: &rng) {
             if Int.random(in: 0..<12, using: &rng) == 0 { out.append(UInt8.random(in: 0...255, using: &rng)) }
@@ -377,7 +367,7 @@ struct OwnWireFuzzTests {
     }
 
     @Test func json() throws {
-        var rng = SplitMix64(state: 0x5eed_0010)
+        var rng = SplitMix(seed: 0x5eed_0010)
         for _ in 0..<fuzzIterations {
             let bytes = Self.input(&rng, Self.jsonTokens, max: 30)
             guard let v = try? JSON.parse(bytes) else { continue }
@@ -387,7 +377,7 @@ struct OwnWireFuzzTests {
     }
 
     @Test func controlRequests() {
-        var rng = SplitMix64(state: 0x5eed_0011)
+        var rng = SplitMix(seed: 0x5eed_0011)
         let tokens: [[UInt8]] = ["porter/1", "porter/2", "porter/", " ", "\t", "\r", "\n", "status", "stop", "start", "reload",
                                  "upgrade", "version", "echo.socket", "a@.service", "x.path", "../x", "@", "é"].map { Array($0.utf8) } + [[0], [0xFF]]
         for _ in 0..<fuzzIterations {
@@ -401,7 +391,7 @@ struct OwnWireFuzzTests {
     }
 
     @Test func httpRequests() {
-        var rng = SplitMix64(state: 0x5eed_0012)
+        var rng = SplitMix(seed: 0x5eed_0012)
         let tokens: [[UInt8]] = ["GET", "HEAD", "POST", " ", "/metrics", "/", "?a", "HTTP/1.1", "HTTP/1.0", "\r\n", "\n",
                                  "Host: x", ":", "\t", "é"].map { Array($0.utf8) } + [[0], [0x7F], [0xFF]]
         for _ in 0..<fuzzIterations {
@@ -415,7 +405,7 @@ struct OwnWireFuzzTests {
     }
 
     @Test func porterConf() {
-        var rng = SplitMix64(state: 0x5eed_0013)
+        var rng = SplitMix(seed: 0x5eed_0013)
         let tokens = fuzzTokens + ["[Porter]", "ControlSocket", "MetricsListen", "LogTarget", "syslog", "SyslogFacility", "local7"].map { Array($0.utf8) }
         for _ in 0..<fuzzIterations {
             let (_, d) = PorterSettings.parse(file: "porter.conf", bytes: Self.input(&rng, tokens, max: 30))

@@ -20,17 +20,7 @@ func scenarioMigrate(_ o: Options, _ results: Results) {
     let (spawnPort, echoPort, chargenPort) = (port0, port0 + 1, port0 + 2)
     let dir = scratch("migrate")
     let conf = dir + "/xinetd.conf"
-    writeText(conf, """
-        defaults
-        {
-        \tinstances      = UNLIMITED
-        \tper_source     = UNLIMITED
-        \tcps            = 1000000 1
-        \tlog_type       = FILE \(dir)/services.log
-        \tlog_on_success =
-        \tlog_on_failure = HOST
-        }
-
+    writeText(conf, Systems.xinetdDefaults(dir) + """
         service hello
         {
         \ttype        = UNLISTED

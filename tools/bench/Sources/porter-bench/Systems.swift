@@ -138,20 +138,25 @@ enum Systems {
             return { start("floor", argv + ["--", hello]) }
         })
 
-    // xinetd: limits raised so it never throttles, no per-connection logging.
-    static func xinetdConfig(_ dir: String, _ services: [(port: UInt16, wait: Bool, server: String, args: String)]) -> String {
-        var c = """
-            defaults
-            {
-            \tinstances      = UNLIMITED
-            \tper_source     = UNLIMITED
-            \tcps            = 1000000 1
-            \tlog_type       = FILE \(dir)/services.log
-            \tlog_on_success =
-            \tlog_on_failure = HOST
-            }
+    /// xinetd's defaults for the benchmarks: limits raised so it never
+    /// throttles, no per-connection logging.
+    static func xinetdDefaults(_ dir: String) -> String {
+        """
+        defaults
+        {
+        \tinstances      = UNLIMITED
+        \tper_source     = UNLIMITED
+        \tcps            = 1000000 1
+        \tlog_type       = FILE \(dir)/services.log
+        \tlog_on_success =
+        \tlog_on_failure = HOST
+        }
 
-            """
+        """
+    }
+
+    static func xinetdConfig(_ dir: String, _ services: [(port: UInt16, wait: Bool, server: String, args: String)]) -> String {
+        var c = xinetdDefaults(dir)
         for (i, s) in services.enumerated() {
             c += """
                 service bench-\(i)
